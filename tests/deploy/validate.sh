@@ -87,6 +87,32 @@ images_check() {
   python3 tests/deploy/check_images.py "$work/images" --rendered "$work/production.yaml"
 }
 step "image contexts and runtime configs" images_check
+release_pinning() {
+  # deploy.sh pins a release by layering an `images:` override on an overlay; every one of the
+  # six images must then carry that tag (an override that matches no image would be silent).
+  local env rel rc=0
+  for env in staging production; do
+    rel=$(mktemp -d k8s/spinkube/.release-check-XXXXXX)
+    {
+      echo "resources: [../overlays/$env]"
+      echo "images:"
+      for img in user product order delivery migrate relay; do
+        echo "  - {name: ghcr.io/marketplace/marketplace-$img, newName: registry.example/marketplace-$img, newTag: \"0123abc\"}"
+      done
+    } > "$rel/kustomization.yaml"
+    if python3 tests/deploy/kustomize.py "$rel" > "$work/release.yaml"; then
+      local want got
+      want=$(printf 'registry.example/marketplace-%s:0123abc\n' delivery migrate order product relay user)
+      got=$(grep -oE 'image: [^ ]*marketplace-[a-z]+:[^ ]+' "$work/release.yaml" | sed 's/^image: //' | sort -u)
+      if [ "$got" = "$want" ]; then echo "$env: all six images pinned"; else echo "$env: images are"; echo "$got"; rc=1; fi
+    else
+      rc=1
+    fi
+    rm -rf "$rel"
+  done
+  return "$rc"
+}
+step "a release tag pins all six images" release_pinning
 step "relay trigger unit test" python3 tests/deploy/test_relay.py
 
 echo "deploy validation: $passed passed, $failed failed"
