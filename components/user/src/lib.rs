@@ -1,1 +1,1 @@
-//! The user service (not implemented yet: every route answers 404 until its issue lands).
+//! The user service (business endpoints land with issue #3).

@@ -1,0 +1,255 @@
+//! RFC 9457 problem documents: the one shape every error answer takes.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// Field name → messages, for validation failures (`errors` in the document).
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct FieldErrors(BTreeMap<String, Vec<String>>);
+
+impl FieldErrors {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records a message against a field (a JSON path such as `items[0].quantity`).
+    pub fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.entry(field.into()).or_default().push(message.into());
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn contains(&self, field: &str) -> bool {
+        self.0.contains_key(field)
+    }
+
+    /// `Ok(())` when nothing was recorded, else a 422 naming every bad field.
+    pub fn into_result(self) -> Result<(), Problem> {
+        if self.is_empty() {
+            Ok(())
+        } else {
+            Err(Problem::validation(self))
+        }
+    }
+}
+
+/// An error answer: status, RFC 9457 body and the headers the contract requires with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub status: u16,
+    /// Short slug naming the problem type; the `type` URI is derived from it.
+    pub kind: &'static str,
+    pub title: &'static str,
+    pub detail: String,
+    pub errors: Option<FieldErrors>,
+    /// Extra headers (`WWW-Authenticate`, `Allow`, `Retry-After`).
+    pub headers: Vec<(&'static str, String)>,
+}
+
+#[derive(Serialize)]
+struct Document<'a> {
+    #[serde(rename = "type")]
+    type_: String,
+    title: &'a str,
+    status: u16,
+    detail: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<&'a FieldErrors>,
+}
+
+/// Media type of problem documents.
+pub const CONTENT_TYPE: &str = "application/problem+json";
+
+impl Problem {
+    fn new(
+        status: u16,
+        kind: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self {
+            status,
+            kind,
+            title,
+            detail: detail.into(),
+            errors: None,
+            headers: Vec::new(),
+        }
+    }
+
+    /// 400: malformed JSON or query string.
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(400, "bad-request", "Bad request", detail)
+    }
+
+    /// 401 with `WWW-Authenticate: Bearer`.
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(401, "unauthorized", "Unauthorized", detail)
+            .with_header("www-authenticate", "Bearer".to_string())
+    }
+
+    /// 403: authenticated but not allowed.
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(403, "forbidden", "Forbidden", detail)
+    }
+
+    /// 404: unknown resource, or one the caller may not know exists.
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(404, "not-found", "Not found", detail)
+    }
+
+    /// 405 with the `Allow` header listing the methods the path accepts.
+    pub fn method_not_allowed(allowed: &[&str]) -> Self {
+        Self::new(
+            405,
+            "method-not-allowed",
+            "Method not allowed",
+            format!("allowed: {}", allowed.join(", ")),
+        )
+        .with_header("allow", allowed.join(", "))
+    }
+
+    /// 409: the resource's state does not allow this.
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        Self::new(409, "conflict", "Conflict", detail)
+    }
+
+    /// 413: body over the 1 MiB limit.
+    pub fn payload_too_large() -> Self {
+        Self::new(
+            413,
+            "payload-too-large",
+            "Payload too large",
+            "the body is larger than 1 MiB",
+        )
+    }
+
+    /// 415: body that is not `application/json`.
+    pub fn unsupported_media_type() -> Self {
+        Self::new(
+            415,
+            "unsupported-media-type",
+            "Unsupported media type",
+            "the body must be application/json",
+        )
+    }
+
+    /// 422 naming every bad field.
+    pub fn validation(errors: FieldErrors) -> Self {
+        let mut p = Self::new(
+            422,
+            "validation",
+            "Invalid input",
+            "one or more fields are invalid",
+        );
+        p.errors = Some(errors);
+        p
+    }
+
+    /// 422 about a single field.
+    pub fn invalid_field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        let mut errors = FieldErrors::new();
+        errors.add(field, message);
+        Self::validation(errors)
+    }
+
+    /// 422 without a particular field (e.g. an idempotency key reused with another body).
+    pub fn unprocessable(detail: impl Into<String>) -> Self {
+        Self::new(422, "unprocessable", "Unprocessable request", detail)
+    }
+
+    /// 429 with `Retry-After` in seconds.
+    pub fn too_many_requests(retry_after_secs: u64, detail: impl Into<String>) -> Self {
+        Self::new(429, "too-many-requests", "Too many requests", detail)
+            .with_header("retry-after", retry_after_secs.max(1).to_string())
+    }
+
+    /// 503 naming the dependency that is down.
+    pub fn service_unavailable(dependency: &str) -> Self {
+        Self::new(
+            503,
+            "service-unavailable",
+            "Service unavailable",
+            format!("dependency unavailable: {dependency}"),
+        )
+    }
+
+    /// 500 with a generic body; callers log the cause themselves.
+    pub fn internal() -> Self {
+        Self::new(
+            500,
+            "internal",
+            "Internal error",
+            "the server could not complete the request",
+        )
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: String) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// The `type` URI of this problem.
+    pub fn type_uri(&self) -> String {
+        format!("https://marketplace.example/problems/{}", self.kind)
+    }
+
+    /// The `application/problem+json` body.
+    pub fn to_json(&self) -> Vec<u8> {
+        let doc = Document {
+            type_: self.type_uri(),
+            title: self.title,
+            status: self.status,
+            detail: &self.detail,
+            errors: self.errors.as_ref(),
+        };
+        serde_json::to_vec(&doc).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.status, self.title, self.detail)
+    }
+}
+
+impl std::error::Error for Problem {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_document_names_every_field() {
+        let mut e = FieldErrors::new();
+        e.add("title", "must not be empty");
+        e.add("price_cents", "must be positive");
+        let doc: serde_json::Value =
+            serde_json::from_slice(&Problem::validation(e).to_json()).unwrap();
+        assert_eq!(doc["status"], 422);
+        assert_eq!(doc["errors"]["title"][0], "must not be empty");
+        assert!(doc["errors"]["price_cents"].is_array());
+        assert!(doc["type"].as_str().unwrap().ends_with("/validation"));
+    }
+
+    #[test]
+    fn unauthorized_carries_bearer_challenge() {
+        let p = Problem::unauthorized("missing token");
+        assert!(
+            p.headers
+                .contains(&("www-authenticate", "Bearer".to_string()))
+        );
+        let doc: serde_json::Value = serde_json::from_slice(&p.to_json()).unwrap();
+        assert!(doc.get("errors").is_none());
+    }
+
+    #[test]
+    fn method_not_allowed_lists_methods() {
+        let p = Problem::method_not_allowed(&["GET", "PATCH"]);
+        assert_eq!(p.headers, vec![("allow", "GET, PATCH".to_string())]);
+    }
+}

@@ -1,0 +1,556 @@
+//! Access and service tokens: EdDSA (Ed25519) JWTs, verified locally in every service.
+//!
+//! Key formats (Spin variables, see docs/conventions.md):
+//! - public keys: comma-separated `kid:base64url(32-byte public key)`;
+//! - service public keys: comma-separated `service:kid:base64url(public key)`;
+//! - signing keys: `kid:base64url(32-byte seed)`.
+//!
+//! Only `EdDSA` is accepted: `alg: none`, HS256 signed with the public key as a secret, and any
+//! other algorithm are refused before a key is even looked up.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ed25519_dalek::SigningKey;
+use ed25519_dalek::pkcs8::EncodePrivateKey;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::problem::Problem;
+use crate::wit::{Claims, Role, TokenError};
+
+/// Seconds of clock skew tolerated on `exp`/`iat` between services.
+pub const LEEWAY_SECS: u64 = 30;
+/// Lifetime of a service token.
+pub const SERVICE_TOKEN_TTL_SECS: i64 = 60;
+
+/// A configuration value that could not be parsed (a deployment error, never client input).
+#[derive(Debug, thiserror::Error)]
+#[error("invalid key configuration: {0}")]
+pub struct KeyConfigError(String);
+
+/// The claims as they travel in the JWT.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WireClaims {
+    pub sub: String,
+    pub role: String,
+    pub iss: String,
+    pub aud: String,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: String,
+}
+
+impl TokenError {
+    /// Why, in words safe to show the caller.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            TokenError::Missing => "missing bearer token",
+            TokenError::Malformed => "malformed token",
+            TokenError::BadSignature => "invalid token signature",
+            TokenError::UnknownKey => "token signed by an unknown key",
+            TokenError::Expired => "token expired",
+            TokenError::WrongIssuer => "token from an unexpected issuer",
+            TokenError::WrongAudience => "token for another audience",
+            TokenError::WrongAlgorithm => "token algorithm not accepted",
+        }
+    }
+}
+
+fn decode_b64(field: &str, s: &str) -> Result<Vec<u8>, KeyConfigError> {
+    URL_SAFE_NO_PAD
+        .decode(s.trim().trim_end_matches('='))
+        .map_err(|_| KeyConfigError(format!("{field}: not base64url")))
+}
+
+fn key32(field: &str, s: &str) -> Result<[u8; 32], KeyConfigError> {
+    decode_b64(field, s)?
+        .try_into()
+        .map_err(|_| KeyConfigError(format!("{field}: expected 32 bytes")))
+}
+
+struct PublicKey {
+    kid: String,
+    /// For service keys: the service the key belongs to.
+    owner: Option<String>,
+    key: DecodingKey,
+}
+
+/// Verifies tokens against the configured keys, issuer and audience.
+pub struct Verifier {
+    access_keys: Vec<PublicKey>,
+    service_keys: Vec<PublicKey>,
+    issuer: String,
+    audience: String,
+    /// This service's name: the `aud` of service tokens addressed to it.
+    service_name: String,
+}
+
+impl Verifier {
+    /// `public_keys` is the `jwt_public_keys` variable; `service_name` is this service
+    /// (`user`, `product`, `order`, `delivery`).
+    pub fn new(
+        public_keys: &str,
+        issuer: &str,
+        audience: &str,
+        service_name: &str,
+    ) -> Result<Self, KeyConfigError> {
+        let mut access_keys = Vec::new();
+        for entry in public_keys
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
+            let (kid, x) = entry
+                .split_once(':')
+                .ok_or_else(|| KeyConfigError("jwt_public_keys: expected kid:key".into()))?;
+            key32("jwt_public_keys", x)?;
+            let key = DecodingKey::from_ed_components(x.trim())
+                .map_err(|e| KeyConfigError(e.to_string()))?;
+            access_keys.push(PublicKey {
+                kid: kid.trim().to_string(),
+                owner: None,
+                key,
+            });
+        }
+        if access_keys.is_empty() {
+            return Err(KeyConfigError("jwt_public_keys is empty".into()));
+        }
+        Ok(Self {
+            access_keys,
+            service_keys: Vec::new(),
+            issuer: issuer.to_string(),
+            audience: audience.to_string(),
+            service_name: service_name.to_string(),
+        })
+    }
+
+    /// Adds the trusted service keys (`service_public_keys`).
+    pub fn with_service_keys(mut self, service_public_keys: &str) -> Result<Self, KeyConfigError> {
+        for entry in service_public_keys
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
+            let mut parts = entry.splitn(3, ':');
+            let (Some(owner), Some(kid), Some(x)) = (parts.next(), parts.next(), parts.next())
+            else {
+                return Err(KeyConfigError(
+                    "service_public_keys: expected service:kid:key".into(),
+                ));
+            };
+            key32("service_public_keys", x)?;
+            let key = DecodingKey::from_ed_components(x.trim())
+                .map_err(|e| KeyConfigError(e.to_string()))?;
+            self.service_keys.push(PublicKey {
+                kid: kid.trim().to_string(),
+                owner: Some(owner.trim().to_string()),
+                key,
+            });
+        }
+        Ok(self)
+    }
+
+    /// Verifies a user access token (`marketplace:shared/tokens.verify-access-token`).
+    pub fn verify_access_token(&self, token: &str) -> Result<Claims, TokenError> {
+        let claims = verify(token, &self.access_keys, &self.issuer, &self.audience)?;
+        match claims.role {
+            Role::Service => Err(TokenError::WrongAudience),
+            _ => Ok(claims),
+        }
+    }
+
+    /// Verifies a service token addressed to this service
+    /// (`marketplace:shared/tokens.verify-service-token`).
+    pub fn verify_service_token(&self, token: &str) -> Result<Claims, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        let key = pick_key(&self.service_keys, header.kid.as_deref())?;
+        let owner = key.owner.clone().unwrap_or_default();
+        let claims = verify(token, std::slice::from_ref(key), &owner, &self.service_name)?;
+        if claims.role != Role::Service || claims.sub != owner {
+            return Err(TokenError::WrongIssuer);
+        }
+        Ok(claims)
+    }
+
+    /// The caller of a public endpoint, from its `Authorization` header (401 otherwise).
+    pub fn authenticate(&self, authorization: Option<&str>) -> Result<Principal, Problem> {
+        let token = bearer(authorization).map_err(unauthorized)?;
+        let claims = self.verify_access_token(token).map_err(unauthorized)?;
+        let user_id =
+            Uuid::parse_str(&claims.sub).map_err(|_| unauthorized(TokenError::Malformed))?;
+        Ok(Principal {
+            user_id,
+            role: claims.role,
+        })
+    }
+
+    /// Like [`Self::authenticate`], but `None` when no `Authorization` header was sent
+    /// (for endpoints anyone may call, whose answer depends on who asks).
+    pub fn authenticate_optional(
+        &self,
+        authorization: Option<&str>,
+    ) -> Result<Option<Principal>, Problem> {
+        match authorization {
+            None => Ok(None),
+            Some(_) => self.authenticate(authorization).map(Some),
+        }
+    }
+
+    /// The calling service of an internal endpoint: 401 without a valid token, 403 for a
+    /// valid user token, 403 for a service not in `allowed`.
+    pub fn authenticate_service(
+        &self,
+        authorization: Option<&str>,
+        allowed: &[&str],
+    ) -> Result<String, Problem> {
+        let token = bearer(authorization).map_err(unauthorized)?;
+        match self.verify_service_token(token) {
+            Ok(claims) if allowed.contains(&claims.sub.as_str()) => Ok(claims.sub),
+            Ok(_) => Err(Problem::forbidden(
+                "this service may not call this endpoint",
+            )),
+            Err(e) => {
+                if self.verify_access_token(token).is_ok() {
+                    Err(Problem::forbidden(
+                        "internal endpoints accept only service tokens",
+                    ))
+                } else {
+                    Err(unauthorized(e))
+                }
+            }
+        }
+    }
+}
+
+/// An authenticated user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Principal {
+    pub user_id: Uuid,
+    pub role: Role,
+}
+
+impl Principal {
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+}
+
+fn unauthorized(e: TokenError) -> Problem {
+    Problem::unauthorized(e.describe())
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+pub fn bearer(authorization: Option<&str>) -> Result<&str, TokenError> {
+    let value = authorization.ok_or(TokenError::Missing)?.trim();
+    let (scheme, token) = value.split_once(' ').ok_or(TokenError::Malformed)?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(TokenError::Malformed);
+    }
+    Ok(token.trim())
+}
+
+fn pick_key<'a>(keys: &'a [PublicKey], kid: Option<&str>) -> Result<&'a PublicKey, TokenError> {
+    match kid {
+        Some(kid) => keys
+            .iter()
+            .find(|k| k.kid == kid)
+            .ok_or(TokenError::UnknownKey),
+        None if keys.len() == 1 => Ok(&keys[0]),
+        None => Err(TokenError::UnknownKey),
+    }
+}
+
+fn verify(
+    token: &str,
+    keys: &[PublicKey],
+    issuer: &str,
+    audience: &str,
+) -> Result<Claims, TokenError> {
+    if token.len() > 8192 {
+        return Err(TokenError::Malformed);
+    }
+    let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => TokenError::WrongAlgorithm,
+        _ => TokenError::Malformed,
+    })?;
+    if header.alg != Algorithm::EdDSA {
+        return Err(TokenError::WrongAlgorithm);
+    }
+    let key = pick_key(keys, header.kid.as_deref())?;
+    let mut validation = Validation::new(Algorithm::EdDSA);
+    validation.leeway = LEEWAY_SECS;
+    validation.set_issuer(&[issuer]);
+    validation.set_audience(&[audience]);
+    validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+    let data =
+        jsonwebtoken::decode::<WireClaims>(token, &key.key, &validation).map_err(|e| {
+            match e.kind() {
+                ErrorKind::ExpiredSignature | ErrorKind::ImmatureSignature => TokenError::Expired,
+                ErrorKind::InvalidIssuer => TokenError::WrongIssuer,
+                ErrorKind::InvalidAudience => TokenError::WrongAudience,
+                ErrorKind::InvalidSignature => TokenError::BadSignature,
+                ErrorKind::InvalidAlgorithm => TokenError::WrongAlgorithm,
+                _ => TokenError::Malformed,
+            }
+        })?;
+    let c = data.claims;
+    let role = Role::parse(&c.role).ok_or(TokenError::Malformed)?;
+    Ok(Claims {
+        sub: c.sub,
+        role,
+        iss: c.iss,
+        aud: c.aud,
+        iat: c.iat,
+        exp: c.exp,
+        jti: c.jti,
+    })
+}
+
+/// Signs tokens with one Ed25519 key (the user service's access tokens, a service's own tokens).
+pub struct Signer {
+    kid: String,
+    key: EncodingKey,
+    public: [u8; 32],
+}
+
+impl Signer {
+    /// From `kid:base64url(seed)`.
+    pub fn from_config(value: &str) -> Result<Self, KeyConfigError> {
+        let (kid, seed) = value
+            .trim()
+            .split_once(':')
+            .ok_or_else(|| KeyConfigError("signing key: expected kid:seed".into()))?;
+        let signing = SigningKey::from_bytes(&key32("signing key", seed)?);
+        let der = signing
+            .to_pkcs8_der()
+            .map_err(|e| KeyConfigError(e.to_string()))?;
+        Ok(Self {
+            kid: kid.trim().to_string(),
+            key: EncodingKey::from_ed_der(der.as_bytes()),
+            public: signing.verifying_key().to_bytes(),
+        })
+    }
+
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// base64url of the public key, as it appears in `jwt_public_keys` and the JWKS `x`.
+    pub fn public_key_b64(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.public)
+    }
+
+    /// Signs `claims` with `alg: EdDSA` and this key's `kid`.
+    pub fn sign<T: Serialize>(&self, claims: &T) -> String {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.kid.clone());
+        // Signing with a well-formed Ed25519 key and serialisable claims cannot fail.
+        jsonwebtoken::encode(&header, claims, &self.key).unwrap_or_default()
+    }
+
+    /// A service token from `service` to `audience`, valid for a minute.
+    pub fn service_token(&self, service: &str, audience: &str, now: i64) -> String {
+        self.sign(&WireClaims {
+            sub: service.to_string(),
+            role: Role::Service.as_str().to_string(),
+            iss: service.to_string(),
+            aud: audience.to_string(),
+            iat: now,
+            exp: now + SERVICE_TOKEN_TTL_SECS,
+            jti: Uuid::now_v7().to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEED_A: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"; // bytes 0..32
+    const SEED_B: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8"; // bytes 32..64
+
+    fn signer(kid: &str, seed: &str) -> Signer {
+        Signer::from_config(&format!("{kid}:{seed}")).unwrap()
+    }
+
+    fn now() -> i64 {
+        chrono::Utc::now().timestamp()
+    }
+
+    fn claims(role: &str, iss: &str, aud: &str, exp_in: i64) -> WireClaims {
+        WireClaims {
+            sub: Uuid::now_v7().to_string(),
+            role: role.into(),
+            iss: iss.into(),
+            aud: aud.into(),
+            iat: now(),
+            exp: now() + exp_in,
+            jti: Uuid::now_v7().to_string(),
+        }
+    }
+
+    fn verifier(keys: &str) -> Verifier {
+        Verifier::new(keys, "iss", "aud", "product").unwrap()
+    }
+
+    #[test]
+    fn accepts_a_valid_token_and_reads_its_claims() {
+        let s = signer("k1", SEED_A);
+        let v = verifier(&format!("k1:{}", s.public_key_b64()));
+        let c = v
+            .verify_access_token(&s.sign(&claims("seller", "iss", "aud", 900)))
+            .unwrap();
+        assert_eq!(c.role, Role::Seller);
+    }
+
+    #[test]
+    fn rotation_accepts_old_and_new_keys_together() {
+        let (old, new) = (signer("k1", SEED_A), signer("k2", SEED_B));
+        let v = verifier(&format!(
+            "k1:{},k2:{}",
+            old.public_key_b64(),
+            new.public_key_b64()
+        ));
+        assert!(
+            v.verify_access_token(&old.sign(&claims("buyer", "iss", "aud", 900)))
+                .is_ok()
+        );
+        assert!(
+            v.verify_access_token(&new.sign(&claims("buyer", "iss", "aud", 900)))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn refuses_expired_wrong_issuer_wrong_audience_and_unknown_key() {
+        let s = signer("k1", SEED_A);
+        let v = verifier(&format!("k1:{}", s.public_key_b64()));
+        assert_eq!(
+            v.verify_access_token(&s.sign(&claims("buyer", "iss", "aud", -120)))
+                .unwrap_err(),
+            TokenError::Expired
+        );
+        assert_eq!(
+            v.verify_access_token(&s.sign(&claims("buyer", "evil", "aud", 900)))
+                .unwrap_err(),
+            TokenError::WrongIssuer
+        );
+        assert_eq!(
+            v.verify_access_token(&s.sign(&claims("buyer", "iss", "other", 900)))
+                .unwrap_err(),
+            TokenError::WrongAudience
+        );
+        let stranger = signer("k9", SEED_B);
+        assert_eq!(
+            v.verify_access_token(&stranger.sign(&claims("buyer", "iss", "aud", 900)))
+                .unwrap_err(),
+            TokenError::UnknownKey
+        );
+    }
+
+    #[test]
+    fn refuses_a_tampered_token() {
+        let s = signer("k1", SEED_A);
+        let v = verifier(&format!("k1:{}", s.public_key_b64()));
+        let token = s.sign(&claims("buyer", "iss", "aud", 900));
+        let mut parts: Vec<String> = token.split('.').map(String::from).collect();
+        let mut payload: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&parts[1]).unwrap()).unwrap();
+        payload["role"] = "admin".into();
+        parts[1] = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&payload).unwrap());
+        assert_eq!(
+            v.verify_access_token(&parts.join(".")).unwrap_err(),
+            TokenError::BadSignature
+        );
+    }
+
+    #[test]
+    fn refuses_alg_none_and_hs256_signed_with_the_public_key() {
+        let s = signer("k1", SEED_A);
+        let v = verifier(&format!("k1:{}", s.public_key_b64()));
+        let body = URL_SAFE_NO_PAD
+            .encode(serde_json::to_vec(&claims("admin", "iss", "aud", 900)).unwrap());
+        let none = format!(
+            "{}.{}.",
+            URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT","kid":"k1"}"#),
+            body
+        );
+        assert!(matches!(
+            v.verify_access_token(&none).unwrap_err(),
+            TokenError::WrongAlgorithm | TokenError::Malformed
+        ));
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some("k1".into());
+        let hs = jsonwebtoken::encode(
+            &header,
+            &claims("admin", "iss", "aud", 900),
+            &EncodingKey::from_secret(s.public_key_b64().as_bytes()),
+        )
+        .unwrap();
+        assert_eq!(
+            v.verify_access_token(&hs).unwrap_err(),
+            TokenError::WrongAlgorithm
+        );
+    }
+
+    #[test]
+    fn service_tokens_are_checked_against_their_owner_and_audience() {
+        let order = signer("s1", SEED_B);
+        let users = signer("k1", SEED_A);
+        let v = verifier(&format!("k1:{}", users.public_key_b64()))
+            .with_service_keys(&format!("order:s1:{}", order.public_key_b64()))
+            .unwrap();
+        let t = order.service_token("order", "product", now());
+        assert_eq!(
+            v.authenticate_service(Some(&format!("Bearer {t}")), &["order"])
+                .unwrap(),
+            "order"
+        );
+        // Addressed to another service.
+        let other = order.service_token("order", "delivery", now());
+        assert_eq!(
+            v.authenticate_service(Some(&format!("Bearer {other}")), &["order"])
+                .unwrap_err()
+                .status,
+            401
+        );
+        // A user token on an internal endpoint is 403; no token is 401.
+        let user = users.sign(&claims("admin", "iss", "aud", 900));
+        assert_eq!(
+            v.authenticate_service(Some(&format!("Bearer {user}")), &["order"])
+                .unwrap_err()
+                .status,
+            403
+        );
+        assert_eq!(
+            v.authenticate_service(None, &["order"]).unwrap_err().status,
+            401
+        );
+        // A service token is not a user token.
+        assert!(v.authenticate(Some(&format!("Bearer {t}"))).is_err());
+        // A trusted service outside the allowed list is 403.
+        assert_eq!(
+            v.authenticate_service(Some(&format!("Bearer {t}")), &["delivery"])
+                .unwrap_err()
+                .status,
+            403
+        );
+    }
+
+    #[test]
+    fn authenticate_maps_header_problems_to_401_with_challenge() {
+        let s = signer("k1", SEED_A);
+        let v = verifier(&format!("k1:{}", s.public_key_b64()));
+        for h in [
+            None,
+            Some("Basic abc"),
+            Some("Bearer "),
+            Some("Bearer not.a.jwt"),
+        ] {
+            let p = v.authenticate(h).unwrap_err();
+            assert_eq!(p.status, 401, "{h:?}");
+            assert!(p.headers.iter().any(|(n, _)| *n == "www-authenticate"));
+        }
+    }
+}
