@@ -1,0 +1,347 @@
+//! Spin manifest v2 (`spin.toml`) and runtime-config parsing.
+//!
+//! Like Spin, unknown top-level keys are rejected; unknown keys inside
+//! `[application]`, components and triggers are tolerated (with a warning),
+//! since the host only needs a subset of them.
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+use crate::variables::VariableDecl;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    spin_manifest_version: toml::Value,
+    application: RawApplication,
+    #[serde(default)]
+    variables: BTreeMap<String, RawVariable>,
+    #[serde(default)]
+    trigger: BTreeMap<String, Vec<toml::Table>>,
+    #[serde(default)]
+    component: BTreeMap<String, toml::Table>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawApplication {
+    name: String,
+    #[serde(default)]
+    version: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(flatten)]
+    _rest: toml::Table,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVariable {
+    #[serde(default)]
+    default: Option<String>,
+    #[serde(default)]
+    required: bool,
+    #[serde(default)]
+    secret: bool,
+    #[serde(default)]
+    #[allow(dead_code)]
+    description: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawComponent {
+    source: toml::Value,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    allowed_outbound_hosts: Vec<String>,
+    #[serde(default)]
+    allowed_http_hosts: Vec<String>,
+    #[serde(default)]
+    key_value_stores: Vec<String>,
+    #[serde(default)]
+    variables: BTreeMap<String, String>,
+    #[serde(default)]
+    environment: BTreeMap<String, String>,
+    #[serde(default)]
+    files: Vec<toml::Value>,
+    #[serde(flatten)]
+    rest: toml::Table,
+}
+
+/// A component of the application.
+#[derive(Debug, Clone)]
+pub struct ComponentDef {
+    pub id: String,
+    /// Absolute path of the Wasm file.
+    pub source: PathBuf,
+    pub description: Option<String>,
+    /// Raw entries (templates not yet expanded).
+    pub allowed_outbound_hosts: Vec<String>,
+    pub key_value_stores: Vec<String>,
+    pub variables: HashMap<String, String>,
+    pub environment: Vec<(String, String)>,
+}
+
+/// An `[[trigger.http]]` entry.
+#[derive(Debug, Clone)]
+pub struct HttpTrigger {
+    pub id: String,
+    /// `None` for `route = { private = true }` (reachable only by chaining).
+    pub route: Option<String>,
+    pub component: String,
+}
+
+/// A loaded manifest.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    pub name: String,
+    pub version: Option<String>,
+    pub description: Option<String>,
+    pub dir: PathBuf,
+    pub variables: HashMap<String, VariableDecl>,
+    pub components: BTreeMap<String, ComponentDef>,
+    pub http_triggers: Vec<HttpTrigger>,
+}
+
+fn parse_component(id: &str, table: toml::Table, dir: &Path) -> Result<ComponentDef> {
+    let raw: RawComponent = toml::Value::Table(table)
+        .try_into()
+        .with_context(|| format!("invalid component {id:?}"))?;
+    for key in raw.rest.keys() {
+        if !matches!(
+            key.as_str(),
+            "build"
+                | "exclude_files"
+                | "sqlite_databases"
+                | "ai_models"
+                | "dependencies"
+                | "dependencies_inherit_configuration"
+                | "tool"
+        ) {
+            tracing::warn!("component {id:?}: field {key:?} is ignored by spin-test-host");
+        }
+    }
+    if !raw.files.is_empty() {
+        tracing::warn!("component {id:?}: `files` are not mounted by spin-test-host");
+    }
+    let source = match &raw.source {
+        toml::Value::String(s) => dir.join(s),
+        other => {
+            bail!("component {id:?}: only local `source = \"file.wasm\"` is supported, got {other}")
+        }
+    };
+    let mut allowed = raw.allowed_outbound_hosts;
+    // Spin converts the deprecated `allowed_http_hosts` into outbound hosts.
+    for h in raw.allowed_http_hosts {
+        if h == "insecure:allow-all" {
+            allowed.push("*://*:*".into());
+        } else if h.contains("://") {
+            allowed.push(h);
+        } else {
+            allowed.push(format!("https://{h}"));
+            allowed.push(format!("http://{h}"));
+        }
+    }
+    Ok(ComponentDef {
+        id: id.to_string(),
+        source,
+        description: raw.description,
+        allowed_outbound_hosts: allowed,
+        key_value_stores: raw.key_value_stores,
+        variables: raw.variables.into_iter().collect(),
+        environment: raw.environment.into_iter().collect(),
+    })
+}
+
+impl Manifest {
+    /// Reads and validates `spin.toml`.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading manifest {}", path.display()))?;
+        let dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let dir = if dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            dir
+        };
+        let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
+        Self::parse(&text, &dir).with_context(|| format!("invalid manifest {}", path.display()))
+    }
+
+    /// Parses manifest text; relative sources are resolved against `dir`.
+    pub fn parse(text: &str, dir: &Path) -> Result<Self> {
+        let raw: RawManifest = toml::from_str(text)?;
+        match raw.spin_manifest_version {
+            toml::Value::Integer(2) => {}
+            toml::Value::String(ref s) if s == "2" => {}
+            other => bail!(
+                "unsupported spin_manifest_version {other}: spin-test-host reads manifest version 2 only"
+            ),
+        }
+        let mut components = BTreeMap::new();
+        for (id, table) in raw.component {
+            components.insert(id.clone(), parse_component(&id, table, dir)?);
+        }
+        let mut http_triggers = Vec::new();
+        for (kind, triggers) in raw.trigger {
+            if kind != "http" {
+                tracing::warn!("trigger type {kind:?} is ignored by spin-test-host");
+                continue;
+            }
+            for (idx, mut t) in triggers.into_iter().enumerate() {
+                let route = match t.remove("route") {
+                    Some(toml::Value::String(r)) => Some(r),
+                    Some(toml::Value::Table(tb)) => {
+                        if tb.get("private").and_then(|v| v.as_bool()) == Some(true) {
+                            None
+                        } else {
+                            bail!(
+                                "route must be a string pattern or '{{ private = true }}' (trigger #{idx})"
+                            )
+                        }
+                    }
+                    _ => bail!("[[trigger.http]] #{idx} has no `route`"),
+                };
+                let explicit_id = t.remove("id").and_then(|v| v.as_str().map(str::to_string));
+                let component = match t.remove("component") {
+                    Some(toml::Value::String(c)) => c,
+                    Some(toml::Value::Table(inline)) => {
+                        // Spin names inline components after their trigger.
+                        let trig = explicit_id
+                            .clone()
+                            .unwrap_or_else(|| format!("http-trigger{}", idx + 1));
+                        let cid = format!("{trig}-component");
+                        components.insert(cid.clone(), parse_component(&cid, inline, dir)?);
+                        cid
+                    }
+                    _ => bail!("[[trigger.http]] #{idx} has no `component`"),
+                };
+                if t.contains_key("static_response") {
+                    bail!("static_response triggers are not supported by spin-test-host");
+                }
+                if let Some(exec) = t.get("executor")
+                    && exec.get("type").and_then(|v| v.as_str()) == Some("wagi")
+                {
+                    bail!("the wagi executor is not supported by spin-test-host");
+                }
+                http_triggers.push(HttpTrigger {
+                    id: explicit_id.unwrap_or_else(|| format!("trigger-{component}")),
+                    route,
+                    component,
+                });
+            }
+        }
+        for t in &http_triggers {
+            if !components.contains_key(&t.component) {
+                bail!(
+                    "trigger {:?} references unknown component {:?}",
+                    t.id,
+                    t.component
+                );
+            }
+        }
+        let variables = raw
+            .variables
+            .into_iter()
+            .map(|(k, v)| {
+                (
+                    k,
+                    VariableDecl {
+                        default: v.default,
+                        required: v.required,
+                        secret: v.secret,
+                    },
+                )
+            })
+            .collect();
+        Ok(Self {
+            name: raw.application.name,
+            version: raw.application.version,
+            description: raw.application.description,
+            dir: dir.to_path_buf(),
+            variables,
+            components,
+            http_triggers,
+        })
+    }
+}
+
+/// One `[key_value_store.<label>]` entry of the runtime config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KvStoreConfig {
+    /// `type = "spin"`: SQLite at `path` (in memory when no path is given).
+    Sqlite(Option<PathBuf>),
+    /// `type = "redis"`, `url = "redis://..."`.
+    Redis(String),
+}
+
+#[derive(Debug, Deserialize)]
+struct RawKvStore {
+    #[serde(rename = "type")]
+    type_: String,
+    #[serde(flatten)]
+    rest: toml::Table,
+}
+
+/// The parts of Spin's runtime config the host understands.
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeConfig {
+    pub key_value_stores: HashMap<String, KvStoreConfig>,
+}
+
+impl RuntimeConfig {
+    /// Reads a runtime-config file; relative SQLite paths are resolved against
+    /// the file's directory.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading runtime config {}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, base)
+            .with_context(|| format!("invalid runtime config {}", path.display()))
+    }
+
+    /// Parses runtime-config text.
+    pub fn parse(text: &str, base: &Path) -> Result<Self> {
+        let table: toml::Table = toml::from_str(text)?;
+        let mut key_value_stores = HashMap::new();
+        for (key, value) in table {
+            if key != "key_value_store" {
+                tracing::warn!("runtime config section {key:?} is ignored by spin-test-host");
+                continue;
+            }
+            let stores: BTreeMap<String, RawKvStore> = value
+                .try_into()
+                .context("could not parse key-value runtime config")?;
+            for (label, raw) in stores {
+                let cfg = match raw.type_.as_str() {
+                    "spin" => {
+                        let path = raw.rest.get("path").and_then(|v| v.as_str()).map(|p| {
+                            let p = PathBuf::from(p);
+                            if p.is_absolute() { p } else { base.join(p) }
+                        });
+                        KvStoreConfig::Sqlite(path)
+                    }
+                    "redis" => KvStoreConfig::Redis(
+                        raw.rest
+                            .get("url")
+                            .and_then(|v| v.as_str())
+                            .with_context(|| {
+                                format!("could not configure key-value store with label '{label}': missing `url`")
+                            })?
+                            .to_string(),
+                    ),
+                    other => bail!(
+                        "could not configure key-value store with label '{label}': the store type '{other}' is not supported by spin-test-host"
+                    ),
+                };
+                key_value_stores.insert(label, cfg);
+            }
+        }
+        Ok(Self { key_value_stores })
+    }
+}
