@@ -1,0 +1,47 @@
+//! The Spin variables of the user service, read once per request into one typed value.
+
+use marketplace_shared::tokens::{Signer, Verifier};
+
+use crate::error::Error;
+
+/// This service's name, the audience of service tokens addressed to it.
+pub const SERVICE_NAME: &str = "user";
+
+pub struct Config {
+    pub db_url: String,
+    pub issuer: String,
+    pub audience: String,
+    /// `jwt_public_keys`: every key that verifies access tokens (published in the JWKS).
+    pub public_keys: String,
+    pub verifier: Verifier,
+    pub signer: Signer,
+    /// `admin_emails`, comma-separated.
+    pub admin_emails: String,
+}
+
+fn var(name: &str) -> Result<String, Error> {
+    spin_sdk::variables::get(name).map_err(|e| Error::Internal(format!("variable {name}: {e}")))
+}
+
+impl Config {
+    /// Reads and parses every variable; a bad value is a deployment error (500, logged
+    /// without the value, which may be a secret).
+    pub fn load() -> Result<Self, Error> {
+        let issuer = var("jwt_issuer")?;
+        let audience = var("jwt_audience")?;
+        let public_keys = var("jwt_public_keys")?;
+        let verifier = Verifier::new(&public_keys, &issuer, &audience, SERVICE_NAME)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let signer = Signer::from_config(&var("jwt_signing_key")?)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        Ok(Self {
+            db_url: var("db_url")?,
+            issuer,
+            audience,
+            public_keys,
+            verifier,
+            signer,
+            admin_emails: var("admin_emails")?,
+        })
+    }
+}

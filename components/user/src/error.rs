@@ -1,0 +1,166 @@
+//! The one error type of the user service and its one mapping to a problem document.
+
+use marketplace_shared::Problem;
+use spin_sdk::pg4::{PgError, QueryError};
+
+/// The unique index that makes an email belong to at most one live account.
+pub const EMAIL_UNIQUE_CONSTRAINT: &str = "users_email_normalized_key";
+
+/// Everything a user-service request can fail with.
+#[derive(Debug)]
+pub enum Error {
+    /// A client error decided at the edge: body, query, token, validation.
+    Client(Problem),
+    /// Login with an unknown email or a wrong password: one answer for both.
+    InvalidCredentials,
+    /// Another live account has this email.
+    EmailTaken,
+    /// Too many failed logins for this account; seconds until the window reopens.
+    LoginsLocked { retry_after: u64 },
+    /// A refresh token that is unknown, spent, expired or of a revoked login.
+    RefreshRejected,
+    /// The password given to confirm a sensitive change is wrong.
+    WrongPassword,
+    /// The token is valid but its account has been deleted.
+    AccountGone,
+    /// The caller is authenticated but not an admin.
+    AdminOnly,
+    /// No live user with this id.
+    UserNotFound,
+    /// PostgreSQL could not be reached (or dropped the connection).
+    DatabaseUnavailable(String),
+    /// The key-value store could not be used.
+    KeyValueUnavailable(String),
+    /// A bug or a deployment error (bad configuration); logged, never shown.
+    Internal(String),
+}
+
+impl From<Problem> for Error {
+    fn from(p: Problem) -> Self {
+        Error::Client(p)
+    }
+}
+
+impl From<Error> for Problem {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Client(p) => p,
+            Error::InvalidCredentials => Problem::unauthorized("invalid email or password"),
+            Error::EmailTaken => Problem::conflict("an account with this email already exists"),
+            Error::LoginsLocked { retry_after } => Problem::too_many_requests(
+                retry_after,
+                "too many failed logins for this account; try again later",
+            ),
+            Error::RefreshRejected => {
+                Problem::unauthorized("the refresh token is invalid, expired or already used")
+            }
+            Error::WrongPassword => Problem::forbidden("the password is incorrect"),
+            Error::AccountGone => Problem::unauthorized("the account no longer exists"),
+            Error::AdminOnly => Problem::forbidden("only admins may do this"),
+            Error::UserNotFound => Problem::not_found("no such user"),
+            Error::DatabaseUnavailable(cause) => {
+                eprintln!("user: database unavailable: {cause}");
+                Problem::service_unavailable("database")
+            }
+            Error::KeyValueUnavailable(cause) => {
+                eprintln!("user: key-value store unavailable: {cause}");
+                Problem::service_unavailable("key-value store")
+            }
+            Error::Internal(cause) => {
+                eprintln!("user: internal error: {cause}");
+                Problem::internal()
+            }
+        }
+    }
+}
+
+impl From<Error> for spin_sdk::http::Response {
+    fn from(e: Error) -> Self {
+        Problem::from(e).into()
+    }
+}
+
+/// SQLSTATE classes that mean the database, not the statement, is the problem:
+/// 08 connection exception, 53 insufficient resources, 57 operator intervention.
+fn is_unavailable(code: &str) -> bool {
+    ["08", "53", "57"].iter().any(|c| code.starts_with(c))
+}
+
+impl From<PgError> for Error {
+    fn from(e: PgError) -> Self {
+        match e {
+            PgError::ConnectionFailed(m) => Error::DatabaseUnavailable(m),
+            PgError::QueryFailed(QueryError::DbError(db)) => {
+                if db.code == "23505"
+                    && db
+                        .extras
+                        .iter()
+                        .any(|(k, v)| k == "constraint" && v == EMAIL_UNIQUE_CONSTRAINT)
+                {
+                    Error::EmailTaken
+                } else if is_unavailable(&db.code) {
+                    Error::DatabaseUnavailable(format!("{} {}", db.code, db.message))
+                } else {
+                    Error::Internal(format!("query failed: {} {}", db.code, db.message))
+                }
+            }
+            // Errors outside the database protocol (closed or broken connection).
+            PgError::QueryFailed(QueryError::Text(m)) => Error::DatabaseUnavailable(m),
+            other => Error::Internal(format!("postgres: {other:?}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spin_sdk::pg4::DbError;
+
+    fn db_error(code: &str, constraint: Option<&str>) -> PgError {
+        PgError::QueryFailed(QueryError::DbError(DbError {
+            as_text: String::new(),
+            severity: "ERROR".into(),
+            code: code.into(),
+            message: "m".into(),
+            detail: None,
+            extras: constraint
+                .map(|c| vec![("constraint".to_string(), c.to_string())])
+                .unwrap_or_default(),
+        }))
+    }
+
+    #[test]
+    fn a_unique_violation_on_the_email_index_is_a_409_and_others_are_not() {
+        let p: Problem = Error::from(db_error("23505", Some(EMAIL_UNIQUE_CONSTRAINT))).into();
+        assert_eq!(p.status, 409);
+        let p: Problem = Error::from(db_error("23505", Some("users_pkey"))).into();
+        assert_eq!(p.status, 500);
+    }
+
+    #[test]
+    fn connection_trouble_is_a_503_naming_the_database() {
+        for e in [
+            PgError::ConnectionFailed("refused".into()),
+            db_error("57P01", None),
+            PgError::QueryFailed(QueryError::Text("connection closed".into())),
+        ] {
+            let p: Problem = Error::from(e).into();
+            assert_eq!(p.status, 503);
+            assert!(p.detail.contains("database"));
+        }
+    }
+
+    #[test]
+    fn internal_errors_never_show_their_cause() {
+        let p: Problem = Error::Internal("secret detail".into()).into();
+        assert_eq!(p.status, 500);
+        assert!(!p.detail.contains("secret"));
+    }
+
+    #[test]
+    fn locked_logins_carry_retry_after() {
+        let p: Problem = Error::LoginsLocked { retry_after: 42 }.into();
+        assert_eq!(p.status, 429);
+        assert!(p.headers.contains(&("retry-after", "42".to_string())));
+    }
+}
