@@ -1,0 +1,60 @@
+//! Spin variables, read once per request into one typed value.
+
+use marketplace_shared::tokens::Verifier;
+
+use crate::error::Error;
+
+/// This service's name: the audience of service tokens addressed to it.
+pub const SERVICE_NAME: &str = "product";
+
+/// The product service's configuration.
+pub struct Config {
+    /// The primary PostgreSQL database: every write, and reads when no replica answers.
+    pub db_url: String,
+    /// Read replicas (`db_replica_urls`, comma-separated; empty = none).
+    pub replica_urls: Vec<String>,
+    /// Access tokens of users and service tokens of `order`.
+    pub verifier: Verifier,
+}
+
+fn var(name: &str) -> Result<String, Error> {
+    spin_sdk::variables::get(name).map_err(|e| Error::Config(format!("variable {name}: {e}")))
+}
+
+impl Config {
+    pub fn load() -> Result<Self, Error> {
+        let service_keys = var("service_public_keys")?;
+        let verifier = Verifier::new(
+            &var("jwt_public_keys")?,
+            &var("jwt_issuer")?,
+            &var("jwt_audience")?,
+            SERVICE_NAME,
+        )
+        .and_then(|v| v.with_service_keys(&service_keys))
+        .map_err(|e| Error::Config(format!("token keys: {e:?}")))?;
+        Ok(Self {
+            db_url: var("db_url")?,
+            replica_urls: parse_list(&var("db_replica_urls").unwrap_or_default()),
+            verifier,
+        })
+    }
+}
+
+/// Splits a comma-separated list, dropping blanks.
+pub fn parse_list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn replica_lists_drop_blanks() {
+        assert!(super::parse_list("").is_empty());
+        assert_eq!(super::parse_list(" a , ,b"), vec!["a", "b"]);
+    }
+}

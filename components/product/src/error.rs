@@ -1,0 +1,95 @@
+//! The product service's one error type and its one mapping to a problem document.
+
+use marketplace_shared::Problem;
+
+/// Everything a handler can fail with.
+#[derive(Debug)]
+pub enum Error {
+    /// A client error, already shaped as the contract wants it (4xx).
+    Client(Problem),
+    /// The database did not answer (connection refused, pool exhausted): 503.
+    DbUnavailable(String),
+    /// A statement failed for a reason that is not the client's: 500 (or 409 by constraint).
+    Db {
+        code: Option<String>,
+        message: String,
+    },
+    /// A deployment error (missing or malformed variable): 500.
+    Config(String),
+    /// A bug (a row that does not decode, ...): 500.
+    Internal(String),
+}
+
+impl From<Problem> for Error {
+    fn from(p: Problem) -> Self {
+        Error::Client(p)
+    }
+}
+
+impl From<spin_sdk::pg4::PgError> for Error {
+    fn from(e: spin_sdk::pg4::PgError) -> Self {
+        use spin_sdk::pg4::{PgError, QueryError};
+        match e {
+            PgError::ConnectionFailed(m) => Error::DbUnavailable(m),
+            PgError::QueryFailed(QueryError::DbError(d)) => Error::Db {
+                code: Some(d.code),
+                message: d.message,
+            },
+            PgError::QueryFailed(QueryError::Text(m)) => Error::Db {
+                code: None,
+                message: m,
+            },
+            PgError::BadParameter(m) | PgError::ValueConversionFailed(m) | PgError::Other(m) => {
+                Error::Db {
+                    code: None,
+                    message: m,
+                }
+            }
+        }
+    }
+}
+
+impl Error {
+    /// The one conversion into the answer; server-side causes are logged, never sent.
+    pub fn into_problem(self) -> Problem {
+        match self {
+            Error::Client(p) => p,
+            Error::DbUnavailable(m) => {
+                eprintln!("product: database unavailable: {m}");
+                Problem::service_unavailable("product database")
+            }
+            Error::Db { code, message } => match code.as_deref() {
+                // Unique violation: a concurrent writer got there first.
+                Some("23505") => Problem::conflict("the resource already exists"),
+                // Check violation (e.g. stock below zero): the state does not allow it.
+                Some("23514") => Problem::conflict("the change conflicts with the current state"),
+                // Deadlock, serialization failure, too many connections, shutdown, timeouts.
+                Some(c)
+                    if c == "40P01"
+                        || c == "40001"
+                        || c.starts_with("53")
+                        || c.starts_with("57")
+                        || c.starts_with("08") =>
+                {
+                    eprintln!("product: database busy ({c}): {message}");
+                    Problem::service_unavailable("product database")
+                }
+                _ => {
+                    eprintln!("product: database error {code:?}: {message}");
+                    Problem::internal()
+                }
+            },
+            Error::Config(m) => {
+                eprintln!("product: configuration error: {m}");
+                Problem::internal()
+            }
+            Error::Internal(m) => {
+                eprintln!("product: internal error: {m}");
+                Problem::internal()
+            }
+        }
+    }
+}
+
+/// Result of the component's operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
