@@ -1,1 +1,21 @@
-//! The delivery service (not implemented yet: every route answers 404 until its issue lands).
+//! The delivery service: shipments and their full history in the sharded key-value store.
+//!
+//! - [`domain`]: the rules (state machine, validation, tracking numbers, shard routing), no I/O;
+//! - [`store`]: the shipment log over `wasi:keyvalue` (increment and compare-and-swap);
+//! - [`http`]: the route table and thin handlers; [`config`]: Spin variables, typed.
+
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod store;
+
+/// The Spin entry point. The SDK's macro generates the (unsafe) WIT export glue, hence the
+/// one `allow` in the crate.
+#[allow(unsafe_code)]
+mod entry {
+    #[spin_sdk::http_component]
+    async fn handle(req: spin_sdk::http::Request) -> spin_sdk::http::Response {
+        crate::http::handle(req).await
+    }
+}

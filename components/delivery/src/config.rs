@@ -1,0 +1,52 @@
+//! Spin variables, read once per request into one typed value.
+
+use marketplace_shared::tokens::{Signer, Verifier};
+
+use crate::error::{Error, Result};
+
+/// This service's name: the `aud` of service tokens addressed to it, and the `iss`/`sub` of the
+/// ones it signs.
+pub const SERVICE: &str = "delivery";
+
+pub struct Config {
+    pub verifier: Verifier,
+    /// Signs this service's tokens to the order service (and the relay CronJob's).
+    pub signer: Signer,
+    /// Base URL of the order service, without a trailing slash.
+    pub order_service_url: String,
+}
+
+fn var(name: &str) -> Result<String> {
+    spin_sdk::variables::get(name).map_err(|e| Error::Config(format!("variable {name}: {e}")))
+}
+
+impl Config {
+    pub fn load() -> Result<Self> {
+        let service_keys = var("service_public_keys")?;
+        let verifier = Verifier::new(
+            &var("jwt_public_keys")?,
+            &var("jwt_issuer")?,
+            &var("jwt_audience")?,
+            SERVICE,
+        )
+        .and_then(|v| v.with_service_keys(&service_keys))
+        .map_err(|e| Error::Config(e.to_string()))?;
+        let signer = Signer::from_config(&var("service_signing_key")?)
+            .map_err(|e| Error::Config(format!("service_signing_key: {e}")))?;
+        let order_service_url = var("order_service_url")
+            .unwrap_or_default()
+            .trim()
+            .trim_end_matches('/')
+            .to_string();
+        let order_service_url = if order_service_url.is_empty() {
+            "http://order.spin.internal".to_string()
+        } else {
+            order_service_url
+        };
+        Ok(Self {
+            verifier,
+            signer,
+            order_service_url,
+        })
+    }
+}

@@ -1,0 +1,257 @@
+//! Carrier events: the request body, parsed into a [`NewEvent`] that can only exist when valid.
+
+use chrono::{DateTime, Duration, DurationRound, Utc};
+use marketplace_shared::{FieldErrors, ShipmentStatus};
+use serde::{Deserialize, Serialize};
+
+use super::status::status_serde;
+
+/// Longest `event_id` accepted.
+pub const EVENT_ID_MAX_CHARS: usize = 64;
+/// Longest `location` accepted.
+pub const LOCATION_MAX_CHARS: usize = 200;
+/// Longest `note` accepted.
+pub const NOTE_MAX_CHARS: usize = 1000;
+/// How far ahead of our clock a carrier's clock may run.
+pub const MAX_CLOCK_SKEW: Duration = Duration::minutes(5);
+/// How old an event may be when it is first reported (late scans of a long journey included).
+pub const MAX_EVENT_AGE: Duration = Duration::days(365);
+
+/// `POST /api/deliveries/{id}/events` body, as sent.
+#[derive(Debug, Clone, Deserialize)]
+pub struct EventInput {
+    pub event_id: String,
+    pub status: String,
+    #[serde(default)]
+    pub occurred_at: Option<String>,
+    #[serde(default)]
+    pub location: Option<String>,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// A valid carrier event, ready to be recorded. Also its stored form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewEvent {
+    pub event_id: String,
+    #[serde(with = "status_serde")]
+    pub status: ShipmentStatus,
+    pub occurred_at: DateTime<Utc>,
+    pub recorded_at: DateTime<Utc>,
+    pub location: Option<String>,
+    pub note: Option<String>,
+    /// Whether `occurred_at` was given by the carrier (a retry without it is the same event).
+    #[serde(default)]
+    pub occurred_at_given: bool,
+}
+
+/// Millisecond precision: what the contract's timestamps carry, so that stored and shown agree.
+pub fn to_millis(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.duration_trunc(Duration::milliseconds(1)).unwrap_or(t)
+}
+
+/// An event id: 1 to 64 characters of `A-Z a-z 0-9 . _ : -` (UUIDs and carrier scan ids fit).
+pub fn valid_event_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= EVENT_ID_MAX_CHARS
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+/// Optional free text: trimmed, not empty, at most `max` characters, no control characters
+/// (newlines and tabs allowed only when `multiline`).
+fn text(
+    errors: &mut FieldErrors,
+    field: &str,
+    raw: Option<&str>,
+    max: usize,
+    multiline: bool,
+) -> Option<String> {
+    let s = raw?.trim();
+    if s.is_empty() {
+        errors.add(field, "must not be empty when given");
+    } else if s.chars().count() > max {
+        errors.add(field, format!("must be at most {max} characters"));
+    } else if s
+        .chars()
+        .any(|c| c.is_control() && !(multiline && (c == '\n' || c == '\t')))
+    {
+        errors.add(field, "must not contain control characters");
+    } else {
+        return Some(s.to_string());
+    }
+    None
+}
+
+impl EventInput {
+    /// Validates every field at once (422 naming each bad one); `now` is the recording time.
+    pub fn parse(&self, now: DateTime<Utc>) -> Result<NewEvent, FieldErrors> {
+        let now = to_millis(now);
+        let mut errors = FieldErrors::new();
+        if !valid_event_id(&self.event_id) {
+            errors.add(
+                "event_id",
+                "must be 1 to 64 characters of letters, digits, `.`, `_`, `:` or `-`",
+            );
+        }
+        let status = ShipmentStatus::parse(&self.status);
+        if status.is_none() {
+            errors.add(
+                "status",
+                "must be one of picked_up, in_transit, out_for_delivery, failed_attempt, delivered, returned",
+            );
+        }
+        let occurred_at = match self.occurred_at.as_deref() {
+            None => Some(now),
+            Some(raw) => match marketplace_shared::time::parse(raw) {
+                None => {
+                    errors.add("occurred_at", "must be an RFC 3339 timestamp");
+                    None
+                }
+                Some(t) if t > now + MAX_CLOCK_SKEW => {
+                    errors.add("occurred_at", "must not be in the future");
+                    None
+                }
+                Some(t) if t < now - MAX_EVENT_AGE => {
+                    errors.add("occurred_at", "must not be more than a year in the past");
+                    None
+                }
+                Some(t) => Some(to_millis(t)),
+            },
+        };
+        let location = text(
+            &mut errors,
+            "location",
+            self.location.as_deref(),
+            LOCATION_MAX_CHARS,
+            false,
+        );
+        let note = text(
+            &mut errors,
+            "note",
+            self.note.as_deref(),
+            NOTE_MAX_CHARS,
+            true,
+        );
+        match (status, occurred_at) {
+            (Some(status), Some(occurred_at)) if errors.is_empty() => Ok(NewEvent {
+                event_id: self.event_id.clone(),
+                status,
+                occurred_at,
+                recorded_at: now,
+                location,
+                note,
+                occurred_at_given: self.occurred_at.is_some(),
+            }),
+            _ => Err(errors),
+        }
+    }
+}
+
+impl NewEvent {
+    /// Whether a retry carrying `other` describes this same event (same status, place, note,
+    /// and time when the retry states one).
+    pub fn same_event_as(&self, other: &NewEvent) -> bool {
+        self.event_id == other.event_id
+            && self.status == other.status
+            && self.location == other.location
+            && self.note == other.note
+            && (!other.occurred_at_given || self.occurred_at == other.occurred_at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        marketplace_shared::time::parse("2026-11-28T12:00:00.123456Z").unwrap()
+    }
+
+    fn input(status: &str) -> EventInput {
+        EventInput {
+            event_id: "scan-1".into(),
+            status: status.into(),
+            occurred_at: None,
+            location: None,
+            note: None,
+        }
+    }
+
+    #[test]
+    fn a_minimal_event_happens_now_at_millisecond_precision() {
+        let e = input("picked_up").parse(now()).unwrap();
+        assert_eq!(e.status, ShipmentStatus::PickedUp);
+        assert_eq!(
+            marketplace_shared::time::format(e.occurred_at),
+            "2026-11-28T12:00:00.123Z"
+        );
+        assert_eq!(e.occurred_at, e.recorded_at);
+        assert!(!e.occurred_at_given);
+    }
+
+    #[test]
+    fn unknown_status_malformed_id_future_time_and_long_texts_are_all_named() {
+        let bad = EventInput {
+            event_id: "has spaces/and slashes".into(),
+            status: "lost_in_space".into(),
+            occurred_at: Some("2026-11-28T13:00:00Z".into()),
+            location: Some("x".repeat(LOCATION_MAX_CHARS + 1)),
+            note: Some("y".repeat(NOTE_MAX_CHARS + 1)),
+        };
+        let errors = bad.parse(now()).unwrap_err();
+        for field in ["event_id", "status", "occurred_at", "location", "note"] {
+            assert!(errors.contains(field), "{field}: {errors:?}");
+        }
+    }
+
+    #[test]
+    fn a_slightly_fast_carrier_clock_is_tolerated_but_not_an_hour() {
+        let mut i = input("in_transit");
+        i.occurred_at = Some("2026-11-28T12:04:00Z".into());
+        assert!(i.parse(now()).is_ok());
+        i.occurred_at = Some("2026-11-28T13:00:00Z".into());
+        assert!(i.parse(now()).unwrap_err().contains("occurred_at"));
+        i.occurred_at = Some("not a time".into());
+        assert!(i.parse(now()).unwrap_err().contains("occurred_at"));
+        i.occurred_at = Some("2020-01-01T00:00:00Z".into());
+        assert!(i.parse(now()).unwrap_err().contains("occurred_at"));
+    }
+
+    #[test]
+    fn texts_are_trimmed_and_control_characters_refused() {
+        let mut i = input("in_transit");
+        i.location = Some("  Lyon hub ".into());
+        i.note = Some("left at\nthe door".into());
+        let e = i.parse(now()).unwrap();
+        assert_eq!(e.location.as_deref(), Some("Lyon hub"));
+        i.location = Some("Lyon\u{0}".into());
+        assert!(i.parse(now()).unwrap_err().contains("location"));
+        i.location = Some("   ".into());
+        assert!(i.parse(now()).unwrap_err().contains("location"));
+    }
+
+    #[test]
+    fn event_ids_accept_uuids_and_scan_codes_only() {
+        assert!(valid_event_id("0192f3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b"));
+        assert!(valid_event_id("HUB:LYS.2026_11"));
+        assert!(!valid_event_id(""));
+        assert!(!valid_event_id(&"a".repeat(65)));
+        assert!(!valid_event_id("a b"));
+        assert!(!valid_event_id("é"));
+    }
+
+    #[test]
+    fn a_retry_is_the_same_event_unless_it_says_something_else() {
+        let first = input("in_transit").parse(now()).unwrap();
+        let retry = input("in_transit")
+            .parse(now() + Duration::seconds(3))
+            .unwrap();
+        assert!(first.same_event_as(&retry));
+        let other = input("out_for_delivery").parse(now()).unwrap();
+        assert!(!first.same_event_as(&other));
+        let mut timed = input("in_transit");
+        timed.occurred_at = Some("2026-11-28T11:00:00Z".into());
+        assert!(!first.same_event_as(&timed.parse(now()).unwrap()));
+    }
+}

@@ -1,0 +1,229 @@
+//! Shipment creation input (`POST /internal/deliveries`), parsed into a [`NewShipment`].
+
+use marketplace_shared::FieldErrors;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Longest order id accepted.
+pub const ORDER_ID_MAX_CHARS: usize = 100;
+/// Most lines one shipment may carry.
+pub const MAX_ITEMS: usize = 100;
+const TEXT_MAX_CHARS: usize = 200;
+
+/// An order id: opaque to this service, 1 to 100 characters of `A-Z a-z 0-9 . _ : -`
+/// (safe in keys and in the order service's URL path without escaping).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct OrderId(String);
+
+impl OrderId {
+    pub fn parse(raw: &str) -> Option<Self> {
+        let ok = !raw.is_empty()
+            && raw.len() <= ORDER_ID_MAX_CHARS
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+        ok.then(|| Self(raw.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Where the parcel goes (contract field names).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Address {
+    pub name: String,
+    pub line1: String,
+    #[serde(default)]
+    pub line2: Option<String>,
+    pub city: String,
+    pub postal_code: String,
+    pub country: String,
+}
+
+/// One line of the order, as the order service sends it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Item {
+    pub product_id: String,
+    pub title: String,
+    pub quantity: u32,
+}
+
+/// `POST /internal/deliveries` body, as sent.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ShipmentInput {
+    pub order_id: String,
+    pub buyer_id: String,
+    pub shipping_address: Address,
+    pub items: Vec<Item>,
+}
+
+/// A valid shipment request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewShipment {
+    pub order_id: OrderId,
+    pub buyer_id: Uuid,
+    pub shipping_address: Address,
+    pub items: Vec<Item>,
+}
+
+fn required_text(errors: &mut FieldErrors, field: &str, raw: &str, max: usize) -> String {
+    let s = raw.trim();
+    if s.is_empty() {
+        errors.add(field, "must not be empty");
+    } else if s.chars().count() > max {
+        errors.add(field, format!("must be at most {max} characters"));
+    } else if s.chars().any(char::is_control) {
+        errors.add(field, "must not contain control characters");
+    }
+    s.to_string()
+}
+
+impl ShipmentInput {
+    /// Validates every field at once (422 naming each bad one).
+    pub fn parse(&self) -> Result<NewShipment, FieldErrors> {
+        let mut errors = FieldErrors::new();
+        let order_id = OrderId::parse(&self.order_id);
+        if order_id.is_none() {
+            errors.add(
+                "order_id",
+                "must be 1 to 100 characters of letters, digits, `.`, `_`, `:` or `-`",
+            );
+        }
+        let buyer_id = Uuid::parse_str(&self.buyer_id).ok();
+        if buyer_id.is_none() {
+            errors.add("buyer_id", "must be a UUID");
+        }
+        let a = &self.shipping_address;
+        let p = "shipping_address.";
+        let address = Address {
+            name: required_text(&mut errors, &format!("{p}name"), &a.name, TEXT_MAX_CHARS),
+            line1: required_text(&mut errors, &format!("{p}line1"), &a.line1, TEXT_MAX_CHARS),
+            line2: match a.line2.as_deref().map(str::trim) {
+                None | Some("") => None,
+                Some(l) => Some(required_text(
+                    &mut errors,
+                    &format!("{p}line2"),
+                    l,
+                    TEXT_MAX_CHARS,
+                )),
+            },
+            city: required_text(&mut errors, &format!("{p}city"), &a.city, TEXT_MAX_CHARS),
+            postal_code: required_text(&mut errors, &format!("{p}postal_code"), &a.postal_code, 20),
+            country: a.country.trim().to_string(),
+        };
+        if address.country.len() != 2 || !address.country.bytes().all(|b| b.is_ascii_uppercase()) {
+            errors.add(
+                format!("{p}country"),
+                "must be an ISO 3166-1 alpha-2 code such as FR",
+            );
+        }
+        if self.items.is_empty() || self.items.len() > MAX_ITEMS {
+            errors.add("items", format!("must hold 1 to {MAX_ITEMS} lines"));
+        }
+        let mut items = Vec::with_capacity(self.items.len());
+        for (i, item) in self.items.iter().enumerate() {
+            let product_id = match Uuid::parse_str(&item.product_id) {
+                Ok(id) => id.to_string(),
+                Err(_) => {
+                    errors.add(format!("items[{i}].product_id"), "must be a UUID");
+                    String::new()
+                }
+            };
+            let title = required_text(
+                &mut errors,
+                &format!("items[{i}].title"),
+                &item.title,
+                TEXT_MAX_CHARS,
+            );
+            if item.quantity == 0 || item.quantity > 10_000 {
+                errors.add(format!("items[{i}].quantity"), "must be from 1 to 10000");
+            }
+            items.push(Item {
+                product_id,
+                title,
+                quantity: item.quantity,
+            });
+        }
+        match (order_id, buyer_id) {
+            (Some(order_id), Some(buyer_id)) if errors.is_empty() => Ok(NewShipment {
+                order_id,
+                buyer_id,
+                shipping_address: address,
+                items,
+            }),
+            _ => Err(errors),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn input(v: serde_json::Value) -> ShipmentInput {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn valid() -> serde_json::Value {
+        json!({
+            "order_id": "o3-0192f3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b",
+            "buyer_id": "0192f3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b",
+            "shipping_address": {"name": "Ada", "line1": "1 Main St", "city": "Paris",
+                                  "postal_code": "75001", "country": "FR"},
+            "items": [{"product_id": "0192f3c4-5d6e-7f80-9a1b-2c3d4e5f6a7c", "title": "Lamp", "quantity": 2}]
+        })
+    }
+
+    #[test]
+    fn a_valid_request_parses_with_trimmed_fields() {
+        let mut v = valid();
+        v["shipping_address"]["name"] = json!("  Ada Lovelace ");
+        let s = input(v).parse().unwrap();
+        assert_eq!(s.shipping_address.name, "Ada Lovelace");
+        assert_eq!(s.shipping_address.line2, None);
+        assert_eq!(s.items[0].quantity, 2);
+    }
+
+    #[test]
+    fn every_bad_field_is_named() {
+        let v = json!({
+            "order_id": "has/slash",
+            "buyer_id": "nope",
+            "shipping_address": {"name": "", "line1": "x", "city": "y",
+                                  "postal_code": "1", "country": "france"},
+            "items": [{"product_id": "x", "title": "", "quantity": 0}]
+        });
+        let errors = input(v).parse().unwrap_err();
+        for f in [
+            "order_id",
+            "buyer_id",
+            "shipping_address.name",
+            "shipping_address.country",
+            "items[0].product_id",
+            "items[0].title",
+            "items[0].quantity",
+        ] {
+            assert!(errors.contains(f), "{f}: {errors:?}");
+        }
+    }
+
+    #[test]
+    fn a_shipment_needs_at_least_one_item() {
+        let mut v = valid();
+        v["items"] = json!([]);
+        assert!(input(v).parse().unwrap_err().contains("items"));
+    }
+
+    #[test]
+    fn order_ids_are_bounded_and_url_safe() {
+        assert!(OrderId::parse("o1-abc_DEF.9:x").is_some());
+        assert!(OrderId::parse("").is_none());
+        assert!(OrderId::parse(&"a".repeat(101)).is_none());
+        assert!(OrderId::parse("a?b").is_none());
+        assert!(OrderId::parse("a b").is_none());
+    }
+}
