@@ -1,0 +1,60 @@
+//! The component's Spin variables, read once per request into one typed value.
+
+use marketplace_shared::tokens::{Signer, Verifier};
+
+use crate::domain::shard::ShardMap;
+use crate::error::Error;
+
+/// This service's name in service tokens.
+pub const SERVICE: &str = "order";
+
+pub struct Config {
+    /// Connection strings of the physical order databases; index = position in `db_urls`.
+    pub db_urls: Vec<String>,
+    pub shards: ShardMap,
+    pub verifier: Verifier,
+    pub signer: Signer,
+    pub product_url: String,
+    pub delivery_url: String,
+}
+
+fn var(name: &str) -> Result<String, Error> {
+    spin_sdk::variables::get(name)
+        .map_err(|e| Error::Internal(format!("variable {name} unavailable: {e}")))
+}
+
+impl Config {
+    pub fn load() -> Result<Self, Error> {
+        let db_urls: Vec<String> = var("db_urls")?
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(String::from)
+            .collect();
+        let shards = ShardMap::parse(&var("shard_map")?, db_urls.len())
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let service_keys = var("service_public_keys")?;
+        let verifier = Verifier::new(
+            &var("jwt_public_keys")?,
+            &var("jwt_issuer")?,
+            &var("jwt_audience")?,
+            SERVICE,
+        )
+        .and_then(|v| v.with_service_keys(&service_keys))
+        .map_err(|e| Error::Internal(e.to_string()))?;
+        let signer = Signer::from_config(&var("service_signing_key")?)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        Ok(Self {
+            db_urls,
+            shards,
+            verifier,
+            signer,
+            product_url: var("product_service_url")?
+                .trim_end_matches('/')
+                .to_string(),
+            delivery_url: var("delivery_service_url")?
+                .trim_end_matches('/')
+                .to_string(),
+        })
+    }
+}

@@ -1,0 +1,5 @@
+//! The order service's rules: plain Rust, no I/O, unit-tested natively.
+
+pub mod order;
+pub mod outbox;
+pub mod shard;

@@ -1,0 +1,81 @@
+//! The transactional outbox: calls to other services that must eventually happen, written in
+//! the same transaction as the order change that requires them, and retried by the relay.
+
+use serde::{Deserialize, Serialize};
+
+/// What an outbox row asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `POST {delivery}/internal/deliveries` for the order (idempotent per order id there).
+    CreateShipment,
+    /// `DELETE {product}/internal/products/reservations/{reservation_id}` (idempotent there).
+    ReleaseReservation,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::CreateShipment => "create_shipment",
+            Kind::ReleaseReservation => "release_reservation",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "create_shipment" => Some(Kind::CreateShipment),
+            "release_reservation" => Some(Kind::ReleaseReservation),
+            _ => None,
+        }
+    }
+}
+
+/// Payload of a `release_reservation` row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Release {
+    pub reservation_id: String,
+}
+
+/// Seconds to wait before the next attempt after `attempts` failed ones.
+///
+/// The first retry is immediate (the inline attempt right after the commit failed; the next
+/// relay run, a minute later at most, tries again), then 2, 4, 8 ... seconds, capped at five
+/// minutes so a long outage costs one attempt per row every five minutes.
+pub fn backoff_secs(attempts: i32) -> i64 {
+    if attempts <= 1 {
+        0
+    } else {
+        1i64 << (attempts - 1).min(9)
+    }
+    .min(300)
+}
+
+/// How long an idempotency key may stay `pending` with nobody holding its lock before the
+/// relay treats the attempt as crashed and releases whatever it may have reserved.
+pub const ABANDONED_AFTER_SECS: i64 = 30;
+
+/// Rows one relay run claims per shard and queue.
+pub const BATCH: i64 = 25;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_starts_immediate_then_doubles_up_to_five_minutes() {
+        assert_eq!(backoff_secs(0), 0);
+        assert_eq!(backoff_secs(1), 0);
+        assert_eq!(backoff_secs(2), 2);
+        assert_eq!(backoff_secs(3), 4);
+        assert_eq!(backoff_secs(9), 256);
+        assert_eq!(backoff_secs(10), 300);
+        assert_eq!(backoff_secs(1000), 300);
+    }
+
+    #[test]
+    fn kinds_round_trip() {
+        for k in [Kind::CreateShipment, Kind::ReleaseReservation] {
+            assert_eq!(Kind::parse(k.as_str()), Some(k));
+        }
+        assert_eq!(Kind::parse("drop_tables"), None);
+    }
+}

@@ -1,0 +1,213 @@
+//! The outbox relay: delivers due outbox rows and cleans up abandoned create attempts.
+//!
+//! Rows are claimed with `for update skip locked` inside a transaction that stays open while
+//! the calls are made, so two relays running at once (the CronJob and the inline run after a
+//! commit, or two CronJob pods) never send the same row twice; a relay that dies mid-way
+//! leaves its rows unclaimed for the next run. The callees are idempotent (delivery per order
+//! id, product per reservation id), so a row sent again after a lost answer does no harm.
+
+use marketplace_shared::OrderStatus;
+use marketplace_shared::wit::{ShipmentItem, ShipmentRequest};
+use serde::Serialize;
+
+use crate::clients;
+use crate::config::Config;
+use crate::domain::outbox::{Kind, Release};
+use crate::error::Error;
+use crate::store::{Db, OutboxRow};
+
+/// What one relay run did.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Stats {
+    pub shipments_requested: u32,
+    pub reservations_released: u32,
+    pub abandoned_attempts_released: u32,
+    pub skipped: u32,
+    pub failed: u32,
+}
+
+/// Relays every shard. Returns the stats and the shards that could not be reached.
+pub async fn run_all(cfg: &Config) -> (Stats, Vec<usize>) {
+    let mut stats = Stats::default();
+    let mut down = Vec::new();
+    for index in 0..cfg.db_urls.len() {
+        let result = match Db::open(cfg, index) {
+            Ok(db) => match sweep_abandoned(cfg, &db, &mut stats).await {
+                Ok(()) => relay_shard(cfg, &db, None, &mut stats).await,
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            let p = e.into_problem();
+            eprintln!("order: relay of order-db-{index} stopped: {}", p.detail);
+            down.push(index);
+        }
+    }
+    (stats, down)
+}
+
+/// Relays the due rows of one order right after the commit that created them. Best effort:
+/// whatever fails stays in the outbox for the next run.
+pub async fn run_for_order(cfg: &Config, db: &Db, order_id: &str) -> Stats {
+    let mut stats = Stats::default();
+    if let Err(e) = relay_shard(cfg, db, Some(order_id), &mut stats).await {
+        let p = e.into_problem();
+        eprintln!("order: inline relay of {order_id} stopped: {}", p.detail);
+    }
+    stats
+}
+
+async fn relay_shard(
+    cfg: &Config,
+    db: &Db,
+    order_id: Option<&str>,
+    stats: &mut Stats,
+) -> Result<(), Error> {
+    db.begin()?;
+    let result = async {
+        for row in db.claim_outbox(order_id)? {
+            match deliver(cfg, db, &row).await? {
+                Ok(Some(kind)) => {
+                    db.outbox_done(row.id)?;
+                    match kind {
+                        Kind::CreateShipment => stats.shipments_requested += 1,
+                        Kind::ReleaseReservation => stats.reservations_released += 1,
+                    }
+                }
+                Ok(None) => {
+                    db.outbox_done(row.id)?;
+                    stats.skipped += 1;
+                }
+                Err(cause) => {
+                    eprintln!(
+                        "order: outbox row {} ({}) for {} failed: {cause}",
+                        row.id,
+                        row.kind.map_or("unknown", Kind::as_str),
+                        row.order_id
+                    );
+                    db.outbox_failed(&row, &cause)?;
+                    stats.failed += 1;
+                }
+            }
+        }
+        Ok::<(), Error>(())
+    }
+    .await;
+    match result {
+        Ok(()) => db.commit(),
+        Err(e) => {
+            db.rollback();
+            Err(e)
+        }
+    }
+}
+
+/// Makes the call an outbox row asks for. Outer error: the database failed (stop the run);
+/// inner: the call failed (retry later); `Ok(None)`: nothing to do any more.
+async fn deliver(
+    cfg: &Config,
+    db: &Db,
+    row: &OutboxRow,
+) -> Result<Result<Option<Kind>, String>, Error> {
+    match row.kind {
+        Some(Kind::CreateShipment) => {
+            let Some(order) = db.shipment_source(&row.order_id)? else {
+                return Ok(Ok(None));
+            };
+            let status = order.status();
+            if order.shipment_id.is_some() || status == Some(OrderStatus::Cancelled) {
+                // Cancelled before the shipment was requested: nothing to ship.
+                return Ok(Ok(None));
+            }
+            let request = ShipmentRequest {
+                order_id: order.id.clone(),
+                buyer_id: order.buyer_id.to_string(),
+                shipping_address: serde_json::from_value(order.shipping_address.clone())
+                    .map_err(|e| Error::Internal(format!("stored address: {e}")))?,
+                items: order
+                    .items
+                    .iter()
+                    .map(|l| ShipmentItem {
+                        product_id: l.product_id.to_string(),
+                        title: l.title.clone(),
+                        quantity: l.quantity,
+                    })
+                    .collect(),
+            };
+            match clients::create_shipment(cfg, &request).await {
+                Ok(shipment) => {
+                    if db.set_shipment(&row.order_id, shipment)? {
+                        let s = status.unwrap_or(OrderStatus::Confirmed);
+                        db.history(
+                            &row.order_id,
+                            "shipment_requested",
+                            Some(s),
+                            s,
+                            "relay",
+                            &serde_json::json!({ "shipment_id": shipment }),
+                            None,
+                        )?;
+                    }
+                    Ok(Ok(Some(Kind::CreateShipment)))
+                }
+                Err(e) => Ok(Err(e)),
+            }
+        }
+        Some(Kind::ReleaseReservation) => {
+            let Ok(release) = serde_json::from_value::<Release>(row.payload.clone()) else {
+                return Err(Error::Internal(format!("outbox row {} payload", row.id)));
+            };
+            match clients::release(cfg, &release.reservation_id).await {
+                Ok(()) => {
+                    if let Some(s) = db.status_of(&row.order_id)? {
+                        db.history(
+                            &row.order_id,
+                            "stock_released",
+                            Some(s),
+                            s,
+                            "relay",
+                            &serde_json::json!({ "reservation_id": release.reservation_id }),
+                            None,
+                        )?;
+                    }
+                    Ok(Ok(Some(Kind::ReleaseReservation)))
+                }
+                Err(e) => Ok(Err(e)),
+            }
+        }
+        None => Ok(Err("unknown outbox kind".to_string())),
+    }
+}
+
+/// Releases the reservations of create attempts that never finished (their key row is still
+/// `pending`, unlocked, and old), then forgets the attempt so its key can be used again.
+async fn sweep_abandoned(cfg: &Config, db: &Db, stats: &mut Stats) -> Result<(), Error> {
+    db.begin()?;
+    let result = async {
+        for a in db.claim_abandoned()? {
+            match clients::release(cfg, &a.order_id).await {
+                Ok(()) => {
+                    db.delete_key(a.buyer_id, &a.key)?;
+                    stats.abandoned_attempts_released += 1;
+                }
+                Err(e) => {
+                    eprintln!(
+                        "order: releasing abandoned attempt {} failed: {e}",
+                        a.order_id
+                    );
+                    stats.failed += 1;
+                }
+            }
+        }
+        Ok::<(), Error>(())
+    }
+    .await;
+    match result {
+        Ok(()) => db.commit(),
+        Err(e) => {
+            db.rollback();
+            Err(e)
+        }
+    }
+}
