@@ -55,3 +55,25 @@ fmt:
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+
+# ---------------------------------------------------------------- scale-out, black-box, bench
+# (tools/scaled, tests/blackbox, bench; docs/scaling.md)
+.PHONY: up-scaled blackbox blackbox-scaled bench
+BASE_URL ?= http://127.0.0.1:3000
+
+# Two order-shard PostgreSQL servers, a product primary + streaming replica, two Redis
+# servers, two app instances behind haproxy on $(LISTEN) (default 127.0.0.1:3000).
+up-scaled: build
+	tools/scaled/up.sh run
+
+# The black-box HTTP tests against a running marketplace at $(BASE_URL).
+blackbox:
+	tests/blackbox/run.sh "$(BASE_URL)"
+
+# Starts the scaled topology, runs the black-box tests against it, stops it.
+blackbox-scaled: build
+	tests/blackbox/run.sh --scaled
+
+# Seeds a realistic catalog on the scaled topology and measures it (writes BENCHMARKS.md).
+bench: build
+	bench/run.sh
