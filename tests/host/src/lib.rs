@@ -329,10 +329,18 @@ impl App {
                     .with_context(|| {
                         format!("compiling component {:?} ({})", c.id, c.source.display())
                     })?;
-            let mut component_linker = linker.clone();
-            wt(component_linker.define_unknown_imports_as_traps(&component))?;
-            let pre = wt(component_linker.instantiate_pre(&component))
-                .with_context(|| format!("linking component {:?}", c.id))?;
+            // Imports the host does not implement (e.g. `fermyon:spin/llm`)
+            // link as traps, like calling an unconfigured Spin factor.
+            let pre = match linker.instantiate_pre(&component) {
+                Ok(pre) => pre,
+                Err(first) => {
+                    let mut stubbed = linker.clone();
+                    wt(stubbed.define_unknown_imports_as_traps(&component))?;
+                    stubbed
+                        .instantiate_pre(&component)
+                        .map_err(|_| anyhow!("linking component {:?}: {first:?}", c.id))?
+                }
+            };
             let pre = wt(ProxyPre::new(pre)).with_context(|| {
                 format!(
                     "component {:?} does not export wasi:http/incoming-handler@0.2.x",

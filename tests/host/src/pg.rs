@@ -13,6 +13,8 @@
 //!   component left open never leaks into a later request (Spin itself does not
 //!   do this; a `COMMIT`ted or never-begun transaction is unaffected, PostgreSQL
 //!   only emits a warning).
+#![allow(clippy::result_large_err)] // `v4::Error` is the WIT error type, as in Spin.
+
 use std::error::Error as StdError;
 use std::sync::{Arc, Mutex};
 
@@ -196,18 +198,18 @@ impl Drop for Connection {
         // Reached when the store is torn down without the guest dropping the
         // resource (e.g. a trap): never pool a connection that may be inside a
         // transaction.
-        if let Some(client) = self.client.take() {
-            if self.used {
-                match tokio::runtime::Handle::try_current() {
-                    Ok(handle) => {
-                        handle.spawn(async move {
-                            if client.batch_execute("ROLLBACK").await.is_err() {
-                                drop(deadpool_postgres::Object::take(client));
-                            }
-                        });
-                    }
-                    Err(_) => drop(deadpool_postgres::Object::take(client)),
+        if let Some(client) = self.client.take()
+            && self.used
+        {
+            match tokio::runtime::Handle::try_current() {
+                Ok(handle) => {
+                    handle.spawn(async move {
+                        if client.batch_execute("ROLLBACK").await.is_err() {
+                            drop(deadpool_postgres::Object::take(client));
+                        }
+                    });
                 }
+                Err(_) => drop(deadpool_postgres::Object::take(client)),
             }
         }
     }

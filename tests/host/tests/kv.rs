@@ -195,7 +195,12 @@ async fn sqlite_default_store_roundtrip_and_file_location() {
 #[tokio::test]
 async fn sqlite_labels_are_separate_stores_in_one_file() {
     let dir = TempDir::new("kvcfg");
-    let manifest = write_fixture(dir.path(), "probe.toml", "spin.toml", &[]);
+    let manifest = write_fixture(
+        dir.path(),
+        "probe.toml",
+        "spin.toml",
+        &[("PROBE_STORES", r#"["default", "other"]"#)],
+    );
     std::fs::write(
         dir.path().join("rc.toml"),
         "[key_value_store.other]\ntype = \"spin\"\npath = \"data/kv.db\"\n[key_value_store.default]\ntype = \"spin\"\npath = \"data/kv.db\"\n",
@@ -287,7 +292,12 @@ async fn redis_flush(url: &str) {
 async fn redis_app(index: u8, fixture: &str) -> (TempDir, App, String) {
     let url = redis_db(index).await;
     let dir = TempDir::new("redis");
-    let manifest = write_fixture(dir.path(), "probe.toml", "spin.toml", &[]);
+    let manifest = write_fixture(
+        dir.path(),
+        "probe.toml",
+        "spin.toml",
+        &[("PROBE_STORES", r#"["default", "other"]"#)],
+    );
     let rc = write_fixture(
         dir.path(),
         fixture,

@@ -110,7 +110,10 @@ async fn service_chaining_dispatches_in_process() {
     assert_eq!(inner["who"], "echo");
     assert_eq!(inner["path"], "/deep/echo");
     assert_eq!(inner["body"], "chained");
-    assert_eq!(inner["method"], "Post");
+    assert!(
+        inner["method"].as_str().unwrap().ends_with("Post"),
+        "{inner}"
+    );
 
     // The chained request carries Spin's synthetic `/...` route headers.
     let v = send(&app, "", "http://echo.spin.internal/x/headers", "").await;

@@ -83,13 +83,15 @@ async fn spin_headers_for_wildcard_route() {
     assert_eq!(header(&v, "spin-component-route"), "/api/items");
     assert_eq!(header(&v, "spin-base-path"), "/");
     assert_eq!(header(&v, "spin-client-addr"), "127.0.0.1:0");
-    assert_eq!(header(&v, "host"), "test.local:3000");
+    // wasmtime-wasi-http (and so Spin) strips forbidden headers such as
+    // `host` from the incoming request; components use `spin-full-url`.
+    assert!(v["headers"].get("host").is_none(), "{v}");
 }
 
 #[tokio::test]
 async fn spin_headers_for_exact_and_parameter_routes() {
     let (_dir, app) = probe_app(opts()).await;
-    let (_, v) = get_json(&app, "/exact").await;
+    let (_, v) = get_json(&app, "/exact?action=headers").await;
     assert_eq!(header(&v, "spin-path-info"), "");
     assert_eq!(header(&v, "spin-matched-route"), "/exact");
     assert_eq!(header(&v, "spin-component-route"), "/exact");
@@ -189,7 +191,7 @@ async fn request_body_and_method_reach_the_component() {
     let (status, body) = request(&app, "PUT", "/x/echo?q=1", "payload").await;
     assert_eq!(status, 200);
     let v: Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(v["method"], "Put");
+    assert!(v["method"].as_str().unwrap().ends_with("Put"), "{v}");
     assert_eq!(v["path"], "/x/echo");
     assert_eq!(v["query"], "q=1");
     assert_eq!(v["body"], "payload");

@@ -112,7 +112,7 @@ async fn undeclared_and_invalid_names() {
     let (_, v) = get_json(&app, "/var/a__b").await;
     assert_eq!(v["error"], "invalid-name", "{v}");
     // Another component sees only its own variables.
-    let (_, v) = get_json(&app, "/exact/var/greeting").await;
+    let (_, v) = get_json(&app, "/api/var/greeting").await;
     assert_eq!(v["error"], "undefined", "{v}");
 }
 

@@ -66,6 +66,8 @@ pub fn write_fixture(dir: &Path, name: &str, file: &str, replacements: &[(&str, 
     for (k, v) in replacements {
         text = text.replace(&format!("@{k}@"), v);
     }
+    // The probe component lists only `default` unless a test configures more.
+    text = text.replace("@PROBE_STORES@", r#"["default"]"#);
     let path = dir.join(file);
     std::fs::write(&path, text).unwrap();
     path
