@@ -164,7 +164,21 @@ impl Verifier {
     /// (`marketplace:shared/tokens.verify-service-token`).
     pub fn verify_service_token(&self, token: &str) -> Result<Claims, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
-        let key = pick_key(&self.service_keys, header.kid.as_deref())?;
+        // Key ids are per service (`service:kid:key`): two services may both use `s1`, so the
+        // key is chosen by the (still unverified) issuer and kid together; the signature check
+        // below then proves the issuer.
+        let issuer = unverified_issuer(token);
+        let owned: Vec<&PublicKey> = self
+            .service_keys
+            .iter()
+            .filter(|k| issuer.is_none() || k.owner == issuer)
+            .collect();
+        let key = match header.kid.as_deref() {
+            Some(kid) => owned.iter().find(|k| k.kid == kid).copied(),
+            None if owned.len() == 1 => Some(owned[0]),
+            None => None,
+        }
+        .ok_or(TokenError::UnknownKey)?;
         let owner = key.owner.clone().unwrap_or_default();
         let claims = verify(token, std::slice::from_ref(key), &owner, &self.service_name)?;
         if claims.role != Role::Service || claims.sub != owner {
@@ -248,6 +262,14 @@ pub fn bearer(authorization: Option<&str>) -> Result<&str, TokenError> {
         return Err(TokenError::Malformed);
     }
     Ok(token.trim())
+}
+
+/// The `iss` claim of a JWT, read without verifying anything (only to choose a key).
+fn unverified_issuer(token: &str) -> Option<String> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    value.get("iss")?.as_str().map(str::to_string)
 }
 
 fn pick_key<'a>(keys: &'a [PublicKey], kid: Option<&str>) -> Result<&'a PublicKey, TokenError> {
@@ -536,6 +558,32 @@ mod tests {
                 .status,
             403
         );
+    }
+
+    #[test]
+    fn services_may_use_the_same_key_id() {
+        let (order, delivery) = (signer("s1", SEED_A), signer("s1", SEED_B));
+        let users = signer("k1", SEED_A);
+        let v = Verifier::new(
+            &format!("k1:{}", users.public_key_b64()),
+            "iss",
+            "aud",
+            "delivery",
+        )
+        .unwrap()
+        .with_service_keys(&format!(
+            "order:s1:{},delivery:s1:{}",
+            order.public_key_b64(),
+            delivery.public_key_b64()
+        ))
+        .unwrap();
+        let own = delivery.service_token("delivery", "delivery", now());
+        let from_order = order.service_token("order", "delivery", now());
+        assert_eq!(v.verify_service_token(&own).unwrap().sub, "delivery");
+        assert_eq!(v.verify_service_token(&from_order).unwrap().sub, "order");
+        // Claiming to be `delivery` with order's key still fails.
+        let forged = order.service_token("delivery", "delivery", now());
+        assert!(v.verify_service_token(&forged).is_err());
     }
 
     #[test]
