@@ -231,6 +231,49 @@ impl WasiHttpView for InstanceState {
 
 const OUTPUT_CAPACITY: usize = 64 << 20;
 
+/// One engine per process: every [`App`] shares its pooling allocator (whose
+/// slots reserve virtual memory) and compiled components are kept in memory,
+/// keyed by file path, size and modification time, so loading the same app
+/// many times in a test process compiles each component once.
+fn shared_engine() -> Result<Engine> {
+    static ENGINE: std::sync::OnceLock<Engine> = std::sync::OnceLock::new();
+    if let Some(e) = ENGINE.get() {
+        return Ok(e.clone());
+    }
+    let engine = build_engine()?;
+    Ok(ENGINE.get_or_init(|| engine).clone())
+}
+
+type ComponentKey = (PathBuf, u64, Option<std::time::SystemTime>);
+
+fn component_cache() -> &'static Mutex<HashMap<ComponentKey, Component>> {
+    static CACHE: std::sync::OnceLock<Mutex<HashMap<ComponentKey, Component>>> =
+        std::sync::OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
+
+async fn load_component(engine: &Engine, path: &Path) -> Result<Component> {
+    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    let key = (path.to_path_buf(), meta.len(), meta.modified().ok());
+    if let Some(c) = component_cache()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&key)
+    {
+        return Ok(c.clone());
+    }
+    let engine = engine.clone();
+    let source = path.to_path_buf();
+    let component = tokio::task::spawn_blocking(move || Component::from_file(&engine, &source))
+        .await?
+        .map_err(|e| anyhow!("{e:?}"))?;
+    component_cache()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(key, component.clone());
+    Ok(component)
+}
+
 fn build_engine() -> Result<Engine> {
     let mut config = Config::new();
     config.wasm_component_model(true);
@@ -302,7 +345,7 @@ impl App {
             None => LogSink::Stderr,
         };
 
-        let engine = build_engine()?;
+        let engine = shared_engine()?;
         let mut linker: Linker<InstanceState> = Linker::new(&engine);
         wt(wasmtime_wasi::p2::add_to_linker_async(&mut linker))?;
         wt(wasmtime_wasi_http::p2::add_only_http_to_linker_async(
@@ -320,15 +363,9 @@ impl App {
                     c.source.display()
                 );
             }
-            let engine2 = engine.clone();
-            let source = c.source.clone();
-            let component =
-                tokio::task::spawn_blocking(move || Component::from_file(&engine2, &source))
-                    .await?
-                    .map_err(|e| anyhow!("{e:?}"))
-                    .with_context(|| {
-                        format!("compiling component {:?} ({})", c.id, c.source.display())
-                    })?;
+            let component = load_component(&engine, &c.source).await.with_context(|| {
+                format!("compiling component {:?} ({})", c.id, c.source.display())
+            })?;
             // Imports the host does not implement (e.g. `fermyon:spin/llm`)
             // link as traps, like calling an unconfigured Spin factor.
             let pre = match linker.instantiate_pre(&component) {

@@ -58,9 +58,14 @@ async fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    match cli.command {
+    let result = match cli.command {
         Command::Up(args) => up(args).await,
+    };
+    if let Err(e) = result {
+        eprintln!("Error: {e:#}");
+        std::process::exit(1);
     }
+    Ok(())
 }
 
 async fn up(args: UpArgs) -> Result<()> {
