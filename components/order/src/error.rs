@@ -23,7 +23,7 @@ impl Error {
     /// A failed statement on physical database `db`. Connection-level failures (the database
     /// is down or went away mid-request) are 503s naming the shard; anything else is a defect.
     pub fn db(db: usize, e: PgError) -> Self {
-        let dependency = format!("order-db-{db}");
+        let dependency = format!("postgres order-db-{db}");
         match &e {
             PgError::ConnectionFailed(_) => Error::Unavailable {
                 dependency,

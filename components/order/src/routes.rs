@@ -143,7 +143,7 @@ async fn dispatch(req: &Request) -> Result<Response, Error> {
             let (stats, down) = relay::run_all(&cfg).await;
             if let Some(db) = down.first() {
                 return Err(Error::Unavailable {
-                    dependency: format!("order-db-{db}"),
+                    dependency: format!("postgres order-db-{db}"),
                     cause: "relay could not finish".into(),
                 });
             }
