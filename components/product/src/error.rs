@@ -26,23 +26,29 @@ impl From<Problem> for Error {
     }
 }
 
+/// The first line of a driver message, capped: enough to diagnose, never a backtrace.
+pub fn short(message: &str) -> String {
+    let line = message.lines().next().unwrap_or("");
+    line.chars().take(300).collect()
+}
+
 impl From<spin_sdk::pg4::PgError> for Error {
     fn from(e: spin_sdk::pg4::PgError) -> Self {
         use spin_sdk::pg4::{PgError, QueryError};
         match e {
-            PgError::ConnectionFailed(m) => Error::DbUnavailable(m),
+            PgError::ConnectionFailed(m) => Error::DbUnavailable(short(&m)),
             PgError::QueryFailed(QueryError::DbError(d)) => Error::Db {
                 code: Some(d.code),
-                message: d.message,
+                message: short(&d.message),
             },
             PgError::QueryFailed(QueryError::Text(m)) => Error::Db {
                 code: None,
-                message: m,
+                message: short(&m),
             },
             PgError::BadParameter(m) | PgError::ValueConversionFailed(m) | PgError::Other(m) => {
                 Error::Db {
                     code: None,
-                    message: m,
+                    message: short(&m),
                 }
             }
         }

@@ -94,13 +94,16 @@ pub fn search(spec: &SearchSpec) -> (String, Vec<Param>) {
         params: Vec::new(),
     };
     let mut filters = vec!["status = 'active'".to_string()];
+    // Only relevance ordering needs the score.
     let mut score = String::new();
     if let Some(q) = &spec.q {
         let q = b.bind(Param::Text(q.clone()));
         let tsq = format!("websearch_to_tsquery('{TS_CONFIG}', {q})");
         // Full-text match, or a close trigram match of a word of the title (typos).
         filters.push(format!("(search_tsv @@ {tsq} or {q} <% title)"));
-        score = format!("(ts_rank_cd(search_tsv, {tsq}) + word_similarity({q}, title))::real");
+        if spec.order == Order::Relevance {
+            score = format!("(ts_rank_cd(search_tsv, {tsq}) + word_similarity({q}, title))::real");
+        }
     }
     if let Some(c) = &spec.category {
         let p = b.bind(Param::Text(c.clone()));
@@ -125,6 +128,7 @@ pub fn search(spec: &SearchSpec) -> (String, Vec<Param>) {
         Order::Newest => "created_at desc, id desc",
         Order::PriceAsc => "price_cents asc, id asc",
         Order::PriceDesc => "price_cents desc, id desc",
+        // Without `q` there is no score (the parser refuses this; fall back to newest).
         Order::Relevance if score.is_empty() => "created_at desc, id desc",
         Order::Relevance => "score desc, id asc",
     };
@@ -156,32 +160,19 @@ pub fn search(spec: &SearchSpec) -> (String, Vec<Param>) {
     }
     let fetch = b.bind(Param::Int(spec.fetch));
     let where_ = filters.join(" and ");
-    b.sql = if score.is_empty() {
-        if let Some(k) = keyset {
-            format!(
-                "select {PRODUCT_COLUMNS} from products where {where_} and {k} \
-                 order by {order_by} limit {fetch}"
-            )
-        } else {
-            format!(
-                "select {PRODUCT_COLUMNS} from products where {where_} \
-                 order by {order_by} limit {fetch}"
-            )
-        }
-    } else {
+    b.sql = if spec.order == Order::Relevance && !score.is_empty() {
         // The score is computed once per matching row in the inner query; the outer one
         // applies the keyset on it, so a cursor compares the very value it was built from.
-        let score_filter = match (&keyset, spec.order) {
-            (Some(k), Order::Relevance) => format!(" where {k}"),
-            _ => String::new(),
-        };
-        let plain_keyset = match (&keyset, spec.order) {
-            (Some(k), o) if o != Order::Relevance => format!(" and {k}"),
-            _ => String::new(),
-        };
+        let score_filter = keyset.map(|k| format!(" where {k}")).unwrap_or_default();
         format!(
             "select * from (select {PRODUCT_COLUMNS}, {score} as score from products \
-             where {where_}{plain_keyset}) ranked{score_filter} order by {order_by} limit {fetch}"
+             where {where_}) ranked{score_filter} order by {order_by} limit {fetch}"
+        )
+    } else {
+        let keyset = keyset.map(|k| format!(" and {k}")).unwrap_or_default();
+        format!(
+            "select {PRODUCT_COLUMNS} from products where {where_}{keyset} \
+             order by {order_by} limit {fetch}"
         )
     };
     (b.sql, b.params)
@@ -255,5 +246,17 @@ mod tests {
             sql.contains("ranked where (score < $2::real or (score = $2::real and id > $3::uuid))")
         );
         assert_eq!(params.len(), 4);
+    }
+
+    #[test]
+    fn text_search_in_another_order_needs_no_score() {
+        let mut s = spec(Order::Newest);
+        s.q = Some("shoe".into());
+        let (sql, _) = search(&s);
+        assert!(!sql.contains("score") && !sql.contains("ranked"), "{sql}");
+        assert!(
+            sql.ends_with("order by created_at desc, id desc limit $2::int8"),
+            "{sql}"
+        );
     }
 }
