@@ -438,6 +438,29 @@ async fn tls_is_required_unless_sslmode_disable() {
     )
     .await;
     assert_eq!(v["open_error"]["kind"], "connection-failed", "{v}");
+    // When the server offers TLS (with a certificate webpki does not trust,
+    // e.g. Debian's self-signed snakeoil), the default `sslmode=prefer` fails
+    // too: TLS is negotiated and verification fails, as with Spin.
+    let admin = db.client().await;
+    let ssl: String = admin.query_one("SHOW ssl", &[]).await.unwrap().get(0);
+    if ssl == "on" {
+        let msg = v["open_error"]["message"].as_str().unwrap().to_string();
+        assert!(msg.to_lowercase().contains("certificate"), "{msg}");
+        let prefer = require.replace("sslmode=require", "sslmode=prefer");
+        let (_, v) = post_json(&app, "/pg", &json!({ "address": prefer, "statements": [] })).await;
+        assert_eq!(v["open_error"]["kind"], "connection-failed", "{v}");
+        let default_mode = prefer
+            .replace("?sslmode=prefer&", "?")
+            .replace("?sslmode=prefer", "")
+            .replace("&sslmode=prefer", "");
+        let (_, v) = post_json(
+            &app,
+            "/pg",
+            &json!({ "address": default_mode, "statements": [] }),
+        )
+        .await;
+        assert_eq!(v["open_error"]["kind"], "connection-failed", "{v}");
+    }
     let ok = run(
         &app,
         "/pg",
