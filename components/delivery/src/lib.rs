@@ -11,7 +11,9 @@ pub mod http;
 pub mod store;
 
 /// The Spin entry point. The SDK's macro generates the (unsafe) WIT export glue, hence the
-/// one `allow` in the crate.
+/// one `allow` in the crate. Only on wasm32: the export names (`wasi:http/...#handle`) break
+/// native `cdylib` linking, and native builds exist for the unit tests.
+#[cfg(target_arch = "wasm32")]
 #[allow(unsafe_code)]
 mod entry {
     #[spin_sdk::http_component]

@@ -88,7 +88,11 @@ fn new_order_id() -> String {
 /// Creates a shipment for a fresh order of `buyer`; returns the shipment.
 async fn create_shipment(app: &TestApp, buyer: Uuid) -> Value {
     let r = app
-        .post("/internal/deliveries", Some(&order_token(app)), shipment_request(&new_order_id(), buyer))
+        .post(
+            "/internal/deliveries",
+            Some(&order_token(app)),
+            shipment_request(&new_order_id(), buyer),
+        )
         .await;
     r.expect(201);
     r.json()
@@ -102,8 +106,14 @@ fn ts(t: chrono::DateTime<Utc>) -> String {
     marketplace_shared::time::format(t)
 }
 
-async fn post_event(app: &TestApp, token: &str, id: &str, body: Value) -> marketplace_tests::TestResponse {
-    app.post(&format!("/api/deliveries/{id}/events"), Some(token), body).await
+async fn post_event(
+    app: &TestApp,
+    token: &str,
+    id: &str,
+    body: Value,
+) -> marketplace_tests::TestResponse {
+    app.post(&format!("/api/deliveries/{id}/events"), Some(token), body)
+        .await
 }
 
 /// Records `statuses` one minute apart, starting an hour ago; returns the last response body.
@@ -126,7 +136,9 @@ async fn walk(app: &TestApp, token: &str, id: &str, statuses: &[&str]) -> Value 
 }
 
 async fn shipment(app: &TestApp, id: &str) -> Value {
-    let r = app.get(&format!("/api/deliveries/{id}"), Some(&carrier(app))).await;
+    let r = app
+        .get(&format!("/api/deliveries/{id}"), Some(&carrier(app)))
+        .await;
     r.expect(200);
     r.json()
 }
@@ -142,40 +154,52 @@ fn history_ids(s: &Value) -> Vec<String> {
 
 /// Records every outbound request's method, path and authorization header, answering `status`
 /// (or refusing the connection while `refuse` is set).
+/// One outbound call seen: method, path, `Authorization` header.
+type Call = (String, String, Option<String>);
+
 #[derive(Clone, Default)]
 struct OrderSpy {
-    calls: Arc<Mutex<Vec<(String, String, Option<String>)>>>,
+    calls: Arc<Mutex<Vec<Call>>>,
     answer: Arc<Mutex<Option<u16>>>,
 }
 
 impl OrderSpy {
     fn install(&self, app: &TestApp) {
         let spy = self.clone();
-        app.app.set_outbound_interceptor(Some(Arc::new(move |parts: &http::request::Parts| {
-            spy.calls.lock().unwrap().push((
-                parts.method.to_string(),
-                parts.uri.path().to_string(),
-                parts.headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string),
-            ));
-            match *spy.answer.lock().unwrap() {
-                Some(status) => Some(InterceptAction::respond(status, r#"{}"#)),
-                None => Some(InterceptAction::ConnectionRefused),
-            }
-        })));
+        app.app
+            .set_outbound_interceptor(Some(Arc::new(move |parts: &http::request::Parts| {
+                spy.calls.lock().unwrap().push((
+                    parts.method.to_string(),
+                    parts.uri.path().to_string(),
+                    parts
+                        .headers
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string),
+                ));
+                match *spy.answer.lock().unwrap() {
+                    Some(status) => Some(InterceptAction::respond(status, r#"{}"#)),
+                    None => Some(InterceptAction::ConnectionRefused),
+                }
+            })));
     }
 
     fn answer(&self, status: Option<u16>) {
         *self.answer.lock().unwrap() = status;
     }
 
-    fn calls(&self) -> Vec<(String, String, Option<String>)> {
+    fn calls(&self) -> Vec<Call> {
         self.calls.lock().unwrap().clone()
     }
 }
 
 async fn relay(app: &TestApp) -> Value {
     let r = app
-        .post("/internal/deliveries/outbox/relay", Some(&app.service_token("delivery", "delivery")), json!({}))
+        .post(
+            "/internal/deliveries/outbox/relay",
+            Some(&app.service_token("delivery", "delivery")),
+            json!({}),
+        )
         .await;
     r.expect(200);
     r.json()
@@ -203,7 +227,10 @@ async fn health_readiness_and_the_openapi_document_are_served(kv: Kv) {
         "/internal/deliveries",
         "/internal/deliveries/outbox/relay",
     ] {
-        assert!(doc["paths"][path].is_object(), "{path} missing from the OpenAPI document");
+        assert!(
+            doc["paths"][path].is_object(),
+            "{path} missing from the OpenAPI document"
+        );
     }
 }
 
@@ -212,8 +239,20 @@ async fn the_order_service_creates_a_pending_shipment_once_per_order(kv: Kv) {
     let buyer = Uuid::now_v7();
     let order_id = new_order_id();
 
-    let first = app.post("/internal/deliveries", Some(&order_token(&app)), shipment_request(&order_id, buyer)).await;
-    let again = app.post("/internal/deliveries", Some(&order_token(&app)), shipment_request(&order_id, buyer)).await;
+    let first = app
+        .post(
+            "/internal/deliveries",
+            Some(&order_token(&app)),
+            shipment_request(&order_id, buyer),
+        )
+        .await;
+    let again = app
+        .post(
+            "/internal/deliveries",
+            Some(&order_token(&app)),
+            shipment_request(&order_id, buyer),
+        )
+        .await;
 
     first.expect(201);
     again.expect(201);
@@ -233,7 +272,11 @@ async fn the_order_service_creates_a_pending_shipment_once_per_order(kv: Kv) {
     assert_ne!(other["tracking_number"], first["tracking_number"]);
     // The same order for another buyer is a conflict.
     let clash = app
-        .post("/internal/deliveries", Some(&order_token(&app)), shipment_request(&order_id, Uuid::now_v7()))
+        .post(
+            "/internal/deliveries",
+            Some(&order_token(&app)),
+            shipment_request(&order_id, Uuid::now_v7()),
+        )
         .await;
     clash.expect_problem(409);
 }
@@ -244,11 +287,27 @@ async fn shipment_creation_accepts_only_the_order_services_token(kv: Kv) {
     let body = shipment_request(&order_id, Uuid::now_v7());
 
     let anonymous = app.post("/internal/deliveries", None, body.clone()).await;
-    let user = app.post("/internal/deliveries", Some(&app.token(Uuid::now_v7(), "admin")), body.clone()).await;
-    let delivery = app
-        .post("/internal/deliveries", Some(&app.service_token("delivery", "delivery")), body.clone())
+    let user = app
+        .post(
+            "/internal/deliveries",
+            Some(&app.token(Uuid::now_v7(), "admin")),
+            body.clone(),
+        )
         .await;
-    let wrong_audience = app.post("/internal/deliveries", Some(&app.service_token("order", "product")), body).await;
+    let delivery = app
+        .post(
+            "/internal/deliveries",
+            Some(&app.service_token("delivery", "delivery")),
+            body.clone(),
+        )
+        .await;
+    let wrong_audience = app
+        .post(
+            "/internal/deliveries",
+            Some(&app.service_token("order", "product")),
+            body,
+        )
+        .await;
 
     anonymous.expect_problem(401);
     assert_eq!(anonymous.header("www-authenticate"), Some("Bearer"));
@@ -256,7 +315,10 @@ async fn shipment_creation_accepts_only_the_order_services_token(kv: Kv) {
     delivery.expect_problem(403);
     wrong_audience.expect_problem(401);
     let listed = app
-        .get(&format!("/api/deliveries?order_id={order_id}"), Some(&app.token(Uuid::now_v7(), "admin")))
+        .get(
+            &format!("/api/deliveries?order_id={order_id}"),
+            Some(&app.token(Uuid::now_v7(), "admin")),
+        )
         .await;
     assert_eq!(listed.json()["items"], json!([]), "nothing was created");
 }
@@ -273,12 +335,17 @@ async fn invalid_shipment_requests_are_refused_and_write_nothing(kv: Kv) {
     unknown["priority"] = json!("express");
 
     let invalid = app.post("/internal/deliveries", Some(&token), bad).await;
-    let unknown_field = app.post("/internal/deliveries", Some(&token), unknown).await;
+    let unknown_field = app
+        .post("/internal/deliveries", Some(&token), unknown)
+        .await;
     let malformed = app
         .request(
             "POST",
             "/internal/deliveries",
-            &[("authorization", &format!("Bearer {token}")), ("content-type", "application/json")],
+            &[
+                ("authorization", &format!("Bearer {token}")),
+                ("content-type", "application/json"),
+            ],
             b"{\"order_id\": ".to_vec(),
         )
         .await;
@@ -286,7 +353,10 @@ async fn invalid_shipment_requests_are_refused_and_write_nothing(kv: Kv) {
         .request(
             "POST",
             "/internal/deliveries",
-            &[("authorization", &format!("Bearer {token}")), ("content-type", "text/plain")],
+            &[
+                ("authorization", &format!("Bearer {token}")),
+                ("content-type", "text/plain"),
+            ],
             b"hello".to_vec(),
         )
         .await;
@@ -299,7 +369,10 @@ async fn invalid_shipment_requests_are_refused_and_write_nothing(kv: Kv) {
     malformed.expect_problem(400);
     not_json.expect_problem(415);
     let listed = app
-        .get(&format!("/api/deliveries?order_id={order_id}"), Some(&app.token(Uuid::now_v7(), "admin")))
+        .get(
+            &format!("/api/deliveries?order_id={order_id}"),
+            Some(&app.token(Uuid::now_v7(), "admin")),
+        )
         .await;
     assert_eq!(listed.json()["items"], json!([]), "nothing was created");
 }
@@ -307,7 +380,10 @@ async fn invalid_shipment_requests_are_refused_and_write_nothing(kv: Kv) {
 async fn a_carrier_moves_a_shipment_through_its_life_and_every_event_is_kept(kv: Kv) {
     let app = app(kv).await;
     let token = carrier(&app);
-    let id = create_shipment(&app, Uuid::now_v7()).await["id"].as_str().unwrap().to_string();
+    let id = create_shipment(&app, Uuid::now_v7()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let t0 = Utc::now() - Duration::hours(2);
 
     let steps = [
@@ -343,31 +419,65 @@ async fn a_carrier_moves_a_shipment_through_its_life_and_every_event_is_kept(kv:
     }
     assert!(s["updated_at"].as_str().unwrap() > s["created_at"].as_str().unwrap());
     // Delivered is terminal.
-    let after = post_event(&app, &token, &id, json!({"event_id": "e9", "status": "in_transit"})).await;
+    let after = post_event(
+        &app,
+        &token,
+        &id,
+        json!({"event_id": "e9", "status": "in_transit"}),
+    )
+    .await;
     after.expect_problem(409);
 }
 
 async fn failed_attempts_and_returns_follow_the_state_machine(kv: Kv) {
     let app = app(kv).await;
     let token = carrier(&app);
-    let id = create_shipment(&app, Uuid::now_v7()).await["id"].as_str().unwrap().to_string();
+    let id = create_shipment(&app, Uuid::now_v7()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     let s = walk(
         &app,
         &token,
         &id,
-        &["picked_up", "in_transit", "out_for_delivery", "failed_attempt", "in_transit", "out_for_delivery",
-          "failed_attempt", "out_for_delivery", "failed_attempt", "returned"],
+        &[
+            "picked_up",
+            "in_transit",
+            "out_for_delivery",
+            "failed_attempt",
+            "in_transit",
+            "out_for_delivery",
+            "failed_attempt",
+            "out_for_delivery",
+            "failed_attempt",
+            "returned",
+        ],
     )
     .await;
 
     assert_eq!(s["status"], "returned");
-    let r = post_event(&app, &token, &id, json!({"event_id": "late-delivery", "status": "delivered"})).await;
+    let r = post_event(
+        &app,
+        &token,
+        &id,
+        json!({"event_id": "late-delivery", "status": "delivered"}),
+    )
+    .await;
     r.expect_problem(409);
     // Returned straight from pending is legal too, by an admin.
-    let other = create_shipment(&app, Uuid::now_v7()).await["id"].as_str().unwrap().to_string();
+    let other = create_shipment(&app, Uuid::now_v7()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let admin = app.token(Uuid::now_v7(), "admin");
-    let r = post_event(&app, &admin, &other, json!({"event_id": "r", "status": "returned"})).await;
+    let r = post_event(
+        &app,
+        &admin,
+        &other,
+        json!({"event_id": "r", "status": "returned"}),
+    )
+    .await;
     r.expect(201);
     assert_eq!(r.json()["status"], "returned");
 }
@@ -375,21 +485,54 @@ async fn failed_attempts_and_returns_follow_the_state_machine(kv: Kv) {
 async fn illegal_transitions_are_conflicts_and_change_nothing(kv: Kv) {
     let app = app(kv).await;
     let token = carrier(&app);
-    let id = create_shipment(&app, Uuid::now_v7()).await["id"].as_str().unwrap().to_string();
+    let id = create_shipment(&app, Uuid::now_v7()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     walk(&app, &token, &id, &["picked_up"]).await;
     let before = shipment(&app, &id).await;
 
-    let skip = post_event(&app, &token, &id, json!({"event_id": "x1", "status": "delivered"})).await;
-    let back = post_event(&app, &token, &id, json!({"event_id": "x2", "status": "pending"})).await;
-    let again = post_event(&app, &token, &id, json!({"event_id": "x3", "status": "picked_up"})).await;
-    let failed = post_event(&app, &token, &id, json!({"event_id": "x4", "status": "failed_attempt"})).await;
+    let skip = post_event(
+        &app,
+        &token,
+        &id,
+        json!({"event_id": "x1", "status": "delivered"}),
+    )
+    .await;
+    let back = post_event(
+        &app,
+        &token,
+        &id,
+        json!({"event_id": "x2", "status": "pending"}),
+    )
+    .await;
+    let again = post_event(
+        &app,
+        &token,
+        &id,
+        json!({"event_id": "x3", "status": "picked_up"}),
+    )
+    .await;
+    let failed = post_event(
+        &app,
+        &token,
+        &id,
+        json!({"event_id": "x4", "status": "failed_attempt"}),
+    )
+    .await;
 
     for r in [&skip, &back, &again, &failed] {
         r.expect_problem(409);
     }
     assert_eq!(shipment(&app, &id).await, before);
     // The refused event ids are free: nothing of them was kept.
-    let r = post_event(&app, &token, &id, json!({"event_id": "x1", "status": "in_transit"})).await;
+    let r = post_event(
+        &app,
+        &token,
+        &id,
+        json!({"event_id": "x1", "status": "in_transit"}),
+    )
+    .await;
     r.expect(201);
 }
 
@@ -397,7 +540,10 @@ async fn bad_events_get_the_contracts_problem_and_write_nothing(kv: Kv) {
     let app = app(kv).await;
     let token = carrier(&app);
     let buyer = Uuid::now_v7();
-    let id = create_shipment(&app, buyer).await["id"].as_str().unwrap().to_string();
+    let id = create_shipment(&app, buyer).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let before = shipment(&app, &id).await;
     let path = format!("/api/deliveries/{id}/events");
     let auth = format!("Bearer {token}");
@@ -405,48 +551,117 @@ async fn bad_events_get_the_contracts_problem_and_write_nothing(kv: Kv) {
 
     let cases: Vec<(Value, &str)> = vec![
         (json!({"event_id": "b1", "status": "teleported"}), "status"),
-        (json!({"event_id": "b2", "status": "picked_up", "occurred_at": future}), "occurred_at"),
-        (json!({"event_id": "b3", "status": "picked_up", "occurred_at": "yesterday"}), "occurred_at"),
-        (json!({"event_id": "b4", "status": "picked_up", "note": "n".repeat(1001)}), "note"),
-        (json!({"event_id": "b5", "status": "picked_up", "location": "l".repeat(201)}), "location"),
-        (json!({"event_id": "has spaces", "status": "picked_up"}), "event_id"),
-        (json!({"event_id": "b7", "status": "picked_up", "carrier": "ACME"}), "carrier"),
+        (
+            json!({"event_id": "b2", "status": "picked_up", "occurred_at": future}),
+            "occurred_at",
+        ),
+        (
+            json!({"event_id": "b3", "status": "picked_up", "occurred_at": "yesterday"}),
+            "occurred_at",
+        ),
+        (
+            json!({"event_id": "b4", "status": "picked_up", "note": "n".repeat(1001)}),
+            "note",
+        ),
+        (
+            json!({"event_id": "b5", "status": "picked_up", "location": "l".repeat(201)}),
+            "location",
+        ),
+        (
+            json!({"event_id": "has spaces", "status": "picked_up"}),
+            "event_id",
+        ),
+        (
+            json!({"event_id": "b7", "status": "picked_up", "carrier": "ACME"}),
+            "carrier",
+        ),
         (json!({"status": "picked_up"}), "event_id"),
         (json!({"event_id": "b9", "status": 3}), "status"),
     ];
     for (body, field) in cases {
         let r = app.post(&path, Some(&token), body.clone()).await;
         let doc = r.expect_problem(422);
-        assert!(doc["errors"][field].is_array(), "{field} not named for {body}: {doc}");
+        assert!(
+            doc["errors"][field].is_array(),
+            "{field} not named for {body}: {doc}"
+        );
     }
     let malformed = app
-        .request("POST", &path, &[("authorization", &auth), ("content-type", "application/json")], b"{".to_vec())
+        .request(
+            "POST",
+            &path,
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
+            b"{".to_vec(),
+        )
         .await;
     malformed.expect_problem(400);
     let text = app
-        .request("POST", &path, &[("authorization", &auth), ("content-type", "text/plain")], b"picked_up".to_vec())
+        .request(
+            "POST",
+            &path,
+            &[("authorization", &auth), ("content-type", "text/plain")],
+            b"picked_up".to_vec(),
+        )
         .await;
     text.expect_problem(415);
     let huge = app
         .request(
             "POST",
             &path,
-            &[("authorization", &auth), ("content-type", "application/json")],
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
             format!("{{\"note\": \"{}\"}}", "x".repeat(1024 * 1024 + 1)).into_bytes(),
         )
         .await;
     huge.expect_problem(413);
-    let unknown = post_event(&app, &token, &Uuid::now_v7().to_string(), json!({"event_id": "u", "status": "picked_up"})).await;
+    let unknown = post_event(
+        &app,
+        &token,
+        &Uuid::now_v7().to_string(),
+        json!({"event_id": "u", "status": "picked_up"}),
+    )
+    .await;
     unknown.expect_problem(404);
-    let malformed_id = post_event(&app, &token, "not-a-uuid", json!({"event_id": "u", "status": "picked_up"})).await;
+    let malformed_id = post_event(
+        &app,
+        &token,
+        "not-a-uuid",
+        json!({"event_id": "u", "status": "picked_up"}),
+    )
+    .await;
     malformed_id.expect_problem(404);
-    let as_buyer = post_event(&app, &app.token(buyer, "buyer"), &id, json!({"event_id": "u", "status": "picked_up"})).await;
+    let as_buyer = post_event(
+        &app,
+        &app.token(buyer, "buyer"),
+        &id,
+        json!({"event_id": "u", "status": "picked_up"}),
+    )
+    .await;
     as_buyer.expect_problem(403);
-    let as_seller = post_event(&app, &app.token(Uuid::now_v7(), "seller"), &id, json!({"event_id": "u", "status": "picked_up"})).await;
+    let as_seller = post_event(
+        &app,
+        &app.token(Uuid::now_v7(), "seller"),
+        &id,
+        json!({"event_id": "u", "status": "picked_up"}),
+    )
+    .await;
     as_seller.expect_problem(403);
-    let anonymous = app.post(&path, None, json!({"event_id": "u", "status": "picked_up"})).await;
+    let anonymous = app
+        .post(&path, None, json!({"event_id": "u", "status": "picked_up"}))
+        .await;
     anonymous.expect_problem(401);
-    let service = app.post(&path, Some(&order_token(&app)), json!({"event_id": "u", "status": "picked_up"})).await;
+    let service = app
+        .post(
+            &path,
+            Some(&order_token(&app)),
+            json!({"event_id": "u", "status": "picked_up"}),
+        )
+        .await;
     service.expect_problem(401);
 
     assert_eq!(shipment(&app, &id).await, before, "nothing was written");
@@ -455,9 +670,16 @@ async fn bad_events_get_the_contracts_problem_and_write_nothing(kv: Kv) {
 async fn a_late_event_is_kept_in_occurrence_order_but_never_moves_the_status_back(kv: Kv) {
     let app = app(kv).await;
     let token = carrier(&app);
-    let id = create_shipment(&app, Uuid::now_v7()).await["id"].as_str().unwrap().to_string();
+    let id = create_shipment(&app, Uuid::now_v7()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let t0 = Utc::now() - Duration::hours(5);
-    for (event_id, status, minutes) in [("a", "picked_up", 0), ("b", "in_transit", 60), ("d", "out_for_delivery", 180)] {
+    for (event_id, status, minutes) in [
+        ("a", "picked_up", 0),
+        ("b", "in_transit", 60),
+        ("d", "out_for_delivery", 180),
+    ] {
         post_event(&app, &token, &id,
             json!({"event_id": event_id, "status": status, "occurred_at": ts(t0 + Duration::minutes(minutes))}))
             .await
@@ -470,7 +692,10 @@ async fn a_late_event_is_kept_in_occurrence_order_but_never_moves_the_status_bac
 
     late.expect(201);
     let s = late.json();
-    assert_eq!(s["status"], "out_for_delivery", "a late scan never moves the status back");
+    assert_eq!(
+        s["status"], "out_for_delivery",
+        "a late scan never moves the status back"
+    );
     assert_eq!(history_ids(&s), ["a", "b", "c", "d"]);
     // A late terminal event cannot be true (nothing happens after delivery): refused.
     let late_delivery = post_event(&app, &token, &id,
@@ -478,7 +703,14 @@ async fn a_late_event_is_kept_in_occurrence_order_but_never_moves_the_status_bac
         .await;
     late_delivery.expect_problem(409);
     // A late scan after delivery is still kept.
-    post_event(&app, &token, &id, json!({"event_id": "f", "status": "delivered"})).await.expect(201);
+    post_event(
+        &app,
+        &token,
+        &id,
+        json!({"event_id": "f", "status": "delivered"}),
+    )
+    .await
+    .expect(201);
     let after = post_event(&app, &token, &id,
         json!({"event_id": "g", "status": "in_transit", "occurred_at": ts(t0 + Duration::minutes(90))}))
         .await;
@@ -491,12 +723,21 @@ async fn a_late_event_is_kept_in_occurrence_order_but_never_moves_the_status_bac
 async fn a_repeated_event_id_is_accepted_once(kv: Kv) {
     let app = app(kv).await;
     let token = carrier(&app);
-    let id = create_shipment(&app, Uuid::now_v7()).await["id"].as_str().unwrap().to_string();
+    let id = create_shipment(&app, Uuid::now_v7()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let body = json!({"event_id": "pickup-1", "status": "picked_up", "location": "Depot"});
 
     let first = post_event(&app, &token, &id, body.clone()).await;
     let retry = post_event(&app, &token, &id, body).await;
-    let other_body = post_event(&app, &token, &id, json!({"event_id": "pickup-1", "status": "returned"})).await;
+    let other_body = post_event(
+        &app,
+        &token,
+        &id,
+        json!({"event_id": "pickup-1", "status": "returned"}),
+    )
+    .await;
 
     first.expect(201);
     retry.expect(201);
@@ -510,13 +751,22 @@ async fn a_repeated_event_id_is_accepted_once(kv: Kv) {
 async fn one_hundred_concurrent_scans_all_land_exactly_once(kv: Kv) {
     let app = app(kv).await;
     let token = carrier(&app);
-    let id = create_shipment(&app, Uuid::now_v7()).await["id"].as_str().unwrap().to_string();
+    let id = create_shipment(&app, Uuid::now_v7()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     walk(&app, &token, &id, &["picked_up"]).await;
     let path = format!("/api/deliveries/{id}/events");
 
     let requests: Vec<_> = (0..100)
-        .map(|i| (path.clone(), Some(token.clone()), json!({"event_id": format!("scan-{i:03}"), "status": "in_transit",
-                                                              "location": format!("Hub {i}")})))
+        .map(|i| {
+            (
+                path.clone(),
+                Some(token.clone()),
+                json!({"event_id": format!("scan-{i:03}"), "status": "in_transit",
+                                                              "location": format!("Hub {i}")}),
+            )
+        })
         .collect();
     let responses = app.post_many(requests).await;
 
@@ -538,19 +788,33 @@ async fn one_hundred_concurrent_scans_all_land_exactly_once(kv: Kv) {
 async fn concurrent_retries_of_one_event_land_once(kv: Kv) {
     let app = app(kv).await;
     let token = carrier(&app);
-    let id = create_shipment(&app, Uuid::now_v7()).await["id"].as_str().unwrap().to_string();
+    let id = create_shipment(&app, Uuid::now_v7()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     walk(&app, &token, &id, &["picked_up"]).await;
     let path = format!("/api/deliveries/{id}/events");
-    let body = json!({"event_id": "hub-scan-7", "status": "in_transit", "occurred_at": ts(Utc::now())});
+    let body =
+        json!({"event_id": "hub-scan-7", "status": "in_transit", "occurred_at": ts(Utc::now())});
 
-    let responses = app.post_many((0..30).map(|_| (path.clone(), Some(token.clone()), body.clone())).collect()).await;
+    let responses = app
+        .post_many(
+            (0..30)
+                .map(|_| (path.clone(), Some(token.clone()), body.clone()))
+                .collect(),
+        )
+        .await;
 
     for r in &responses {
         r.expect(201);
     }
     let s = shipment(&app, &id).await;
     let ids = history_ids(&s);
-    assert_eq!(ids.iter().filter(|i| *i == "hub-scan-7").count(), 1, "{ids:?}");
+    assert_eq!(
+        ids.iter().filter(|i| *i == "hub-scan-7").count(),
+        1,
+        "{ids:?}"
+    );
     assert_eq!(ids.len(), 2);
 }
 
@@ -564,11 +828,19 @@ async fn buyers_see_only_their_own_shipments(kv: Kv) {
     let seller = app.token(Uuid::now_v7(), "seller");
 
     let mine = app.get(&format!("/api/deliveries/{id}"), Some(&own)).await;
-    let theirs = app.get(&format!("/api/deliveries/{id}"), Some(&stranger)).await;
-    let sellers = app.get(&format!("/api/deliveries/{id}"), Some(&seller)).await;
-    let carriers = app.get(&format!("/api/deliveries/{id}"), Some(&carrier(&app))).await;
+    let theirs = app
+        .get(&format!("/api/deliveries/{id}"), Some(&stranger))
+        .await;
+    let sellers = app
+        .get(&format!("/api/deliveries/{id}"), Some(&seller))
+        .await;
+    let carriers = app
+        .get(&format!("/api/deliveries/{id}"), Some(&carrier(&app)))
+        .await;
     let anonymous = app.get(&format!("/api/deliveries/{id}"), None).await;
-    let unknown = app.get(&format!("/api/deliveries/{}", Uuid::now_v7()), Some(&own)).await;
+    let unknown = app
+        .get(&format!("/api/deliveries/{}", Uuid::now_v7()), Some(&own))
+        .await;
     let malformed = app.get("/api/deliveries/12345", Some(&own)).await;
 
     mine.expect(200);
@@ -590,34 +862,74 @@ async fn buyers_see_only_their_own_shipments(kv: Kv) {
     assert_eq!(listed.json()["items"][0]["id"], id);
     assert_eq!(listed.json()["next_cursor"], Value::Null);
     assert_eq!(list(stranger).await.json()["items"], json!([]));
-    assert_eq!(list(app.token(Uuid::now_v7(), "admin")).await.json()["items"][0]["id"], id);
-    app.get("/api/deliveries?order_id=x&colour=red", Some(&own)).await.expect_problem(400);
-    app.get("/api/deliveries", Some(&own)).await.expect_problem(400);
-    app.get("/api/deliveries?order_id=a%20b", Some(&own)).await.expect_problem(400);
-    app.get(&format!("/api/deliveries?order_id={order_id}&limit=0"), Some(&own)).await.expect_problem(400);
-    app.get(&format!("/api/deliveries?order_id={order_id}&cursor=!!"), Some(&own)).await.expect_problem(400);
+    assert_eq!(
+        list(app.token(Uuid::now_v7(), "admin")).await.json()["items"][0]["id"],
+        id
+    );
+    app.get("/api/deliveries?order_id=x&colour=red", Some(&own))
+        .await
+        .expect_problem(400);
+    app.get("/api/deliveries", Some(&own))
+        .await
+        .expect_problem(400);
+    app.get("/api/deliveries?order_id=a%20b", Some(&own))
+        .await
+        .expect_problem(400);
+    app.get(
+        &format!("/api/deliveries?order_id={order_id}&limit=0"),
+        Some(&own),
+    )
+    .await
+    .expect_problem(400);
+    app.get(
+        &format!("/api/deliveries?order_id={order_id}&cursor=!!"),
+        Some(&own),
+    )
+    .await
+    .expect_problem(400);
 }
 
 async fn public_tracking_shows_status_and_history_and_nothing_personal(kv: Kv) {
     let app = app(kv).await;
     let s = create_shipment(&app, Uuid::now_v7()).await;
-    let (id, number) = (s["id"].as_str().unwrap(), s["tracking_number"].as_str().unwrap().to_string());
+    let (id, number) = (
+        s["id"].as_str().unwrap(),
+        s["tracking_number"].as_str().unwrap().to_string(),
+    );
     walk(&app, &carrier(&app), id, &["picked_up", "in_transit"]).await;
 
-    let r = app.get(&format!("/api/deliveries/track/{number}"), None).await;
+    let r = app
+        .get(&format!("/api/deliveries/track/{number}"), None)
+        .await;
     let typed = app
-        .get(&format!("/api/deliveries/track/{}-{}", number[..6].to_lowercase(), &number[6..]), None)
+        .get(
+            &format!(
+                "/api/deliveries/track/{}-{}",
+                number[..6].to_lowercase(),
+                &number[6..]
+            ),
+            None,
+        )
         .await;
     let mut typo = number.clone().into_bytes();
     typo[5] = if typo[5] == b'7' { b'8' } else { b'7' };
-    let typo = app.get(&format!("/api/deliveries/track/{}", String::from_utf8(typo).unwrap()), None).await;
+    let typo = app
+        .get(
+            &format!("/api/deliveries/track/{}", String::from_utf8(typo).unwrap()),
+            None,
+        )
+        .await;
 
     r.expect(200);
     let body = r.json();
     assert_eq!(body["tracking_number"], number.as_str());
     assert_eq!(body["status"], "in_transit");
     let keys: Vec<_> = body.as_object().unwrap().keys().cloned().collect();
-    assert_eq!(keys.len(), 3, "only tracking_number, status and history: {keys:?}");
+    assert_eq!(
+        keys.len(),
+        3,
+        "only tracking_number, status and history: {keys:?}"
+    );
     let history = body["history"].as_array().unwrap();
     assert_eq!(history.len(), 2);
     for e in history {
@@ -631,7 +943,9 @@ async fn public_tracking_shows_status_and_history_and_nothing_personal(kv: Kv) {
     }
     typed.expect(200);
     typo.expect_problem(404);
-    app.get("/api/deliveries/track/MK0000000000", None).await.expect_problem(404);
+    app.get("/api/deliveries/track/MK0000000000", None)
+        .await
+        .expect_problem(404);
 }
 
 async fn pickup_delivery_and_return_are_reported_to_the_order_service(kv: Kv) {
@@ -643,7 +957,13 @@ async fn pickup_delivery_and_return_are_reported_to_the_order_service(kv: Kv) {
     let s = create_shipment(&app, Uuid::now_v7()).await;
     let (id, order_id) = (s["id"].as_str().unwrap(), s["order_id"].as_str().unwrap());
 
-    walk(&app, &token, id, &["picked_up", "in_transit", "out_for_delivery", "delivered"]).await;
+    walk(
+        &app,
+        &token,
+        id,
+        &["picked_up", "in_transit", "out_for_delivery", "delivered"],
+    )
+    .await;
     let other = create_shipment(&app, Uuid::now_v7()).await;
     walk(&app, &token, other["id"].as_str().unwrap(), &["returned"]).await;
 
@@ -654,7 +974,10 @@ async fn pickup_delivery_and_return_are_reported_to_the_order_service(kv: Kv) {
         [
             format!("POST /internal/orders/{order_id}/delivery-status"),
             format!("POST /internal/orders/{order_id}/delivery-status"),
-            format!("POST /internal/orders/{}/delivery-status", other["order_id"].as_str().unwrap()),
+            format!(
+                "POST /internal/orders/{}/delivery-status",
+                other["order_id"].as_str().unwrap()
+            ),
         ],
         "picked_up, delivered and returned are reported, scans are not"
     );
@@ -664,9 +987,17 @@ async fn pickup_delivery_and_return_are_reported_to_the_order_service(kv: Kv) {
         .with_service_keys(&app.variables()["service_public_keys"])
         .unwrap();
     for (_, _, auth) in &calls {
-        let token = auth.as_deref().and_then(|a| a.strip_prefix("Bearer ")).expect("bearer token");
-        let claims = verifier.verify_service_token(token).expect("valid service token");
-        assert_eq!((claims.sub.as_str(), claims.aud.as_str()), ("delivery", "order"));
+        let token = auth
+            .as_deref()
+            .and_then(|a| a.strip_prefix("Bearer "))
+            .expect("bearer token");
+        let claims = verifier
+            .verify_service_token(token)
+            .expect("valid service token");
+        assert_eq!(
+            (claims.sub.as_str(), claims.aud.as_str()),
+            ("delivery", "order")
+        );
     }
     // Acknowledged reports are not sent again.
     let r = relay(&app).await;
@@ -682,7 +1013,13 @@ async fn a_failed_report_stays_pending_until_the_relay_lands_it(kv: Kv) {
     let s = create_shipment(&app, Uuid::now_v7()).await;
     let (id, order_id) = (s["id"].as_str().unwrap(), s["order_id"].as_str().unwrap());
 
-    let event = post_event(&app, &token, id, json!({"event_id": "p", "status": "picked_up"})).await;
+    let event = post_event(
+        &app,
+        &token,
+        id,
+        json!({"event_id": "p", "status": "picked_up"}),
+    )
+    .await;
     event.expect(201); // the event is recorded even though the report failed
     let down = relay(&app).await;
     spy.answer(Some(503));
@@ -691,13 +1028,29 @@ async fn a_failed_report_stays_pending_until_the_relay_lands_it(kv: Kv) {
     let up = relay(&app).await;
     let done = relay(&app).await;
 
-    assert_eq!((down["attempted"].as_u64(), down["delivered"].as_u64()), (Some(1), Some(0)));
-    assert_eq!((still_down["attempted"].as_u64(), still_down["delivered"].as_u64()), (Some(1), Some(0)));
-    assert_eq!((up["attempted"].as_u64(), up["delivered"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(
+        (down["attempted"].as_u64(), down["delivered"].as_u64()),
+        (Some(1), Some(0))
+    );
+    assert_eq!(
+        (
+            still_down["attempted"].as_u64(),
+            still_down["delivered"].as_u64()
+        ),
+        (Some(1), Some(0))
+    );
+    assert_eq!(
+        (up["attempted"].as_u64(), up["delivered"].as_u64()),
+        (Some(1), Some(1))
+    );
     assert_eq!(done["attempted"], 0, "a landed report is not sent again");
     let calls = spy.calls();
     assert_eq!(calls.len(), 4, "first attempt + three relay attempts");
-    assert!(calls.iter().all(|(_, p, _)| *p == format!("/internal/orders/{order_id}/delivery-status")));
+    assert!(
+        calls
+            .iter()
+            .all(|(_, p, _)| *p == format!("/internal/orders/{order_id}/delivery-status"))
+    );
 }
 
 async fn a_permanent_refusal_by_the_order_service_is_not_retried(kv: Kv) {
@@ -705,9 +1058,19 @@ async fn a_permanent_refusal_by_the_order_service_is_not_retried(kv: Kv) {
     let spy = OrderSpy::default();
     spy.answer(Some(422));
     spy.install(&app);
-    let id = create_shipment(&app, Uuid::now_v7()).await["id"].as_str().unwrap().to_string();
+    let id = create_shipment(&app, Uuid::now_v7()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
-    post_event(&app, &carrier(&app), &id, json!({"event_id": "p", "status": "picked_up"})).await.expect(201);
+    post_event(
+        &app,
+        &carrier(&app),
+        &id,
+        json!({"event_id": "p", "status": "picked_up"}),
+    )
+    .await
+    .expect(201);
     let r = relay(&app).await;
 
     assert_eq!(r["attempted"], 0);
@@ -719,9 +1082,23 @@ async fn the_relay_accepts_only_the_delivery_services_own_token(kv: Kv) {
     let path = "/internal/deliveries/outbox/relay";
 
     let anonymous = app.post(path, None, json!({})).await;
-    let admin = app.post(path, Some(&app.token(Uuid::now_v7(), "admin")), json!({})).await;
-    let order = app.post(path, Some(&app.service_token("order", "delivery")), json!({})).await;
-    let own = app.post(path, Some(&app.service_token("delivery", "delivery")), json!({})).await;
+    let admin = app
+        .post(path, Some(&app.token(Uuid::now_v7(), "admin")), json!({}))
+        .await;
+    let order = app
+        .post(
+            path,
+            Some(&app.service_token("order", "delivery")),
+            json!({}),
+        )
+        .await;
+    let own = app
+        .post(
+            path,
+            Some(&app.service_token("delivery", "delivery")),
+            json!({}),
+        )
+        .await;
 
     anonymous.expect_problem(401);
     admin.expect_problem(403);
@@ -731,7 +1108,10 @@ async fn the_relay_accepts_only_the_delivery_services_own_token(kv: Kv) {
 
 async fn wrong_methods_get_405_with_allow(kv: Kv) {
     let app = app(kv).await;
-    let id = create_shipment(&app, Uuid::now_v7()).await["id"].as_str().unwrap().to_string();
+    let id = create_shipment(&app, Uuid::now_v7()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let token = carrier(&app);
 
     for (method, path, allow) in [
@@ -741,9 +1121,18 @@ async fn wrong_methods_get_405_with_allow(kv: Kv) {
         ("GET", "/internal/deliveries".to_string(), "POST"),
         ("PUT", "/api/deliveries/healthz".to_string(), "GET"),
     ] {
-        let r = app.request(method, &path, &[("authorization", &format!("Bearer {token}"))], Vec::new()).await;
+        let r = app
+            .request(
+                method,
+                &path,
+                &[("authorization", &format!("Bearer {token}"))],
+                Vec::new(),
+            )
+            .await;
         r.expect_problem(405);
         assert_eq!(r.header("allow"), Some(allow), "{method} {path}");
     }
-    app.get("/api/deliveries/x/y/z", Some(&token)).await.expect_problem(404);
+    app.get("/api/deliveries/x/y/z", Some(&token))
+        .await
+        .expect_problem(404);
 }
