@@ -62,6 +62,8 @@ create index order_history_order_id_idx on order_history (order_id, id);
 -- up; it becomes `completed` in the same transaction that stores the order.
 create table idempotency_keys (
     buyer_id uuid not null,
+    -- The buyer's virtual shard: moving a virtual shard to another database moves its rows.
+    vshard smallint not null check (vshard between 0 and 63),
     key text not null,
     -- SHA-256 of the canonical request: the same key with another body is a 422.
     request_hash text not null,
@@ -82,7 +84,10 @@ create index idempotency_keys_pending_idx on idempotency_keys (updated_at)
 -- Calls to other services that must eventually happen (transactional outbox).
 create table outbox (
     id bigserial primary key,
+    -- The order id (or, for the release of an attempt that never became an order, the
+    -- attempt's order id, which is its reservation id).
     order_id text not null,
+    vshard smallint not null check (vshard between 0 and 63),
     -- create_shipment | release_reservation
     kind text not null check (kind in ('create_shipment', 'release_reservation')),
     payload jsonb not null default '{}'::jsonb,

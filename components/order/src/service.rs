@@ -155,7 +155,7 @@ async fn attempt(
         }
         Err(ReserveError::Unavailable(cause)) => {
             // The reservation may exist (lost answer): release it, or queue the release.
-            forget(cfg, db, buyer, key, Some(&oid)).await?;
+            forget(cfg, db, buyer, key, Some(&order_id)).await?;
             return Err(Error::Unavailable {
                 dependency: "product-service".into(),
                 cause,
@@ -165,7 +165,7 @@ async fn attempt(
     let priced = match order::price(&new.items, &reservation.items) {
         Ok(p) => p,
         Err(e) => {
-            forget(cfg, db, buyer, key, Some(&oid)).await?;
+            forget(cfg, db, buyer, key, Some(&order_id)).await?;
             return Err(match e {
                 PricingError::MixedCurrencies(c) => Problem::invalid_field(
                     "items",
@@ -243,10 +243,10 @@ async fn forget(
     db: &Db,
     buyer: Uuid,
     key: &IdempotencyKey,
-    reservation: Option<&str>,
+    reservation: Option<&OrderId>,
 ) -> Result<(), Error> {
     let released = match reservation {
-        Some(id) => match clients::release(cfg, id).await {
+        Some(id) => match clients::release(cfg, &id.to_string()).await {
             Ok(()) => true,
             Err(e) => {
                 eprintln!("order: releasing {id} failed, queued for the relay: {e}");
@@ -356,7 +356,7 @@ pub async fn cancel(cfg: &Config, who: &Principal, id: &str) -> Result<OrderView
                     reservation_id: oid.clone(),
                 })
                 .map_err(|e| Error::Internal(e.to_string()))?;
-                db.enqueue(&oid, Kind::ReleaseReservation, &payload)?;
+                db.enqueue(&id, Kind::ReleaseReservation, &payload)?;
                 Ok(())
             }
             CancelOutcome::AlreadyCancelled => Ok(()),

@@ -170,10 +170,11 @@ impl Db {
         order_id: &OrderId,
     ) -> Result<bool, Error> {
         let n = self.execute(
-            "insert into idempotency_keys (buyer_id, key, request_hash, order_id, state) \
-             values ($1, $2, $3, $4, 'pending') on conflict (buyer_id, key) do nothing",
+            "insert into idempotency_keys (buyer_id, vshard, key, request_hash, order_id, state) \
+             values ($1, $2, $3, $4, $5, 'pending') on conflict (buyer_id, key) do nothing",
             &[
                 buyer.into(),
+                ParameterValue::Int16(order_id.vshard().get() as i16),
                 text(key),
                 text(request_hash),
                 text(&order_id.to_string()),
@@ -312,7 +313,7 @@ impl Db {
             &serde_json::json!({ "idempotency_key": key }),
             None,
         )?;
-        self.enqueue(&oid, Kind::CreateShipment, &serde_json::json!({}))
+        self.enqueue(id, Kind::CreateShipment, &serde_json::json!({}))
     }
 
     /// Records an event in the order's history; `occurred_at` defaults to now.
@@ -347,13 +348,18 @@ impl Db {
     /// Adds an outbox row, due now.
     pub fn enqueue(
         &self,
-        order_id: &str,
+        order_id: &OrderId,
         kind: Kind,
         payload: &serde_json::Value,
     ) -> Result<(), Error> {
         self.execute(
-            "insert into outbox (order_id, kind, payload) values ($1, $2, $3)",
-            &[text(order_id), text(kind.as_str()), json(payload)?],
+            "insert into outbox (order_id, vshard, kind, payload) values ($1, $2, $3, $4)",
+            &[
+                text(&order_id.to_string()),
+                ParameterValue::Int16(order_id.vshard().get() as i16),
+                text(kind.as_str()),
+                json(payload)?,
+            ],
         )
         .map(|_| ())
     }

@@ -1396,9 +1396,9 @@ async fn an_attempt_that_crashed_after_reserving_is_released_by_the_relay() {
     let order_id = format!("o{:02x}{}", vshard_of(buyer), Uuid::now_v7().simple());
     let db = m.app.db(Db::Order(shard)).await;
     db.execute(
-        "insert into idempotency_keys (buyer_id, key, request_hash, order_id, state, updated_at) \
-         values ($1, 'crashed', 'h', $2, 'pending', now() - interval '5 minutes')",
-        &[&buyer, &order_id],
+        "insert into idempotency_keys (buyer_id, vshard, key, request_hash, order_id, state, \
+         updated_at) values ($1, $3, 'crashed', 'h', $2, 'pending', now() - interval '5 minutes')",
+        &[&buyer, &order_id, &(vshard_of(buyer) as i16)],
     )
     .await
     .unwrap();
