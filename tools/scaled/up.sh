@@ -17,16 +17,17 @@
 #   tools/scaled/up.sh env     print the variables of the running topology (for bench/ and tests)
 #
 # Knobs: LISTEN, SCALED_RUN_DIR (state, default .spin/scaled), SCALED_PORT_BASE (default
-# 56500: PostgreSQL +1..+4, Redis +11/+12, app instances +21/+22, haproxy stats +30),
+# 26500: PostgreSQL +1..+4, Redis +11/+12, app instances +21/+22, haproxy stats +30),
 # APP_INSTANCES (default 2), HOST_BIN (the test host binary), SPIN_VARIABLE_ADMIN_EMAILS
 # (default admin@marketplace.test, which the black-box tests use). Every start begins from
-# empty databases and stores.
+# empty databases and stores. Ports are below the kernel's ephemeral range (32768+), so no
+# outgoing connection can be holding one when a server binds it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$(pwd)
 run=${SCALED_RUN_DIR:-$root/.spin/scaled}
 listen=${LISTEN:-127.0.0.1:3000}
-base=${SCALED_PORT_BASE:-56500}
+base=${SCALED_PORT_BASE:-26500}
 instances=${APP_INSTANCES:-2}
 host_bin=${HOST_BIN:-$root/target/debug/spin-test-host}
 migrate=${MIGRATE_BIN:-$root/target/debug/marketplace-migrate}

@@ -1,0 +1,643 @@
+"""`make bench`: seeds the scaled topology, drives wrk through every scenario, measures the
+ceilings of the parts each path sits on in the same run, and writes BENCHMARKS.md plus the
+raw results (bench/results/*.json). Run by bench/run.sh, which starts and stops the topology.
+"""
+
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+sys.path.insert(0, os.path.dirname(__file__))
+import seed as seeding  # noqa: E402
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+DURATION = int(os.environ.get("BENCH_DURATION", "15"))
+CONNS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
+THREADS = int(os.environ.get("BENCH_THREADS", "2"))
+LOGIN_CONNS = int(os.environ.get("BENCH_LOGIN_CONNECTIONS", "8"))
+HALF_CONNS = 16
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def load_env():
+    out = subprocess.run([os.path.join(ROOT, "tools/scaled/up.sh"), "env"], check=True,
+                         capture_output=True, text=True).stdout
+    env = {}
+    for line in out.splitlines():
+        if "=" in line:
+            k, v = line.split("=", 1)
+            env[k] = v.strip('"')
+    return env
+
+
+def http(method, url, body=None, token=None, headers=None, timeout=60):
+    data = json.dumps(body).encode() if body is not None else None
+    h = {"content-type": "application/json"} if body is not None else {}
+    if token:
+        h["authorization"] = f"Bearer {token}"
+    h.update(headers or {})
+    req = urllib.request.Request(url, data=data, method=method, headers=h)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+# ---------------------------------------------------------------- search: HTTP and SQL
+
+COLS = ("id, seller_id, title, description, category, price_cents, currency, stock, "
+        "attributes, status, version, (extract(epoch from created_at) * 1000000)::int8 as "
+        "created_us, (extract(epoch from updated_at) * 1000000)::int8 as updated_us")
+
+
+def lit(v, cast):
+    if cast == "text":
+        return "'" + str(v).replace("'", "''") + "'::text"
+    return f"{int(v)}::{cast}"
+
+
+def search_sql(q=None, category=None, min_price=None, max_price=None, in_stock=False,
+               sort=None, fetch=21):
+    """The statement components/product/src/sql.rs `search()` sends for a first page, with
+    the parameters inlined (each request is a fresh unnamed statement there, so PostgreSQL
+    plans it with the values known, as here)."""
+    filters = ["status = 'active'"]
+    score = ""
+    if q is not None:
+        ql = lit(q, "text")
+        tsq = f"websearch_to_tsquery('english', {ql})"
+        filters.append(f"(search_tsv @@ {tsq} or {ql} <% title)")
+        score = f"(ts_rank_cd(search_tsv, {tsq}) + word_similarity({ql}, title))::real"
+    if category is not None:
+        filters.append(f"category = {lit(category, 'text')}")
+    if min_price is not None:
+        filters.append(f"price_cents >= {lit(min_price, 'int8')}")
+    if max_price is not None:
+        filters.append(f"price_cents <= {lit(max_price, 'int8')}")
+    if in_stock:
+        filters.append("stock > 0")
+    sort = sort or ("relevance" if q is not None else "newest")
+    order_by = {
+        "newest": "created_at desc, id desc",
+        "price_asc": "price_cents asc, id asc",
+        "price_desc": "price_cents desc, id desc",
+        "relevance": "score desc, id asc" if score else "created_at desc, id desc",
+    }[sort]
+    where = " and ".join(filters)
+    limit = lit(fetch, "int8")
+    if not score:
+        return f"select {COLS} from products where {where} order by {order_by} limit {limit}"
+    return (f"select * from (select {COLS}, {score} as score from products where {where}) "
+            f"ranked order by {order_by} limit {limit}")
+
+
+def search_mix(words, rng, n):
+    """A mix of what shoppers send: one or two words (Zipf), a typo, category browsing,
+    price filters and sorts. Returns [(path, sql)]."""
+    out = []
+    cats = seeding.CATEGORIES
+    for _ in range(n):
+        r = rng.random()
+        params = {}
+        if r < 0.40:
+            params["q"] = words.draw(rng, 1)[0]
+        elif r < 0.55:
+            params["q"] = " ".join(words.draw(rng, 2))
+        elif r < 0.60:
+            w = words.draw(rng, 1)[0]
+            i = rng.randrange(1, len(w))
+            params["q"] = w[:i] + w[i + 1:]  # a dropped letter
+        elif r < 0.70:
+            params["q"] = words.draw(rng, 1)[0]
+            params["category"] = rng.choice(cats)
+        elif r < 0.82:
+            params["category"] = rng.choice(cats)
+        elif r < 0.94:
+            params["category"] = rng.choice(cats)
+            lo = rng.choice([1000, 2000, 5000])
+            params["min_price"] = lo
+            params["max_price"] = lo * rng.choice([2, 4, 10])
+            params["sort"] = rng.choice(["price_asc", "price_desc"])
+        else:
+            params["in_stock"] = "true"
+            params["sort"] = "price_desc"
+        sql = search_sql(
+            q=params.get("q"), category=params.get("category"),
+            min_price=params.get("min_price"), max_price=params.get("max_price"),
+            in_stock="in_stock" in params, sort=params.get("sort"))
+        out.append(("/api/products?" + urllib.parse.urlencode(params), sql))
+    return out
+
+
+# ---------------------------------------------------------------- processes and sampling
+
+
+class RssSampler:
+    """Samples the resident memory of the app instances while a run goes on."""
+
+    def __init__(self, pids):
+        self.pids = pids
+        self.peak = {p: 0 for p in pids}
+        self.stop_flag = threading.Event()
+        self.t = threading.Thread(target=self.loop, daemon=True)
+
+    def loop(self):
+        while not self.stop_flag.is_set():
+            for p in self.pids:
+                self.peak[p] = max(self.peak[p], rss_kib(p))
+            time.sleep(0.2)
+
+    def __enter__(self):
+        self.t.start()
+        return self
+
+    def __exit__(self, *a):
+        self.stop_flag.set()
+        self.t.join()
+
+
+def rss_kib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def write_lines(path, values):
+    with open(path, "w") as f:
+        f.write("\n".join(values) + "\n")
+
+
+class Runner:
+    def __init__(self, env, work):
+        self.env = env
+        self.work = work
+        self.base = env["SCALED_BASE_URL"]
+        self.app_pids = [int(open(os.path.join(env["RUN"], f"app-{i}.pid")).read())
+                         for i in (1, 2)]
+        self.results = {}
+
+    def wrk(self, name, url, script, data_lua, conns=CONNS, duration=DURATION, extra_env=None,
+            sequential=False, record=True):
+        out = os.path.join(self.work, f"{name}.json")
+        env = dict(os.environ)
+        env.update({"BENCH_DATA": data_lua, "BENCH_OUT": out,
+                    "BENCH_LIB": os.path.join(ROOT, "bench/wrk/common.lua"),
+                    "BENCH_THREADS": str(THREADS)})
+        if sequential:
+            env["BENCH_SEQUENTIAL"] = "1"
+        env.update(extra_env or {})
+        cmd = ["wrk", f"-t{THREADS}", f"-c{conns}", f"-d{duration}s", "--timeout", "10s",
+               "-s", os.path.join(ROOT, "bench/wrk", script), url]
+        log(f"{name}: wrk -c{conns} -d{duration}s {url}")
+        with RssSampler(self.app_pids) as s:
+            p = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if p.returncode != 0:
+            raise RuntimeError(f"wrk failed: {p.stderr}\n{p.stdout}")
+        with open(out) as f:
+            r = json.load(f)
+        secs = r["duration_us"] / 1e6
+        non2xx = sum(n for code, n in r["statuses"].items() if not 200 <= int(code) < 300)
+        e = r["errors"]
+        res = {
+            "connections": conns,
+            "seconds": round(secs, 2),
+            "requests": r["requests"],
+            "rps": round(r["requests"] / secs, 1),
+            "p50_ms": r["latency_us"]["p50"] / 1000,
+            "p90_ms": r["latency_us"]["p90"] / 1000,
+            "p95_ms": r["latency_us"]["p95"] / 1000,
+            "p99_ms": r["latency_us"]["p99"] / 1000,
+            "max_ms": r["latency_us"]["max"] / 1000,
+            "mean_ms": round(r["latency_us"]["mean"] / 1000, 3),
+            "errors": non2xx + e["connect"] + e["read"] + e["write"] + e["timeout"],
+            "statuses": r["statuses"],
+            "socket_errors": e,
+            "app_rss_peak_kib": [s.peak[p] for p in self.app_pids],
+        }
+        log(f"  {res['rps']} req/s, p50 {res['p50_ms']} ms, p99 {res['p99_ms']} ms, "
+            f"errors {res['errors']} {r['statuses']}")
+        if record:
+            self.results[name] = res
+        return res
+
+
+def data_file(work, name, lists, scalars=None):
+    """A Lua data file for wrk: each list in a text file of its own, read with lines()."""
+    lua = []
+    for key, values in lists.items():
+        path = os.path.join(work, f"{name}.{key}.txt")
+        write_lines(path, values)
+        lua.append(f'{key} = lines("{path}")')
+    for key, value in (scalars or {}).items():
+        lua.append(f"{key} = {json.dumps(value)}")
+    path = os.path.join(work, f"{name}.lua")
+    with open(path, "w") as f:
+        f.write("\n".join(lua) + "\n")
+    return path
+
+
+# ---------------------------------------------------------------- the ceilings
+
+
+def start_ceiling(env, work):
+    """Two host instances serving the constant component, behind their own haproxy."""
+    base = int(env.get("SCALED_PORT_BASE_NUM", "26500"))
+    ports = [base + 41, base + 42]
+    lb = base + 40
+    run = env["RUN"]
+    procs = []
+    for i, port in enumerate(ports, 1):
+        logf = open(os.path.join(run, f"ceiling-{i}.log"), "w")
+        procs.append(subprocess.Popen(
+            [env["HOST_BIN"], "up", "-f", os.path.join(ROOT, "bench/ceiling/spin.toml"),
+             "--listen", f"127.0.0.1:{port}"], stdout=logf, stderr=logf,
+            stdin=subprocess.DEVNULL))
+    cfg = os.path.join(run, "ceiling-haproxy.cfg")
+    with open(cfg, "w") as f:
+        f.write(f"""global
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 60s
+    timeout server 60s
+    option http-keep-alive
+    http-reuse always
+frontend ceiling
+    bind 127.0.0.1:{lb}
+    default_backend apps
+backend apps
+    balance roundrobin
+""" + "".join(f"    server c{i} 127.0.0.1:{p}\n" for i, p in enumerate(ports, 1)))
+    logf = open(os.path.join(run, "ceiling-haproxy.log"), "w")
+    procs.append(subprocess.Popen(["haproxy", "-db", "-f", cfg], stdout=logf, stderr=logf,
+                                  stdin=subprocess.DEVNULL))
+    for port in ports + [lb]:
+        for _ in range(600):
+            try:
+                if http("GET", f"http://127.0.0.1:{port}/c/state", timeout=2)[0] == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.1)
+        else:
+            raise RuntimeError(f"ceiling app on {port} did not start")
+    return procs, f"http://127.0.0.1:{lb}", f"http://127.0.0.1:{ports[0]}"
+
+
+def pgbench_search(env, work, queries):
+    """The database ceiling: pgbench sending the very search statements to the replica."""
+    files = []
+    for i, (_, sql) in enumerate(queries):
+        p = os.path.join(work, f"pgbench-{i}.sql")
+        with open(p, "w") as f:
+            f.write(sql + ";\n")
+        files += ["-f", p]
+    url = env["SPIN_VARIABLE_PRODUCT_DB_REPLICA_URLS"].split(",")[0]
+    pgbench = shutil.which("pgbench") or seeding_pg_bin("pgbench")
+    clients = int(os.environ.get("BENCH_PGBENCH_CLIENTS", "8"))
+    cmd = [pgbench, "-n", "-M", "extended", "-c", str(clients), "-j", str(THREADS),
+           "-T", str(DURATION), "-r"] + files + [url]
+    log(f"pgbench: {len(queries)} search statements, -c {clients} -T {DURATION}, on the replica")
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise RuntimeError(p.stderr + p.stdout)
+    tps = float(re.search(r"tps = ([\d.]+) \(without initial connection time\)", p.stdout).group(1))
+    lat = float(re.search(r"latency average = ([\d.]+) ms", p.stdout).group(1))
+    failed = re.search(r"number of failed transactions: (\d+)", p.stdout)
+    log(f"  {tps:.1f} tps, latency avg {lat} ms")
+    return {"tps": round(tps, 1), "latency_avg_ms": lat, "clients": clients,
+            "failed": int(failed.group(1)) if failed else 0, "statements": len(queries)}
+
+
+def seeding_pg_bin(name):
+    for d in sorted(os.listdir("/usr/lib/postgresql"), reverse=True):
+        p = f"/usr/lib/postgresql/{d}/bin/{name}"
+        if os.path.exists(p):
+            return p
+    raise RuntimeError(f"{name} not found")
+
+
+def redis_ceiling(env, value_size):
+    port = env["SCALED_REDIS_A"]
+    n = int(os.environ.get("BENCH_REDIS_REQUESTS", "200000"))
+    cmd = ["redis-benchmark", "-p", port, "-t", "get,set", "-d", str(value_size), "-n", str(n),
+           "-c", str(CONNS), "--csv", "-r", "100000"]
+    log(f"redis-benchmark GET/SET of {value_size}-byte values, -c {CONNS}")
+    p = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    out = {}
+    for line in p.stdout.splitlines():
+        cells = [c.strip('"') for c in line.split(",")]
+        if cells[0] in ("SET", "GET"):
+            out[cells[0].lower()] = {"rps": float(cells[1]), "p50_ms": float(cells[5]),
+                                     "p99_ms": float(cells[7])}
+    log(f"  {out}")
+    return {"value_bytes": value_size, **out}
+
+
+def argon2_ceiling():
+    from argon2 import PasswordHasher, Type
+
+    ph = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1, type=Type.ID)
+    h = ph.hash("bench password 2026")
+    times = []
+    for _ in range(10):
+        t = time.perf_counter()
+        ph.verify(h, "bench password 2026")
+        times.append(time.perf_counter() - t)
+    one = statistics.median(times)
+    cores = os.cpu_count() or 1
+    log(f"argon2id m=19456,t=2,p=1: {one * 1000:.1f} ms per hash (native)")
+    return {"ms_per_hash": round(one * 1000, 2), "cores": cores,
+            "logins_per_s": round(cores / one, 1)}
+
+
+# ---------------------------------------------------------------- runtime costs
+
+
+def wasm_memory_pages(path):
+    """Initial linear memory of the core modules inside a component (memory section minimum)."""
+    data = open(path, "rb").read()
+
+    def leb(b, i):
+        r = s = 0
+        while True:
+            x = b[i]; i += 1
+            r |= (x & 0x7F) << s; s += 7
+            if x < 0x80:
+                return r, i
+
+    def walk(b, component):
+        pages = []
+        i = 8
+        while i < len(b):
+            sid = b[i]; i += 1
+            size, i = leb(b, i)
+            body = b[i:i + size]
+            if component and sid in (1, 4):  # core module, nested component
+                pages += walk(body, sid == 4)
+            elif not component and sid == 5:  # memory section
+                n, j = leb(body, 0)
+                for _ in range(n):
+                    flags = body[j]; j += 1
+                    mn, j = leb(body, j)
+                    if flags & 1:
+                        _, j = leb(body, j)
+                    pages.append(mn)
+            i += size
+        return pages
+
+    return walk(data, data[4:8] != b"\x01\x00\x00\x00")
+
+
+def instantiation_costs(env, ceiling_direct):
+    """Sequential requests to one instance's no-I/O endpoints: the host's per-request time
+    (fresh instance from a pre-instantiated component, run, response) from its request log."""
+    port = env["SCALED_APP_PORTS"].split()[0]
+    logpath = os.path.join(env["RUN"], "app-1.log")
+    out = {}
+    n = 200
+    for svc, path in (("user", "/api/users/healthz"), ("product", "/api/products/healthz"),
+                      ("order", "/api/orders/healthz"), ("delivery", "/api/deliveries/healthz")):
+        wall = []
+        for _ in range(n):
+            t = time.perf_counter()
+            http("GET", f"http://127.0.0.1:{port}{path}")
+            wall.append((time.perf_counter() - t) * 1000)
+        time.sleep(0.3)
+        durations = []
+        with open(logpath, errors="ignore") as f:
+            for line in f:
+                m = re.match(rf"GET {re.escape(path)} 200 ([\d.]+)ms", line)
+                if m:
+                    durations.append(float(m.group(1)))
+        durations = durations[-n:]
+        out[svc] = {"host_ms_p50": round(statistics.median(durations), 3),
+                    "host_ms_p90": round(sorted(durations)[int(len(durations) * 0.9)], 3),
+                    "client_ms_p50": round(statistics.median(wall), 3)}
+    wall = []
+    for _ in range(n):
+        t = time.perf_counter()
+        http("GET", ceiling_direct + "/c/state")
+        wall.append((time.perf_counter() - t) * 1000)
+    out["constant"] = {"client_ms_p50": round(statistics.median(wall), 3)}
+    return out
+
+
+def machine():
+    def sh(cmd):
+        try:
+            return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout.strip()
+        except OSError:
+            return ""
+    cpu = sh("lscpu | sed -n 's/^Model name: *//p'") or platform.processor()
+    mem = sh("awk '/MemTotal/ {printf \"%.1f GiB\", $2/1048576}' /proc/meminfo")
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory": mem,
+        "kernel": platform.release(),
+        "os": sh(". /etc/os-release && echo $PRETTY_NAME"),
+        "postgresql": sh("psql --version"),
+        "redis": sh("redis-server --version | cut -d' ' -f1-3"),
+        "haproxy": sh("haproxy -v | head -1 | cut -d' ' -f1-3"),
+        "wrk": sh("wrk --version 2>&1 | head -1 | cut -d' ' -f1-2"),
+        "host": "spin-test-host (wasmtime 48, pooling allocator), dev profile: dependencies opt-level 2",
+        "load_on_start": sh("cut -d' ' -f1-3 /proc/loadavg"),
+    }
+
+
+# ---------------------------------------------------------------- main
+
+
+def main():
+    t_start = time.time()
+    env = load_env()
+    env["RUN"] = os.environ["SCALED_RUN_DIR"]
+    env["HOST_BIN"] = os.environ["HOST_BIN"]
+    env["SCALED_PORT_BASE_NUM"] = os.environ.get("SCALED_PORT_BASE", "26500")
+    work = os.path.join(env["RUN"], "bench")
+    os.makedirs(work, exist_ok=True)
+    results = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+               "machine": machine(),
+               "settings": {"duration_s": DURATION, "connections": CONNS, "threads": THREADS,
+                            "login_connections": LOGIN_CONNS, "app_instances": 2}}
+    base = env["SCALED_BASE_URL"]
+
+    log("seeding (COPY)")
+    s = seeding.seed(env, work)
+    results["seed"] = s["stats"]
+    log(f"  {s['stats']}")
+    # The replica must have the catalog before anything reads it.
+    primary = env["SPIN_VARIABLE_PRODUCT_DB_URL"]
+    replica = env["SPIN_VARIABLE_PRODUCT_DB_REPLICA_URLS"].split(",")[0]
+    lsn = seeding.psql(primary, "select pg_current_wal_lsn()")
+    for _ in range(600):
+        if seeding.psql(replica, f"select pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn") == "t":
+            break
+        time.sleep(0.1)
+    results["seed"]["replica_rows"] = int(seeding.psql(replica, "select count(*) from products"))
+
+    log("logging in buyers and carriers")
+    def login(email):
+        st, body = http("POST", base + "/api/auth/login", {"email": email, "password": s["password"]})
+        if st != 200:
+            raise RuntimeError(f"login {email}: {st} {body[:200]!r}")
+        return json.loads(body)["access_token"]
+    with ThreadPoolExecutor(4) as ex:
+        buyer_tokens = list(ex.map(login, [e for _, e in s["buyers"][:64]]))
+        carrier_tokens = list(ex.map(login, [e for _, e in s["carriers"][:4]]))
+
+    rng = s["rng"]
+    queries = search_mix(s["words"], rng, int(os.environ.get("BENCH_SEARCH_QUERIES", "120")))
+    search_paths = [p for p, _ in queries]
+    detail_paths = [f"/api/products/{i}" for i in s["hot_ids"]]
+    search_lua = data_file(work, "search", {"paths": search_paths})
+    detail_lua = data_file(work, "detail", {"paths": detail_paths})
+    const_lua = data_file(work, "constant", {"paths": ["/c/state"]})
+    address = json.dumps({"name": "Bench Buyer", "line1": "1 Main Street", "city": "Lyon",
+                          "postal_code": "69001", "country": "FR"})
+
+    run = Runner(env, work)
+    procs, ceiling_lb, ceiling_direct = start_ceiling(env, work)
+    try:
+        # Warm-up: every hot product page once (fills the key-value read model, as the first
+        # visitors would), and the search statements once (plans, buffers).
+        run.wrk("warm_detail", base, "get.lua", detail_lua, conns=16, duration=120,
+                sequential=True, record=False)
+        run.wrk("warm_search", base, "get.lua", search_lua, conns=8, duration=5, record=False)
+        run.wrk("warm_constant", ceiling_lb, "get.lua", const_lua, conns=8, duration=3, record=False)
+
+        results["runtime"] = {"instantiation": instantiation_costs(env, ceiling_direct)}
+
+        ceilings = {}
+        ceilings["runtime"] = run.wrk("ceiling_runtime", ceiling_lb, "get.lua", const_lua)
+        ceilings["runtime_one_instance_direct"] = run.wrk(
+            "ceiling_runtime_direct", ceiling_direct, "get.lua", const_lua)
+        ceilings["database_search"] = pgbench_search(env, work, queries)
+        # Product-sized value: the mean read-model document.
+        sizes = []
+        for port in (env["SCALED_REDIS_A"], env["SCALED_REDIS_B"]):
+            keys = subprocess.run(["redis-cli", "-p", port, "--scan", "--pattern", "product:*",
+                                   "--count", "1000"], capture_output=True, text=True).stdout.split()[:200]
+            for k in keys:
+                sizes.append(int(subprocess.run(["redis-cli", "-p", port, "strlen", k],
+                                                capture_output=True, text=True).stdout.strip() or 0))
+        value_size = int(statistics.mean(sizes)) if sizes else 800
+        ceilings["key_value"] = redis_ceiling(env, value_size)
+        ceilings["argon2id"] = argon2_ceiling()
+        results["ceilings"] = ceilings
+        results["seed"]["kv_documents"] = sum(
+            int(subprocess.run(["redis-cli", "-p", p, "dbsize"], capture_output=True,
+                               text=True).stdout.strip() or 0)
+            for p in (env["SCALED_REDIS_A"], env["SCALED_REDIS_B"]))
+
+        search = run.wrk("search", base, "get.lua", search_lua)
+        detail = run.wrk("detail", base, "get.lua", detail_lua)
+        # Half of the maximum throughput: HALF_CONNS connections with exponential think time
+        # chosen so that they offer about half of the measured maximum.
+        for name, full, lua in (("search_half", search, search_lua), ("detail_half", detail, detail_lua)):
+            target = full["rps"] / 2
+            think = max(0.0, HALF_CONNS * 1000.0 / target - full["p50_ms"] / 2)
+            r = run.wrk(name, base, "get.lua", lua, conns=HALF_CONNS,
+                        extra_env={"BENCH_DELAY_MS": f"{think:.3f}"})
+            r["target_rps"] = round(target, 1)
+            r["think_ms"] = round(think, 2)
+
+        writes = data_file(work, "writes", {
+            "buyer_tokens": buyer_tokens, "carrier_tokens": carrier_tokens,
+            "order_products": s["order_products"], "search_paths": search_paths,
+            "detail_paths": detail_paths, "login_emails": [e for _, e in s["buyers"]],
+        }, {"password": s["password"], "address_json": address})
+        t_orders = time.strftime("%Y-%m-%d %H:%M:%S+00", time.gmtime(time.time() - 1))
+        run.wrk("order", base, "mixed.lua", writes, extra_env={"BENCH_MIX": "order"})
+
+        # Shipments of the orders just placed, picked up by a carrier: the delivery scenario
+        # appends hub scans (`in_transit`, which may repeat) to them.
+        shipments = []
+        for url in env["SPIN_VARIABLE_ORDER_DB_URLS"].split(","):
+            shipments += seeding.psql(url, f"select shipment_id from orders where shipment_id is "
+                                           f"not null and created_at >= '{t_orders}' limit 250").split()
+        log(f"picking up {len(shipments)} shipments")
+
+        def pick_up(sid):
+            st, _ = http("POST", f"{base}/api/deliveries/{sid}/events",
+                         {"event_id": f"pickup-{sid}", "status": "picked_up", "location": "Depot"},
+                         token=carrier_tokens[0])
+            return sid if st in (200, 201) else None
+        with ThreadPoolExecutor(4) as ex:
+            picked = [x for x in ex.map(pick_up, shipments) if x]
+        results["seed"]["shipments_picked_up"] = len(picked)
+        if not picked:
+            log("no shipment could be picked up: the delivery scenarios are skipped")
+        else:
+            writes = data_file(work, "writes", {
+                "buyer_tokens": buyer_tokens, "carrier_tokens": carrier_tokens,
+                "order_products": s["order_products"], "search_paths": search_paths,
+                "detail_paths": detail_paths, "login_emails": [e for _, e in s["buyers"]],
+                "shipments": picked,
+            }, {"password": s["password"], "address_json": address})
+            run.wrk("event", base, "mixed.lua", writes, extra_env={"BENCH_MIX": "event"})
+        run.wrk("login", base, "mixed.lua", writes, conns=LOGIN_CONNS,
+                extra_env={"BENCH_MIX": "login"})
+        if picked:
+            run.wrk("day", base, "mixed.lua", writes, extra_env={"BENCH_MIX": "day"})
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+    # Memory per instance: the growth of the host's resident memory under load, divided by
+    # the requests in flight per process (each request is one instance).
+    idle = [rss_kib(p) for p in run.app_pids]
+    results["scenarios"] = run.results
+    results["runtime"]["app_rss_idle_kib"] = idle
+    results["runtime"]["wasm"] = {}
+    for c in ("user", "product", "order", "delivery"):
+        path = os.path.join(ROOT, f"target/wasm32-wasip2/release/marketplace_{c}.wasm")
+        results["runtime"]["wasm"][c] = {"bytes": os.path.getsize(path),
+                                         "initial_memory_pages": wasm_memory_pages(path)}
+    probe = os.path.join(ROOT, "target/wasm32-wasip2/release/probe_component.wasm")
+    results["runtime"]["wasm"]["constant (probe)"] = {
+        "bytes": os.path.getsize(probe), "initial_memory_pages": wasm_memory_pages(probe)}
+    results["duration_s"] = round(time.time() - t_start, 1)
+
+    os.makedirs(os.path.join(ROOT, "bench/results"), exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    raw = os.path.join(ROOT, "bench/results", f"{stamp}.json")
+    with open(raw, "w") as f:
+        json.dump(results, f, indent=2)
+    shutil.copy(raw, os.path.join(ROOT, "bench/results/latest.json"))
+    import report
+    report.write(results, os.path.join(ROOT, "BENCHMARKS.md"),
+                 os.path.relpath(raw, ROOT))
+    log(f"wrote BENCHMARKS.md and {os.path.relpath(raw, ROOT)} in {results['duration_s']} s")
+
+
+if __name__ == "__main__":
+    main()
