@@ -618,15 +618,12 @@ impl Drop for TestApp {
                             .await;
                     }
                 }
-                if let Some((url, index)) = redis_db {
-                    if let Ok(client) =
+                if let Some((url, index)) = redis_db
+                    && let Ok(client) =
                         redis::Client::open(format!("{}/{index}", url.trim_end_matches('/')))
-                    {
-                        if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
-                            let _: Result<(), _> =
-                                redis::cmd("FLUSHDB").query_async(&mut conn).await;
-                        }
-                    }
+                    && let Ok(mut conn) = client.get_multiplexed_async_connection().await
+                {
+                    let _: Result<(), _> = redis::cmd("FLUSHDB").query_async(&mut conn).await;
                 }
             });
             let _ = std::fs::remove_dir_all(kv_dir);
