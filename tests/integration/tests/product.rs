@@ -1270,6 +1270,8 @@ async fn every_search_shape_is_an_index_scan_at_one_hundred_thousand_products() 
             .unwrap_or_else(|e| panic!("{name}: {e}\n{sql}"));
         let plan: Vec<String> = rows.iter().map(|r| r.get::<_, String>(0)).collect();
         let plan = plan.join("\n");
+        // Shown with --nocapture: the plans are the evidence.
+        eprintln!("--- {name}\n{plan}");
         assert!(
             !plan.contains("Seq Scan"),
             "{name} scans the table:\n{plan}\n{sql}"
@@ -1652,5 +1654,60 @@ async fn the_openapi_document_describes_every_operation_the_component_answers() 
             "limit",
             "cursor"
         ])
+    );
+}
+
+// ------------------------------------------------------------------ key-value layout
+
+/// FNV-1a (64-bit), as the component partitions documents (components/product/README.md).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn documents_are_spread_over_the_four_labels_by_a_stable_hash_of_the_product_id() {
+    let app = TestApp::start().await;
+    let (_, token) = seller(&app);
+    // The harness keeps each label in `<tmp>/marketplace-<prefix>/<label>.db`, where the
+    // prefix is also that of the app's database names.
+    let db_url = app.database_url(Db::Product);
+    let db_name = db_url
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap();
+    let prefix = db_name.strip_suffix("_product").expect("database name");
+    let dir = std::env::temp_dir().join(format!("marketplace-{prefix}"));
+
+    let mut per_label = [0usize; 4];
+    let mut placed = Vec::new();
+    for i in 0..40 {
+        let id =
+            Uuid::parse_str(&id_of(&create(&app, &token, body(&format!("p{i}"))).await)).unwrap();
+        let label = (fnv1a(id.as_bytes()) % 4) as usize;
+        per_label[label] += 1;
+        placed.push((id, label));
+    }
+    let files: Vec<Vec<u8>> = (0..4)
+        .map(|i| {
+            let path = dir.join(format!("products-{i}.db"));
+            std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        })
+        .collect();
+    let contains =
+        |hay: &[u8], needle: &str| hay.windows(needle.len()).any(|w| w == needle.as_bytes());
+    for (id, label) in placed {
+        let key = format!("product:v1:{id}");
+        for (i, file) in files.iter().enumerate() {
+            assert_eq!(contains(file, &key), i == label, "{key} in products-{i}");
+        }
+    }
+    assert!(
+        per_label.iter().all(|n| *n > 0),
+        "every label used: {per_label:?}"
     );
 }
