@@ -99,3 +99,40 @@ impl Error {
 
 /// Result of the component's operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db(code: &str) -> Error {
+        Error::Db {
+            code: Some(code.into()),
+            message: "secret detail".into(),
+        }
+    }
+
+    #[test]
+    fn database_failures_map_to_503_409_or_a_generic_500() {
+        assert_eq!(
+            Error::DbUnavailable("down".into()).into_problem().status,
+            503
+        );
+        assert_eq!(db("40P01").into_problem().status, 503);
+        assert_eq!(db("53300").into_problem().status, 503);
+        assert_eq!(db("23505").into_problem().status, 409);
+        assert_eq!(db("23514").into_problem().status, 409);
+        let p = db("42703").into_problem();
+        assert_eq!(p.status, 500);
+        assert!(!p.detail.contains("secret"), "5xx bodies are generic");
+        assert_eq!(Error::Config("x".into()).into_problem().status, 500);
+    }
+
+    #[test]
+    fn client_problems_pass_through_and_logs_keep_one_short_line() {
+        let p = Problem::not_found("no such product");
+        assert_eq!(Error::from(p.clone()).into_problem(), p);
+        let long = format!("first line {}\nbacktrace...", "x".repeat(1000));
+        let s = short(&long);
+        assert!(s.starts_with("first line") && s.chars().count() == 300 && !s.contains('\n'));
+    }
+}
