@@ -59,15 +59,15 @@ impl From<Error> for Problem {
             Error::AdminOnly => Problem::forbidden("only admins may do this"),
             Error::UserNotFound => Problem::not_found("no such user"),
             Error::DatabaseUnavailable(cause) => {
-                eprintln!("user: database unavailable: {cause}");
+                eprintln!("user: database unavailable: {}", first_line(&cause));
                 Problem::service_unavailable("database")
             }
             Error::KeyValueUnavailable(cause) => {
-                eprintln!("user: key-value store unavailable: {cause}");
+                eprintln!("user: key-value store unavailable: {}", first_line(&cause));
                 Problem::service_unavailable("key-value store")
             }
             Error::Internal(cause) => {
-                eprintln!("user: internal error: {cause}");
+                eprintln!("user: internal error: {}", first_line(&cause));
                 Problem::internal()
             }
         }
@@ -78,6 +78,11 @@ impl From<Error> for spin_sdk::http::Response {
     fn from(e: Error) -> Self {
         Problem::from(e).into()
     }
+}
+
+/// Host errors can carry multi-line causes and backtraces; one line is enough for the log.
+fn first_line(cause: &str) -> &str {
+    cause.lines().next().unwrap_or_default()
 }
 
 /// SQLSTATE classes that mean the database, not the statement, is the problem:
@@ -106,7 +111,12 @@ impl From<PgError> for Error {
             }
             // Errors outside the database protocol (closed or broken connection).
             PgError::QueryFailed(QueryError::Text(m)) => Error::DatabaseUnavailable(m),
-            other => Error::Internal(format!("postgres: {other:?}")),
+            // Conversion errors name the variant only: their text may quote parameter values.
+            PgError::BadParameter(_) => Error::Internal("postgres: bad parameter".into()),
+            PgError::ValueConversionFailed(_) => {
+                Error::Internal("postgres: value conversion failed".into())
+            }
+            other => Error::Internal(format!("postgres: {}", first_line(&format!("{other:?}")))),
         }
     }
 }

@@ -3,6 +3,18 @@
 //! The only issuer of user access tokens (EdDSA JWTs); the other services verify them locally
 //! with `marketplace_shared::tokens::Verifier`. See `routes` for the route table, `domain` for
 //! the rules, `store` for PostgreSQL and the key-value store.
+//!
+//! Choices worth knowing:
+//! - Login failures live in the `users` key-value store, one entry per normalised email (hashed)
+//!   holding the times of the last five failures, updated with `wasi:keyvalue/atomics` CAS.
+//!   An atomic increment cannot express "5 within any 15 minutes" (fixed buckets let 8 guesses
+//!   straddle a boundary); CAS on a short list can, and loses no concurrent failure. Unknown
+//!   emails are throttled too, so a 429 never reveals that an account exists.
+//! - Wrong passwords on `POST /api/users/me/password` and `DELETE /api/users/me` count in the
+//!   same window: otherwise a stolen access token could guess the password there unthrottled.
+//! - A deleted account keeps its row (id, role, timestamps) with email, name and password hash
+//!   erased; its valid access tokens get 401 from this service (other services cannot know
+//!   until the token expires, at most 15 minutes later).
 
 pub mod config;
 pub mod domain;

@@ -355,11 +355,10 @@ async fn five_failed_logins_lock_the_account_with_429_and_retry_after_even_for_t
     let email = unique_email();
     register(&app, &email).await;
 
-    for i in 0..5 {
+    for _ in 0..5 {
         login(&app, &email, "wrong password!")
             .await
             .expect_problem(401);
-        let _ = i;
     }
     let locked = login(&app, &email, PASSWORD).await;
 
@@ -405,9 +404,12 @@ async fn unknown_emails_lock_like_accounts_so_429_reveals_nothing() {
         .expect_problem(429);
 }
 
-#[tokio::test]
-async fn concurrent_failed_logins_are_all_counted() {
-    let app = TestApp::start().await;
+async fn concurrent_failures_are_all_counted(kv: Kv) {
+    let app = TestApp::start_with(TestOptions {
+        kv,
+        ..Default::default()
+    })
+    .await;
     let email = unique_email();
     register(&app, &email).await;
     let wrong = json!({"email": email, "password": "wrong password!"});
@@ -425,6 +427,16 @@ async fn concurrent_failed_logins_are_all_counted() {
         );
     }
     login(&app, &email, PASSWORD).await.expect_problem(429);
+}
+
+#[tokio::test]
+async fn concurrent_failed_logins_are_all_counted_in_the_sqlite_store() {
+    concurrent_failures_are_all_counted(Kv::Sqlite).await;
+}
+
+#[tokio::test]
+async fn concurrent_failed_logins_are_all_counted_in_the_redis_store() {
+    concurrent_failures_are_all_counted(Kv::Redis).await;
 }
 
 /// Finds the Redis database the app's stores use (the one holding `key`).
