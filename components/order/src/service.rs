@@ -55,7 +55,7 @@ pub async fn place(
     let db = Db::for_vshard(cfg, vshard)?;
     let hash = new.fingerprint();
     let mut waits = 0;
-    loop {
+    for _ in 0..KEY_WAIT_ROUNDS * 2 {
         let candidate = OrderId::generate(vshard);
         db.claim_key(buyer, key.as_str(), &hash, &candidate)?;
         db.begin()?;
@@ -114,6 +114,10 @@ pub async fn place(
         }
         return attempt(cfg, &db, buyer, key, new, order_id).await;
     }
+    Err(Problem::conflict(
+        "a request with this Idempotency-Key is still being processed; retry later",
+    )
+    .into())
 }
 
 /// Steps 3 and 4 of [`place`], inside the transaction holding the key row.

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use marketplace_tests::{Db, InterceptAction, TestApp, TestResponse};
+use marketplace_tests::{Db, InterceptAction, TestApp, TestOptions, TestResponse};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -58,7 +58,10 @@ struct Market {
 
 impl Market {
     async fn start() -> Market {
-        let app = TestApp::start().await;
+        Self::on(TestApp::start().await)
+    }
+
+    fn on(app: TestApp) -> Market {
         let seller_token = app.token(Uuid::now_v7(), "seller");
         Market { app, seller_token }
     }
@@ -1468,4 +1471,112 @@ async fn two_relays_running_at_once_send_every_row_once() {
         assert_eq!(m.count(shard, "select coalesce(max(attempts), 0)::bigint from outbox where kind = 'create_shipment'").await, 2);
     }
     assert_eq!(m.stock(&p).await, 90);
+}
+
+// ------------------------------------------------------------------ operations
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_shard_database_down_fails_only_its_buyers_and_readiness_names_it() {
+    // Shard 0 is a real, migrated order database (borrowed from another test app); shard 1
+    // points where nothing listens.
+    let holder = TestApp::start().await;
+    let down = "postgres://postgres@127.0.0.1:1/nowhere?sslmode=disable";
+    let urls = format!("{},{down}", holder.database_url(Db::Order(0)));
+    let m = Market::on(
+        TestApp::start_with(TestOptions {
+            variables: vec![("order_db_urls".into(), urls)],
+            ..Default::default()
+        })
+        .await,
+    );
+    let p = m.product(100, "EUR", 10).await;
+    let up = m.app.token(buyer_on(0), "buyer");
+    let cut_off = m.app.token(buyer_on(1), "buyer");
+
+    m.place(&up, Some("a"), &order_body(&[(&p, 1)]))
+        .await
+        .expect(201);
+    let doc = m
+        .place(&cut_off, Some("a"), &order_body(&[(&p, 1)]))
+        .await
+        .expect_problem(503);
+    assert!(
+        doc["detail"]
+            .as_str()
+            .unwrap()
+            .contains("postgres order-db-1"),
+        "{doc}"
+    );
+    m.app
+        .get("/api/orders", Some(&cut_off))
+        .await
+        .expect_problem(503);
+    m.app.get("/api/orders", Some(&up)).await.expect(200);
+    assert_eq!(
+        m.stock(&p).await,
+        9,
+        "nothing reserved for the cut-off buyer"
+    );
+
+    m.app.get("/api/orders/healthz", None).await.expect(200);
+    let doc = m
+        .app
+        .get("/api/orders/readyz", None)
+        .await
+        .expect_problem(503);
+    assert!(
+        doc["detail"]
+            .as_str()
+            .unwrap()
+            .contains("postgres order-db-1"),
+        "{doc}"
+    );
+    // The relay still works through the reachable shard, and says that one is down.
+    let token = m.app.service_token("order", "order");
+    let doc = m
+        .app
+        .post("/internal/orders/outbox/relay", Some(&token), json!({}))
+        .await
+        .expect_problem(503);
+    assert!(
+        doc["detail"].as_str().unwrap().contains("order-db-1"),
+        "{doc}"
+    );
+    drop(holder);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_service_is_healthy_ready_and_serves_its_openapi_document() {
+    let m = Market::start().await;
+    m.app.get("/api/orders/healthz", None).await.expect(200);
+    m.app.get("/api/orders/readyz", None).await.expect(200);
+    let r = m.app.get("/api/orders/openapi.json", None).await;
+    r.expect(200);
+    let doc = r.json();
+    assert_eq!(doc["openapi"], "3.1.0");
+    for (path, method) in [
+        ("/api/orders", "post"),
+        ("/api/orders", "get"),
+        ("/api/orders/{id}", "get"),
+        ("/api/orders/{id}/cancel", "post"),
+        ("/internal/orders/{id}/delivery-status", "post"),
+        ("/internal/orders/outbox/relay", "post"),
+        ("/api/orders/healthz", "get"),
+        ("/api/orders/readyz", "get"),
+    ] {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} undocumented"
+        );
+    }
+    m.app
+        .get("/api/orders/x/y/z", None)
+        .await
+        .expect_problem(404);
+    let r = m
+        .app
+        .request("POST", "/api/orders/healthz", &[], vec![])
+        .await;
+    r.expect_problem(405);
+    assert_eq!(r.header("allow"), Some("GET"));
 }
