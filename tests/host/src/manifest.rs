@@ -1,8 +1,9 @@
 //! Spin manifest v2 (`spin.toml`) and runtime-config parsing.
 //!
-//! Like Spin, unknown top-level keys are rejected; unknown keys inside
-//! `[application]`, components and triggers are tolerated (with a warning),
-//! since the host only needs a subset of them.
+//! Like Spin's manifest v2 schema, unknown keys are rejected at the top level,
+//! in `[application]` and in components; trigger tables are open (Spin passes
+//! them to the trigger). Trigger and inline-component IDs are assigned as
+//! Spin's `normalize_manifest` does.
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -18,21 +19,28 @@ struct RawManifest {
     application: RawApplication,
     #[serde(default)]
     variables: BTreeMap<String, RawVariable>,
-    #[serde(default)]
     trigger: BTreeMap<String, Vec<toml::Table>>,
     #[serde(default)]
     component: BTreeMap<String, toml::Table>,
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawApplication {
     name: String,
     #[serde(default)]
     version: Option<String>,
     #[serde(default)]
     description: Option<String>,
-    #[serde(flatten)]
-    _rest: toml::Table,
+    #[serde(default)]
+    #[allow(dead_code)]
+    authors: Vec<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    trigger: toml::Table,
+    #[serde(default)]
+    #[allow(dead_code)]
+    tool: toml::Table,
 }
 
 #[derive(Debug, Deserialize)]
@@ -49,7 +57,10 @@ struct RawVariable {
     description: Option<String>,
 }
 
+/// `[component.<id>]` with exactly the fields Spin's manifest v2 schema
+/// accepts (Spin rejects unknown component fields too).
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawComponent {
     source: toml::Value,
     #[serde(default)]
@@ -66,8 +77,24 @@ struct RawComponent {
     environment: BTreeMap<String, String>,
     #[serde(default)]
     files: Vec<toml::Value>,
-    #[serde(flatten)]
-    rest: toml::Table,
+    #[serde(default)]
+    #[allow(dead_code)]
+    exclude_files: Vec<String>,
+    #[serde(default)]
+    sqlite_databases: Vec<String>,
+    #[serde(default)]
+    ai_models: Vec<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    build: Option<toml::Table>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    tool: toml::Table,
+    #[serde(default)]
+    #[allow(dead_code)]
+    dependencies_inherit_configuration: bool,
+    #[serde(default)]
+    dependencies: toml::Table,
 }
 
 /// A component of the application.
@@ -109,19 +136,13 @@ fn parse_component(id: &str, table: toml::Table, dir: &Path) -> Result<Component
     let raw: RawComponent = toml::Value::Table(table)
         .try_into()
         .with_context(|| format!("invalid component {id:?}"))?;
-    for key in raw.rest.keys() {
-        if !matches!(
-            key.as_str(),
-            "build"
-                | "exclude_files"
-                | "sqlite_databases"
-                | "ai_models"
-                | "dependencies"
-                | "dependencies_inherit_configuration"
-                | "tool"
-        ) {
-            tracing::warn!("component {id:?}: field {key:?} is ignored by spin-test-host");
-        }
+    if !raw.sqlite_databases.is_empty() || !raw.ai_models.is_empty() {
+        tracing::warn!(
+            "component {id:?}: sqlite_databases / ai_models are not provided by spin-test-host"
+        );
+    }
+    if !raw.dependencies.is_empty() {
+        bail!("component {id:?}: component dependencies are not supported by spin-test-host");
     }
     if !raw.files.is_empty() {
         tracing::warn!("component {id:?}: `files` are not mounted by spin-test-host");
@@ -187,12 +208,22 @@ impl Manifest {
         for (id, table) in raw.component {
             components.insert(id.clone(), parse_component(&id, table, dir)?);
         }
+        // Trigger and inline-component IDs as Spin's `normalize_manifest`
+        // assigns them.
+        let mut trigger_ids: std::collections::HashSet<String> = raw
+            .trigger
+            .values()
+            .flatten()
+            .filter_map(|t| t.get("id").and_then(|v| v.as_str()).map(str::to_string))
+            .collect();
         let mut http_triggers = Vec::new();
         for (kind, triggers) in raw.trigger {
             if kind != "http" {
                 tracing::warn!("trigger type {kind:?} is ignored by spin-test-host");
                 continue;
             }
+            let mut trigger_counter = 1;
+            let mut inline_counter = 1;
             for (idx, mut t) in triggers.into_iter().enumerate() {
                 let route = match t.remove("route") {
                     Some(toml::Value::String(r)) => Some(r),
@@ -207,15 +238,41 @@ impl Manifest {
                     }
                     _ => bail!("[[trigger.http]] #{idx} has no `route`"),
                 };
-                let explicit_id = t.remove("id").and_then(|v| v.as_str().map(str::to_string));
-                let component = match t.remove("component") {
+                let explicit_id = t
+                    .remove("id")
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .filter(|s| !s.is_empty());
+                let component_value = t.remove("component");
+                let id = match (&explicit_id, &component_value) {
+                    (Some(id), _) => id.clone(),
+                    (None, Some(toml::Value::String(c)))
+                        if !trigger_ids.contains(&format!("{c}-{kind}-trigger")) =>
+                    {
+                        let id = format!("{c}-{kind}-trigger");
+                        trigger_ids.insert(id.clone());
+                        id
+                    }
+                    _ => loop {
+                        let id = format!("{kind}-trigger{trigger_counter}");
+                        trigger_counter += 1;
+                        if trigger_ids.insert(id.clone()) {
+                            break id;
+                        }
+                    },
+                };
+                let component = match component_value {
                     Some(toml::Value::String(c)) => c,
                     Some(toml::Value::Table(inline)) => {
-                        // Spin names inline components after their trigger.
-                        let trig = explicit_id
-                            .clone()
-                            .unwrap_or_else(|| format!("http-trigger{}", idx + 1));
-                        let cid = format!("{trig}-component");
+                        let mut cid = format!("{id}-component");
+                        if components.contains_key(&cid) {
+                            cid = loop {
+                                let c = format!("inline-component{inline_counter}");
+                                inline_counter += 1;
+                                if !components.contains_key(&c) {
+                                    break c;
+                                }
+                            };
+                        }
                         components.insert(cid.clone(), parse_component(&cid, inline, dir)?);
                         cid
                     }
@@ -230,7 +287,7 @@ impl Manifest {
                     bail!("the wagi executor is not supported by spin-test-host");
                 }
                 http_triggers.push(HttpTrigger {
-                    id: explicit_id.unwrap_or_else(|| format!("trigger-{component}")),
+                    id,
                     route,
                     component,
                 });

@@ -252,3 +252,42 @@ async fn unknown_top_level_manifest_key_is_rejected() {
         .expect("must fail");
     assert!(format!("{err:#}").contains("bogus"), "{err:#}");
 }
+
+#[tokio::test]
+async fn unknown_component_field_is_rejected_and_inline_ids_follow_spin() {
+    let dir = TempDir::new("badfield");
+    std::fs::write(
+        dir.path().join("spin.toml"),
+        format!(
+            "spin_manifest_version = 2\n[application]\nname = \"x\"\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"c\"\n[component.c]\nsource = \"{}\"\nallowed_outbound_host = []\n",
+            probe_wasm().display()
+        ),
+    )
+    .unwrap();
+    let err = spin_test_host::App::load(dir.path().join("spin.toml"), opts())
+        .await
+        .err()
+        .expect("must fail");
+    assert!(
+        format!("{err:#}").contains("allowed_outbound_host"),
+        "{err:#}"
+    );
+
+    let (_dir, app) = probe_app(opts()).await;
+    assert!(
+        app.routes().contains(&(
+            "/inline (wildcard)".to_string(),
+            "inline-component".to_string()
+        )),
+        "{:?}",
+        app.routes()
+    );
+    let ids: Vec<&str> = app
+        .manifest()
+        .http_triggers
+        .iter()
+        .map(|t| t.id.as_str())
+        .collect();
+    assert!(ids.contains(&"probe-http-trigger"), "{ids:?}");
+    assert!(ids.contains(&"inline"), "{ids:?}");
+}
