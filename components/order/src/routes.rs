@@ -94,6 +94,7 @@ async fn dispatch(req: &Request) -> Result<Response, Error> {
         }
         Route::Orders if method == "POST" => {
             let who = buyer(&cfg, auth)?;
+            no_query(req)?;
             let key = IdempotencyKey::parse(header(req, "idempotency-key"))?;
             let parsed: CreateOrderBody = resp::parse_body(req)?;
             let new = NewOrder::parse(parsed)?;
@@ -130,6 +131,7 @@ async fn dispatch(req: &Request) -> Result<Response, Error> {
         }
         Route::DeliveryStatus(id) => {
             cfg.verifier.authenticate_service(auth, &["delivery"])?;
+            no_query(req)?;
             let update: DeliveryStatusUpdate = resp::parse_body(req)?;
             let (status, occurred_at) = parse_update(&update)?;
             Ok(resp::json(
@@ -139,6 +141,7 @@ async fn dispatch(req: &Request) -> Result<Response, Error> {
         }
         Route::Relay => {
             cfg.verifier.authenticate_service(auth, &["order"])?;
+            no_query(req)?;
             optional_empty_body(req)?;
             let (stats, down) = relay::run_all(&cfg).await;
             if let Some(db) = down.first() {

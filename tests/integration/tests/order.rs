@@ -546,6 +546,22 @@ async fn bad_requests_get_a_problem_and_reserve_and_write_nothing() {
         let doc = m.place(&token, key, &good).await.expect_problem(400);
         assert!(doc["errors"].get("Idempotency-Key").is_some(), "{doc}");
     }
+    // Unknown query parameters.
+    let auth = format!("Bearer {token}");
+    let r = m
+        .app
+        .request(
+            "POST",
+            "/api/orders?dry_run=true",
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+                ("idempotency-key", "q1"),
+            ],
+            serde_json::to_vec(&good).unwrap(),
+        )
+        .await;
+    r.expect_problem(400);
     // Not JSON, not an object, wrong media type.
     let auth = format!("Bearer {token}");
     let r = m
