@@ -198,14 +198,12 @@ class Runner:
         self.results = {}
 
     def wrk(self, name, url, script, data_lua, conns=CONNS, duration=DURATION, extra_env=None,
-            sequential=False, record=True):
+            record=True):
         out = os.path.join(self.work, f"{name}.json")
         env = dict(os.environ)
         env.update({"BENCH_DATA": data_lua, "BENCH_OUT": out,
                     "BENCH_LIB": os.path.join(ROOT, "bench/wrk/common.lua"),
                     "BENCH_THREADS": str(THREADS)})
-        if sequential:
-            env["BENCH_SEQUENTIAL"] = "1"
         env.update(extra_env or {})
         cmd = ["wrk", f"-t{THREADS}", f"-c{conns}", f"-d{duration}s", "--timeout", "10s",
                "-s", os.path.join(ROOT, "bench/wrk", script), url]
@@ -522,11 +520,9 @@ def main():
     run = Runner(env, work)
     procs, ceiling_lb, ceiling_direct = start_ceiling(env, work)
     try:
-        # Warm-up: every hot product page once (fills the key-value read model, as the first
-        # visitors would), and the search statements once (plans, buffers).
-        run.wrk("warm_detail", base, "get.lua", detail_lua, conns=16, duration=120,
-                sequential=True, record=False)
+        # Warm-up: the search statements once (plans, buffers), the constant component.
         run.wrk("warm_search", base, "get.lua", search_lua, conns=8, duration=5, record=False)
+        run.wrk("warm_detail", base, "get.lua", detail_lua, conns=8, duration=3, record=False)
         run.wrk("warm_constant", ceiling_lb, "get.lua", const_lua, conns=8, duration=3, record=False)
 
         results["runtime"] = {"instantiation": instantiation_costs(env, ceiling_direct)}
@@ -537,22 +533,10 @@ def main():
             "ceiling_runtime_direct", ceiling_direct, "get.lua", const_lua)
         ceilings["database_search"] = pgbench_search(env, work, queries)
         # Product-sized value: the mean read-model document.
-        sizes = []
-        for port in (env["SCALED_REDIS_A"], env["SCALED_REDIS_B"]):
-            keys = subprocess.run(["redis-cli", "-p", port, "--scan", "--pattern", "product:*",
-                                   "--count", "1000"], capture_output=True, text=True).stdout.split()[:200]
-            for k in keys:
-                sizes.append(int(subprocess.run(["redis-cli", "-p", port, "strlen", k],
-                                                capture_output=True, text=True).stdout.strip() or 0))
-        value_size = int(statistics.mean(sizes)) if sizes else 800
+        value_size = s["stats"]["kv_document_bytes_mean"]
         ceilings["key_value"] = redis_ceiling(env, value_size)
         ceilings["argon2id"] = argon2_ceiling()
         results["ceilings"] = ceilings
-        results["seed"]["kv_documents"] = sum(
-            int(subprocess.run(["redis-cli", "-p", p, "dbsize"], capture_output=True,
-                               text=True).stdout.strip() or 0)
-            for p in (env["SCALED_REDIS_A"], env["SCALED_REDIS_B"]))
-
         search = run.wrk("search", base, "get.lua", search_lua)
         detail = run.wrk("detail", base, "get.lua", detail_lua)
         # Half of the maximum throughput: HALF_CONNS connections with exponential think time

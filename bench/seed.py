@@ -6,6 +6,7 @@ exact shapes the services read as their own (components/*/migrations):
 - 100,000 products over 50 categories, titles and descriptions drawn from the words of
   /usr/share/dict/words with Zipf(1) frequencies (a real word list, a natural-language rank
   distribution), prices log-normal, UUID v7 ids spread over a year of creation times;
+- the product read model in Redis, as the product service stores it after each create;
 - 2 past orders per buyer (20,000 orders, 1-3 items each), each in the order database its
   buyer's virtual shard maps to (SHA-256 of the buyer id, 64 virtual shards, even ranges).
 
@@ -94,6 +95,47 @@ def psql_copy(url, table, columns, rows):
     )
 
 
+def fnv1a(data):
+    h = 0xCBF29CE484222325
+    for b in data:
+        h ^= b
+        h = (h * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def iso_ms(ms):
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}Z"
+
+
+def resp(*args):
+    out = [f"*{len(args)}\r\n".encode()]
+    for a in args:
+        b = a if isinstance(a, bytes) else str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(b), b))
+    return b"".join(out)
+
+
+def seed_read_model(env, docs):
+    """Stores the product read model as the product service leaves it after creating each
+    product through the API (components/product/src/kv.rs, domain.rs `Document`): key
+    `product:v1:<id>` in label `products-<fnv1a(id bytes) % 4>`, a primary-sourced document
+    of the row's version. Labels 0/1 live on Redis A, 2/3 on Redis B (tools/scaled/up.sh)."""
+    ports = [env["SCALED_REDIS_A"], env["SCALED_REDIS_A"], env["SCALED_REDIS_B"], env["SCALED_REDIS_B"]]
+    streams = {p: [] for p in set(ports)}
+    sizes = []
+    for d in docs:
+        label = fnv1a(uuid.UUID(d["product"]["id"]).bytes) % 4
+        body = json.dumps(d, separators=(",", ":")).encode()
+        sizes.append(len(body))
+        streams[ports[label]].append(resp("SET", f"product:v1:{d['product']['id']}", body))
+    for port, cmds in streams.items():
+        p = subprocess.run(["redis-cli", "-p", port, "--pipe"], input=b"".join(cmds),
+                           capture_output=True, check=True)
+        if b"errors: 0" not in p.stdout:
+            raise RuntimeError(f"redis --pipe: {p.stdout[-300:]!r}")
+    return sum(sizes) // max(1, len(sizes))
+
+
 def psql(url, sql):
     return subprocess.run(["psql", url, "-qtAX", "-v", "ON_ERROR_STOP=1", "-c", sql],
                           check=True, capture_output=True, text=True).stdout.strip()
@@ -159,7 +201,7 @@ def seed(env, out_dir, seed_value=2026):
         status = "archived" if rng.random() < 0.02 else "active"
         attrs = {"color": rng.choice(COLORS), "weight_g": rng.randint(50, 20000), "brand": brand}
         rows.append((pid, seller_ids[i], title, description, cats[i], price, "EUR", stock,
-                     json.dumps(attrs), status, 1, ts(ms), ts(ms)))
+                     json.dumps(attrs), status, 1, ts(ms), ts(ms), ms))
         products.append((pid, status, stock, price, cats[i]))
     # The products orders are placed on: active, priced, with stock for any run.
     active = [i for i, p in enumerate(products) if p[1] == "active"]
@@ -171,8 +213,20 @@ def seed(env, out_dir, seed_value=2026):
         psql_copy(product_url, "products",
                   ["id", "seller_id", "title", "description", "category", "price_cents",
                    "currency", "stock", "attributes", "status", "version", "created_at",
-                   "updated_at"], rows[start:start + 25000])
+                   "updated_at"], [r[:13] for r in rows[start:start + 25000]])
     psql(product_url, "analyze products")
+    stored = int(time.time() * 1000)
+    docs = [{
+        "version": 1, "source": "primary", "stored_at_ms": stored,
+        "product": {
+            "id": r[0], "seller_id": r[1], "title": r[2], "description": r[3], "category": r[4],
+            "price_cents": r[5], "currency": r[6], "stock": r[7],
+            "attributes": dict(sorted(json.loads(r[8]).items())), "status": r[9],
+            "created_at": iso_ms(r[13]), "updated_at": iso_ms(r[13]),
+        },
+    } for r in rows]
+    stats["kv_document_bytes_mean"] = seed_read_model(env, docs)
+    stats["kv_documents"] = len(docs)
     stats["products"] = len(rows)
     stats["vocabulary"] = len(vocab)
     stats["categories"] = len(CATEGORIES)
