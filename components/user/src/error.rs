@@ -60,7 +60,7 @@ impl From<Error> for Problem {
             Error::UserNotFound => Problem::not_found("no such user"),
             Error::DatabaseUnavailable(cause) => {
                 eprintln!("user: database unavailable: {}", first_line(&cause));
-                Problem::service_unavailable("database")
+                Problem::service_unavailable("postgres (user database)")
             }
             Error::KeyValueUnavailable(cause) => {
                 eprintln!("user: key-value store unavailable: {}", first_line(&cause));

@@ -9,8 +9,12 @@ const PREFIXES: [&str; 4] = ["users", "products", "orders", "deliveries"];
 async fn every_service_is_healthy_and_ready_with_its_stores_up() {
     let app = TestApp::start().await;
     for prefix in PREFIXES {
-        app.get(&format!("/api/{prefix}/healthz"), None).await.expect(200);
-        app.get(&format!("/api/{prefix}/readyz"), None).await.expect(200);
+        app.get(&format!("/api/{prefix}/healthz"), None)
+            .await
+            .expect(200);
+        app.get(&format!("/api/{prefix}/readyz"), None)
+            .await
+            .expect(200);
     }
 }
 
@@ -29,10 +33,18 @@ async fn readiness_fails_with_a_problem_naming_postgres_when_the_database_is_dow
     .await;
     for prefix in ["users", "products", "orders"] {
         // Liveness does not depend on the database: the pod must not be restarted for it.
-        app.get(&format!("/api/{prefix}/healthz"), None).await.expect(200);
-        let doc = app.get(&format!("/api/{prefix}/readyz"), None).await.expect_problem(503);
+        app.get(&format!("/api/{prefix}/healthz"), None)
+            .await
+            .expect(200);
+        let doc = app
+            .get(&format!("/api/{prefix}/readyz"), None)
+            .await
+            .expect_problem(503);
         let detail = doc["detail"].as_str().unwrap_or_default().to_lowercase();
-        assert!(detail.contains("postgres"), "{prefix}: readyz should name PostgreSQL: {doc}");
+        assert!(
+            detail.contains("postgres"),
+            "{prefix}: readyz should name PostgreSQL: {doc}"
+        );
     }
 }
 
@@ -43,10 +55,20 @@ async fn every_service_serves_an_openapi_3_1_document_of_its_own_paths() {
         let r = app.get(&format!("/api/{prefix}/openapi.json"), None).await;
         r.expect(200);
         let doc = r.json();
-        assert!(doc["openapi"].as_str().unwrap_or_default().starts_with("3.1"), "{prefix}: {doc}");
-        let paths = doc["paths"].as_object().unwrap_or_else(|| panic!("{prefix}: no paths"));
         assert!(
-            paths.keys().any(|p| p.starts_with(&format!("/api/{prefix}")) || p.starts_with("/api/auth")),
+            doc["openapi"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("3.1"),
+            "{prefix}: {doc}"
+        );
+        let paths = doc["paths"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{prefix}: no paths"));
+        assert!(
+            paths
+                .keys()
+                .any(|p| p.starts_with(&format!("/api/{prefix}")) || p.starts_with("/api/auth")),
             "{prefix}: the document describes other paths: {:?}",
             paths.keys().collect::<Vec<_>>()
         );

@@ -10,7 +10,8 @@ use wasmtime::{Config, Engine};
 /// Interfaces both Spin 3.6 and Spin 4 provide to an HTTP component.
 fn spin_provides(import: &str) -> bool {
     let (interface, version) = import.split_once('@').unwrap_or((import, ""));
-    let wasi_02 = version.starts_with("0.2.") && !version.contains("draft") && !version.contains("rc");
+    let wasi_02 =
+        version.starts_with("0.2.") && !version.contains("draft") && !version.contains("rc");
     match interface {
         i if i.starts_with("wasi:cli/")
             || i.starts_with("wasi:clocks/")
@@ -24,7 +25,9 @@ fn spin_provides(import: &str) -> bool {
         "wasi:http/types" | "wasi:http/outgoing-handler" => wasi_02 && version <= "0.2.6",
         "spin:postgres/postgres" => version == "4.0.0",
         "fermyon:spin/key-value" | "fermyon:spin/variables" => version == "2.0.0",
-        "wasi:keyvalue/store" | "wasi:keyvalue/atomics" | "wasi:keyvalue/batch" => version == "0.2.0-draft2",
+        "wasi:keyvalue/store" | "wasi:keyvalue/atomics" | "wasi:keyvalue/batch" => {
+            version == "0.2.0-draft2"
+        }
         _ => false,
     }
 }
@@ -33,20 +36,33 @@ fn spin_provides(import: &str) -> bool {
 fn each_component_imports_only_interfaces_spin_provides_and_exports_the_http_handler() {
     let engine = Engine::new(&Config::new()).unwrap();
     for svc in ["user", "product", "order", "delivery"] {
-        let path = repo_root().join(format!("target/wasm32-wasip2/release/marketplace_{svc}.wasm"));
+        let path = repo_root().join(format!(
+            "target/wasm32-wasip2/release/marketplace_{svc}.wasm"
+        ));
         let component = Component::from_file(&engine, &path)
             .unwrap_or_else(|e| panic!("{} (run `make build`): {e:#}", path.display()));
         let ty = component.component_type();
-        let imports: Vec<String> = ty.imports(&engine).map(|(name, _)| name.to_string()).collect();
+        let imports: Vec<String> = ty
+            .imports(&engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
         let refused: Vec<&String> = imports.iter().filter(|i| !spin_provides(i)).collect();
-        assert!(refused.is_empty(), "{svc} imports what Spin 3.6 does not provide: {refused:?}");
+        assert!(
+            refused.is_empty(),
+            "{svc} imports what Spin 3.6 does not provide: {refused:?}"
+        );
         assert!(
             !imports.iter().any(|i| i.starts_with("marketplace:")),
             "{svc} imports the marketplace WIT package from the host: {imports:?}"
         );
-        let exports: Vec<String> = ty.exports(&engine).map(|(name, _)| name.to_string()).collect();
+        let exports: Vec<String> = ty
+            .exports(&engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
         assert!(
-            exports.iter().any(|e| e.starts_with("wasi:http/incoming-handler@0.2.")),
+            exports
+                .iter()
+                .any(|e| e.starts_with("wasi:http/incoming-handler@0.2.")),
             "{svc} does not export wasi:http/incoming-handler@0.2.x: {exports:?}"
         );
     }
