@@ -77,3 +77,17 @@ blackbox-scaled: build
 # Seeds a realistic catalog on the scaled topology and measures it (writes BENCHMARKS.md).
 bench: build
 	bench/run.sh
+
+# ---------------------------------------------------------------- reliability (docs/reliability.md)
+.PHONY: fuzz fuzz-quick soak
+# Schemathesis against all four OpenAPI documents on a private topology (FUZZ_MAX_EXAMPLES=40).
+fuzz: build
+	tests/fuzz/run.sh
+
+# The same, 10 cases per operation (about a minute and a half).
+fuzz-quick: build
+	tests/fuzz/run.sh --quick
+
+# Faults under a steady mixed load on a private scaled topology, each ending in consistency checks.
+soak: build
+	tests/soak/run.sh
