@@ -8,6 +8,7 @@ import os
 import platform
 import random
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -26,8 +27,13 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 DURATION = int(os.environ.get("BENCH_DURATION", "15"))
 CONNS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
 THREADS = int(os.environ.get("BENCH_THREADS", "2"))
+# Closed-loop connections per scenario: enough to saturate what bounds each path, no more
+# (past saturation more connections only add queueing: search is bound by PostgreSQL's CPU,
+# login by Argon2).
 LOGIN_CONNS = int(os.environ.get("BENCH_LOGIN_CONNECTIONS", "8"))
-HALF_CONNS = 16
+SEARCH_CONNS = int(os.environ.get("BENCH_SEARCH_CONNECTIONS", "8"))
+ORDER_CONNS = int(os.environ.get("BENCH_ORDER_CONNECTIONS", "16"))
+DAY_CONNS = int(os.environ.get("BENCH_DAY_CONNECTIONS", "16"))
 
 
 def log(msg):
@@ -116,15 +122,15 @@ def search_mix(words, rng, n):
         r = rng.random()
         params = {}
         if r < 0.40:
-            params["q"] = words.draw(rng, 1)[0]
+            params["q"] = words.draw_content(rng, 1)[0]
         elif r < 0.55:
-            params["q"] = " ".join(words.draw(rng, 2))
+            params["q"] = " ".join(words.draw_content(rng, 2))
         elif r < 0.60:
-            w = words.draw(rng, 1)[0]
+            w = words.draw_content(rng, 1)[0]
             i = rng.randrange(1, len(w))
             params["q"] = w[:i] + w[i + 1:]  # a dropped letter
         elif r < 0.70:
-            params["q"] = words.draw(rng, 1)[0]
+            params["q"] = words.draw_content(rng, 1)[0]
             params["category"] = rng.choice(cats)
         elif r < 0.82:
             params["category"] = rng.choice(cats)
@@ -182,6 +188,127 @@ def rss_kib(pid):
         pass
     return 0
 
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
+def _ppids():
+    out = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                out.setdefault(int(_stat(d)[1]), []).append(int(d))
+            except (OSError, IndexError):
+                pass
+    return out
+
+
+def _pidfile(path):
+    try:
+        return int(open(path).read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class CpuAccount:
+    """CPU time per part of the topology (app instances, haproxy, each PostgreSQL server with
+    its backends, each Redis, the load generator, everything else on the machine), so each
+    scenario can say where its time went, per request."""
+
+    def __init__(self, env):
+        run = env["RUN"]
+        self.groups = {
+            "app": [_pidfile(os.path.join(run, f"app-{i}.pid")) for i in (1, 2)],
+            "haproxy": [_pidfile(os.path.join(run, "haproxy.pid"))],
+            "redis": [_pidfile(os.path.join(run, "redis-a/redis.pid")),
+                      _pidfile(os.path.join(run, "redis-b/redis.pid"))],
+        }
+        self.postmasters = {name: _pidfile(os.path.join(run, name, "postmaster.pid"))
+                            for name in ("order-pg-0", "order-pg-1", "product-pg", "product-rep")}
+        self.extra = {}
+
+    def add(self, group, pids):
+        self.groups.setdefault(group, []).extend(pids)
+
+    def snapshot(self):
+        snap = {}
+        for g, pids in self.groups.items():
+            t = 0
+            for p in pids:
+                try:
+                    f = _stat(p)
+                    t += int(f[11]) + int(f[12])
+                except (OSError, TypeError, IndexError):
+                    pass
+            snap[g] = t
+        children = _ppids()
+        for name, pm in self.postmasters.items():
+            t = 0
+            try:
+                f = _stat(pm)
+                t = sum(int(x) for x in f[11:15])  # postmaster + reaped backends
+                for c in children.get(pm, []):
+                    f = _stat(c)
+                    t += int(f[11]) + int(f[12])
+            except (OSError, TypeError, IndexError):
+                pass
+            snap["pg:" + name] = t
+        with open("/proc/stat") as f:
+            cpu = [int(x) for x in f.readline().split()[1:]]
+        snap["_machine_busy"] = sum(cpu) - cpu[3] - cpu[4]
+        ru_c = resource.getrusage(resource.RUSAGE_CHILDREN)
+        ru_s = resource.getrusage(resource.RUSAGE_SELF)
+        snap["load generator"] = (ru_c.ru_utime + ru_c.ru_stime) * CLK
+        snap["_driver"] = (ru_s.ru_utime + ru_s.ru_stime) * CLK
+        return snap
+
+    @staticmethod
+    def per_request(before, after, requests, seconds):
+        d = {k: (after[k] - before.get(k, 0)) * 1000.0 / CLK for k in after}
+        ours = sum(v for k, v in d.items() if not k.startswith("_"))
+        d["other processes"] = max(0.0, d["_machine_busy"] - ours - d["_driver"])
+        n = max(1, requests)
+        per = {k: round(v / n, 3) for k, v in d.items()
+               if not k.startswith("_") and v / n >= 0.0005}
+        return {"ms_per_request": per,
+                "machine_busy_cores": round(d["_machine_busy"] / 1000.0 / max(seconds, 0.001), 2)}
+
+
+PG_SERVERS = (("order-pg-0", "SCALED_PG_ORDER_0"), ("order-pg-1", "SCALED_PG_ORDER_1"),
+              ("product-pg", "SCALED_PG_PRODUCT"), ("product-rep", "SCALED_PG_REPLICA"))
+
+
+def statements_reset(env):
+    for _, key in PG_SERVERS:
+        subprocess.run(["psql", f"postgres://postgres@127.0.0.1:{env[key]}/postgres", "-qtAX",
+                        "-c", "select pg_stat_statements_reset()"], capture_output=True)
+
+
+def statements_read(env, requests):
+    """What PostgreSQL executed during a run, per request: calls and time by statement."""
+    out = {}
+    for name, key in PG_SERVERS:
+        p = subprocess.run(
+            ["psql", f"postgres://postgres@127.0.0.1:{env[key]}/postgres", "-qtAX", "-F", "\t", "-c",
+             "select calls, round(total_exec_time::numeric, 3), "
+             "regexp_replace(left(query, 90), '\\s+', ' ', 'g') from pg_stat_statements "
+             "where query not like '%pg_stat_statements%' order by total_exec_time desc limit 8"],
+            capture_output=True, text=True)
+        rows = []
+        for line in p.stdout.splitlines():
+            parts = line.split("\t")
+            if len(parts) == 3:
+                calls, total, q = int(parts[0]), float(parts[1]), parts[2]
+                rows.append({"per_request": round(calls / max(1, requests), 3),
+                             "mean_ms": round(total / max(1, calls), 3), "query": q})
+        if rows:
+            out[name] = rows
+    return out
+
 
 def write_lines(path, values):
     with open(path, "w") as f:
@@ -196,6 +323,7 @@ class Runner:
         self.app_pids = [int(open(os.path.join(env["RUN"], f"app-{i}.pid")).read())
                          for i in (1, 2)]
         self.results = {}
+        self.cpu = CpuAccount(env)
 
     def wrk(self, name, url, script, data_lua, conns=CONNS, duration=DURATION, extra_env=None,
             record=True):
@@ -205,11 +333,15 @@ class Runner:
                     "BENCH_LIB": os.path.join(ROOT, "bench/wrk/common.lua"),
                     "BENCH_THREADS": str(THREADS)})
         env.update(extra_env or {})
-        cmd = ["wrk", f"-t{THREADS}", f"-c{conns}", f"-d{duration}s", "--timeout", "10s",
+        cmd = ["wrk", f"-t{min(THREADS, conns)}", f"-c{conns}", f"-d{duration}s", "--timeout", "10s",
                "-s", os.path.join(ROOT, "bench/wrk", script), url]
         log(f"{name}: wrk -c{conns} -d{duration}s {url}")
+        if record:
+            statements_reset(self.env)
+        before = self.cpu.snapshot()
         with RssSampler(self.app_pids) as s:
             p = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        after = self.cpu.snapshot()
         if p.returncode != 0:
             raise RuntimeError(f"wrk failed: {p.stderr}\n{p.stdout}")
         with open(out) as f:
@@ -232,7 +364,10 @@ class Runner:
             "statuses": r["statuses"],
             "socket_errors": e,
             "app_rss_peak_kib": [s.peak[p] for p in self.app_pids],
+            "cpu": CpuAccount.per_request(before, after, r["requests"], secs),
         }
+        if record:
+            res["statements"] = statements_read(self.env, r["requests"])
         log(f"  {res['rps']} req/s, p50 {res['p50_ms']} ms, p99 {res['p99_ms']} ms, "
             f"errors {res['errors']} {r['statuses']}")
         if record:
@@ -304,7 +439,7 @@ backend apps
     return procs, f"http://127.0.0.1:{lb}", f"http://127.0.0.1:{ports[0]}"
 
 
-def pgbench_search(env, work, queries):
+def pgbench_search(env, work, queries, clients):
     """The database ceiling: pgbench sending the very search statements to the replica."""
     files = []
     for i, (_, sql) in enumerate(queries):
@@ -314,7 +449,6 @@ def pgbench_search(env, work, queries):
         files += ["-f", p]
     url = env["SPIN_VARIABLE_PRODUCT_DB_REPLICA_URLS"].split(",")[0]
     pgbench = shutil.which("pgbench") or seeding_pg_bin("pgbench")
-    clients = int(os.environ.get("BENCH_PGBENCH_CLIENTS", "8"))
     cmd = [pgbench, "-n", "-M", "extended", "-c", str(clients), "-j", str(THREADS),
            "-T", str(DURATION), "-r"] + files + [url]
     log(f"pgbench: {len(queries)} search statements, -c {clients} -T {DURATION}, on the replica")
@@ -480,7 +614,9 @@ def main():
     results = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                "machine": machine(),
                "settings": {"duration_s": DURATION, "connections": CONNS, "threads": THREADS,
-                            "login_connections": LOGIN_CONNS, "app_instances": 2}}
+                            "login_connections": LOGIN_CONNS, "search_connections": SEARCH_CONNS,
+                            "order_connections": ORDER_CONNS, "day_connections": DAY_CONNS,
+                            "app_instances": 2}}
     base = env["SCALED_BASE_URL"]
 
     log("seeding (COPY)")
@@ -518,44 +654,58 @@ def main():
                           "postal_code": "69001", "country": "FR"})
 
     run = Runner(env, work)
+
+    def half(name, full, lua, conns):
+        """About half of the measured maximum: `conns` connections with exponential think
+        time, calibrated by a short run, so that together they offer half of `full`'s
+        throughput (wrk is closed-loop: rate = conns / (think + latency))."""
+        target = full["rps"] / 2
+        think = max(0.0, conns * 1000.0 / target - full["p50_ms"] / 2)
+        cal = run.wrk(name + "_calibration", base, "get.lua", lua, conns=conns, duration=5,
+                      extra_env={"BENCH_DELAY_MS": f"{think:.3f}"}, record=False)
+        think = max(0.0, conns * 1000.0 / target - cal["mean_ms"])
+        r = run.wrk(name, base, "get.lua", lua, conns=conns,
+                    extra_env={"BENCH_DELAY_MS": f"{think:.3f}"})
+        r["target_rps"] = round(target, 1)
+        r["think_ms"] = round(think, 2)
+
     procs, ceiling_lb, ceiling_direct = start_ceiling(env, work)
+    run.cpu.add("ceiling app + its haproxy", [p.pid for p in procs])
     try:
-        # Warm-up: the search statements once (plans, buffers), the constant component.
-        run.wrk("warm_search", base, "get.lua", search_lua, conns=8, duration=5, record=False)
+        # Warm-up: the search statements (plans, buffers), product pages, the constant.
+        run.wrk("warm_search", base, "get.lua", search_lua, conns=4, duration=5, record=False)
         run.wrk("warm_detail", base, "get.lua", detail_lua, conns=8, duration=3, record=False)
         run.wrk("warm_constant", ceiling_lb, "get.lua", const_lua, conns=8, duration=3, record=False)
 
         results["runtime"] = {"instantiation": instantiation_costs(env, ceiling_direct)}
 
+        # Each ceiling runs right before the scenario it bounds, so that both see the same
+        # machine (the cores are shared with whatever else runs).
         ceilings = {}
+        results["ceilings"] = ceilings
         ceilings["runtime"] = run.wrk("ceiling_runtime", ceiling_lb, "get.lua", const_lua)
         ceilings["runtime_one_instance_direct"] = run.wrk(
             "ceiling_runtime_direct", ceiling_direct, "get.lua", const_lua)
-        ceilings["database_search"] = pgbench_search(env, work, queries)
-        # Product-sized value: the mean read-model document.
-        value_size = s["stats"]["kv_document_bytes_mean"]
-        ceilings["key_value"] = redis_ceiling(env, value_size)
-        ceilings["argon2id"] = argon2_ceiling()
-        results["ceilings"] = ceilings
-        search = run.wrk("search", base, "get.lua", search_lua)
         detail = run.wrk("detail", base, "get.lua", detail_lua)
-        # Half of the maximum throughput: HALF_CONNS connections with exponential think time
-        # chosen so that they offer about half of the measured maximum.
-        for name, full, lua in (("search_half", search, search_lua), ("detail_half", detail, detail_lua)):
-            target = full["rps"] / 2
-            think = max(0.0, HALF_CONNS * 1000.0 / target - full["p50_ms"] / 2)
-            r = run.wrk(name, base, "get.lua", lua, conns=HALF_CONNS,
-                        extra_env={"BENCH_DELAY_MS": f"{think:.3f}"})
-            r["target_rps"] = round(target, 1)
-            r["think_ms"] = round(think, 2)
+        half("detail_half", detail, detail_lua, 16)
+        ceilings["key_value"] = redis_ceiling(env, s["stats"]["kv_document_bytes_mean"])
+
+        ceilings["database_search"] = pgbench_search(env, work, queries, SEARCH_CONNS)
+        search = run.wrk("search", base, "get.lua", search_lua, conns=SEARCH_CONNS)
+        half("search_half", search, search_lua, max(2, SEARCH_CONNS // 2))
 
         writes = data_file(work, "writes", {
             "buyer_tokens": buyer_tokens, "carrier_tokens": carrier_tokens,
             "order_products": s["order_products"], "search_paths": search_paths,
             "detail_paths": detail_paths, "login_emails": [e for _, e in s["buyers"]],
         }, {"password": s["password"], "address_json": address})
+        ceilings["argon2id"] = argon2_ceiling()
+        run.wrk("login", base, "mixed.lua", writes, conns=LOGIN_CONNS,
+                extra_env={"BENCH_MIX": "login"})
+
         t_orders = time.strftime("%Y-%m-%d %H:%M:%S+00", time.gmtime(time.time() - 1))
-        run.wrk("order", base, "mixed.lua", writes, extra_env={"BENCH_MIX": "order"})
+        run.wrk("order", base, "mixed.lua", writes, conns=ORDER_CONNS,
+                extra_env={"BENCH_MIX": "order"})
 
         # Shipments of the orders just placed, picked up by a carrier: the delivery scenario
         # appends hub scans (`in_transit`, which may repeat) to them.
@@ -583,10 +733,9 @@ def main():
                 "shipments": picked,
             }, {"password": s["password"], "address_json": address})
             run.wrk("event", base, "mixed.lua", writes, extra_env={"BENCH_MIX": "event"})
-        run.wrk("login", base, "mixed.lua", writes, conns=LOGIN_CONNS,
-                extra_env={"BENCH_MIX": "login"})
         if picked:
-            run.wrk("day", base, "mixed.lua", writes, extra_env={"BENCH_MIX": "day"})
+            run.wrk("day", base, "mixed.lua", writes, conns=DAY_CONNS,
+                    extra_env={"BENCH_MIX": "day"})
     finally:
         for p in procs:
             p.terminate()

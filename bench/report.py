@@ -57,28 +57,32 @@ def write(r, path, raw_rel):
              "(searches read the replica); 2 Redis servers behind the key-value labels. "
              "Everything, load generator included, shares the same cores.")
     st = r["settings"]
-    L.append(f"- each run: wrk, {st['threads']} threads, {st['connections']} connections "
-             f"({st['login_connections']} for login), {st['duration_s']} s")
+    L.append(f"- each run: wrk (closed loop, 10 s timeout), up to {st['threads']} threads, "
+             f"{st['duration_s']} s; connections per scenario in the table (enough to saturate "
+             "what bounds the path; more only queue)")
     sd = r["seed"]
     L.append(f"- data: {sd['products']:,} products over {sd['categories']} categories "
-             f"(text from {sd['vocabulary']:,} dictionary words, Zipf-distributed), "
-             f"{sd['users']:,} users (1,000 sellers, 10,000 buyers, 20 carriers), "
+             f"(text: Zipf(1) over {sd['vocabulary']:,} English words, the "
+             f"{sd.get('function_words', 0)} function words at the top ranks), "
+             f"{sd['users']:,} users ({sd.get('sellers', 0):,} sellers, {sd.get('buyers', 0):,} "
+             f"buyers, {sd.get('carriers', 0)} carriers), "
              f"{sd['orders']:,} past orders ({' + '.join(str(x) for x in sd['orders_per_database'])} "
-             f"per shard database), {sd.get('kv_documents', 0):,} key-value documents after warm-up; "
-             f"seeded in {sd['seconds']} s")
+             f"per shard database), {sd.get('kv_documents', 0):,} product read-model documents "
+             f"in Redis (mean {sd.get('kv_document_bytes_mean', 0)} bytes); seeded in {sd['seconds']} s "
+             "(COPY and `redis-cli --pipe`)")
     L.append("")
     L.append("## Scenarios")
     L.append("")
-    L.append("| scenario | req/s | p50 ms | p95 ms | p99 ms | errors | ceiling | ratio |")
-    L.append("| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |")
+    L.append("| scenario | conns | req/s | p50 ms | p95 ms | p99 ms | errors | ceiling | ratio |")
+    L.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |")
     for key, label, ck in SCENARIOS:
         if key not in s:
-            L.append(f"| {label} | not run | | | | | | |")
+            L.append(f"| {label} | | not run | | | | | | |")
             continue
         x = s[key]
         crps, cname = ceiling_rps(c, ck)
         ratio = x["rps"] / crps if crps else 0
-        L.append(f"| {label} | {fmt(x['rps'])} | {fmt(x['p50_ms'], 2)} | {fmt(x['p95_ms'], 2)} | "
+        L.append(f"| {label} | {x['connections']} | {fmt(x['rps'])} | {fmt(x['p50_ms'], 2)} | {fmt(x['p95_ms'], 2)} | "
                  f"{fmt(x['p99_ms'], 2)} | {x['errors']} | {cname}: {fmt(crps)}/s | {ratio:.2f} |")
     L.append("")
     L.append("Errors are non-2xx responses plus socket errors and timeouts; "
@@ -90,7 +94,7 @@ def write(r, path, raw_rel):
     rd = c["runtime_one_instance_direct"]
     L.append("| ceiling | throughput | latency |")
     L.append("| --- | ---: | --- |")
-    L.append(f"| runtime: constant component, haproxy → 2 instances | {fmt(rt['rps'])} req/s | "
+    L.append(f"| runtime: constant component, haproxy → 2 instances, {rt['connections']} connections | {fmt(rt['rps'])} req/s | "
              f"p50 {rt['p50_ms']:.2f} ms, p99 {rt['p99_ms']:.2f} ms |")
     L.append(f"| runtime: constant component, 1 instance, no load balancer | {fmt(rd['rps'])} req/s | "
              f"p50 {rd['p50_ms']:.2f} ms, p99 {rd['p99_ms']:.2f} ms |")
@@ -131,6 +135,46 @@ def write(r, path, raw_rel):
     L.append("| --- | --- | --- |")
     for name, val, ok in checks:
         L.append(f"| {name} | {val} | {'yes' if ok else '**no**'} |")
+    L.append("")
+    L.append("## Where the time goes")
+    L.append("")
+    L.append("CPU time per request of each part, from /proc during each run (ms of CPU per "
+             "request; `pg:` = a PostgreSQL server with its backends; `other processes` = "
+             "everything else on the machine, i.e. noise), and how many of the 2 cores were busy:")
+    L.append("")
+    groups = ["app", "haproxy", "pg:product-rep", "pg:product-pg", "pg:order-pg-0",
+              "pg:order-pg-1", "redis", "load generator", "other processes"]
+    L.append("| scenario | " + " | ".join(groups) + " | busy cores |")
+    L.append("| --- | " + " | ".join("---:" for _ in groups) + " | ---: |")
+    for key, label, _ in SCENARIOS:
+        x = s.get(key)
+        if not x or "cpu" not in x:
+            continue
+        per = x["cpu"]["ms_per_request"]
+        cells = [f"{per[g]:.2f}" if per.get(g, 0) >= 0.005 else "" for g in groups]
+        L.append(f"| {key} | " + " | ".join(cells) + f" | {x['cpu']['machine_busy_cores']} |")
+    for k in ("ceiling_runtime",):
+        pass
+    rtc = c["runtime"].get("cpu")
+    if rtc:
+        per = rtc["ms_per_request"]
+        L.append("")
+        L.append("Runtime ceiling (constant component): " + ", ".join(
+            f"{g} {v:.2f}" for g, v in per.items() if v >= 0.005) +
+            f" ms per request; {rtc['machine_busy_cores']} cores busy.")
+    L.append("")
+    L.append("Statements per request (pg_stat_statements during the run; top by time):")
+    L.append("")
+    L.append("| scenario | server | per request | mean ms | statement |")
+    L.append("| --- | --- | ---: | ---: | --- |")
+    for key in ("search", "detail", "order", "event", "login"):
+        st = s.get(key, {}).get("statements", {})
+        for server, rows in st.items():
+            for row in rows[:4]:
+                if row["per_request"] < 0.01:
+                    continue
+                q = row["query"].replace("|", "\\|")
+                L.append(f"| {key} | {server} | {row['per_request']} | {row['mean_ms']} | `{q}` |")
     L.append("")
     L.append("## Cost of the runtime")
     L.append("")

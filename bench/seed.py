@@ -3,9 +3,11 @@ exact shapes the services read as their own (components/*/migrations):
 
 - 1,000 sellers, 10,000 buyers, 20 carriers (users; one Argon2id hash of the bench password,
   computed once with the user service's parameters m=19456,t=2,p=1);
-- 100,000 products over 50 categories, titles and descriptions drawn from the words of
-  /usr/share/dict/words with Zipf(1) frequencies (a real word list, a natural-language rank
-  distribution), prices log-normal, UUID v7 ids spread over a year of creation times;
+- 100,000 products over 50 categories, text drawn with Zipf(1) frequencies (the rank-frequency
+  law of natural language) over real English words: the function words first (PostgreSQL's
+  English stop-word list: the most frequent words of English text), then the words of
+  /usr/share/dict/words in random order; titles and search terms skip function words;
+  prices log-normal, UUID v7 ids spread over a year of creation times;
 - the product read model in Redis, as the product service stores it after each create;
 - 2 past orders per buyer (20,000 orders, 1-3 items each), each in the order database its
   buyer's virtual shard maps to (SHA-256 of the buyer id, 64 virtual shards, even ranges).
@@ -57,24 +59,41 @@ def uuid7(ms, rng):
     return uuid.UUID(int=value)
 
 
-def vocabulary():
+def stopwords():
+    """English function words, the most frequent words of any English text: PostgreSQL's own
+    list (what the `english` text-search configuration drops), or a short fallback."""
+    import glob
+    for path in sorted(glob.glob("/usr/share/postgresql/*/tsearch_data/english.stop"), reverse=True):
+        with open(path) as f:
+            return [w.strip() for w in f if w.strip()]
+    return "the of and to a in is it that for on was with as by at from or an be this".split()
+
+
+def vocabulary(rng):
+    """Ranks for a Zipf distribution: function words first (as in real English text), then
+    the dictionary's words in random order."""
+    stop = stopwords()
     words = []
-    seen = set()
+    seen = set(stop)
     with open("/usr/share/dict/words", encoding="utf-8", errors="ignore") as f:
         for w in f:
             w = w.strip()
             if w.isascii() and w.isalpha() and w.islower() and 3 <= len(w) <= 12 and w not in seen:
                 seen.add(w)
                 words.append(w)
-    return words
+    rng.shuffle(words)
+    return stop, stop + words
 
 
 class Zipf:
-    """Draws from `items` with probability proportional to 1/rank (rank = shuffled order)."""
+    """Draws from `items` with probability proportional to 1/rank^s (rank = list order, or a
+    random order when `shuffle`)."""
 
-    def __init__(self, items, rng, s=1.0):
+    def __init__(self, items, rng, s=1.0, shuffle=True, exclude=()):
         self.items = list(items)
-        rng.shuffle(self.items)
+        self.exclude = set(exclude)
+        if shuffle:
+            rng.shuffle(self.items)
         acc, self.cum = 0.0, []
         for r in range(1, len(self.items) + 1):
             acc += 1.0 / r**s
@@ -82,6 +101,13 @@ class Zipf:
 
     def draw(self, rng, k):
         return rng.choices(self.items, cum_weights=self.cum, k=k)
+
+    def draw_content(self, rng, k):
+        """k draws that are not excluded (function words): titles and search terms."""
+        out = []
+        while len(out) < k:
+            out += [w for w in self.draw(rng, 2 * (k - len(out)) + 8) if w not in self.exclude]
+        return out[:k]
 
 
 def psql_copy(url, table, columns, rows):
@@ -175,23 +201,25 @@ def seed(env, out_dir, seed_value=2026):
               ["id", "email", "email_normalized", "display_name", "role", "password_hash",
                "created_at", "updated_at"], users)
     stats["users"] = len(users)
+    stats["sellers"], stats["buyers"], stats["carriers"] = len(sellers), len(buyers), len(carriers)
 
     # ---------------------------------------------------------------- products
-    vocab = vocabulary()
-    words = Zipf(vocab, rng)
+    stop, vocab = vocabulary(rng)
+    words = Zipf(vocab, rng, shuffle=False, exclude=stop)
     seller_pop = Zipf([s[0] for s in sellers], rng, s=0.8)
     cat_pop = Zipf(CATEGORIES, rng, s=0.7)
     title_lens = [rng.randint(2, 6) for _ in range(PRODUCTS)]
     desc_lens = [rng.randint(12, 60) for _ in range(PRODUCTS)]
-    pool = words.draw(rng, sum(title_lens) + sum(desc_lens) + PRODUCTS)
+    tpool = words.draw_content(rng, sum(title_lens) + PRODUCTS)
+    dpool = words.draw(rng, sum(desc_lens))
     seller_ids = seller_pop.draw(rng, PRODUCTS)
     cats = cat_pop.draw(rng, PRODUCTS)
     rows, products = [], []
-    pos = 0
+    pos = dpos = 0
     for i in range(PRODUCTS):
-        tw = pool[pos:pos + title_lens[i]]; pos += title_lens[i]
-        dw = pool[pos:pos + desc_lens[i]]; pos += desc_lens[i]
-        brand = pool[pos]; pos += 1
+        tw = tpool[pos:pos + title_lens[i]]; pos += title_lens[i]
+        brand = tpool[pos]; pos += 1
+        dw = dpool[dpos:dpos + desc_lens[i]]; dpos += desc_lens[i]
         title = " ".join(tw).capitalize()
         description = " ".join(dw).capitalize() + "."
         ms = now_ms - year_ms + (year_ms * i) // PRODUCTS + rng.randrange(1000)
@@ -229,6 +257,7 @@ def seed(env, out_dir, seed_value=2026):
     stats["kv_documents"] = len(docs)
     stats["products"] = len(rows)
     stats["vocabulary"] = len(vocab)
+    stats["function_words"] = len(stop)
     stats["categories"] = len(CATEGORIES)
 
     # ---------------------------------------------------------------- orders (history)

@@ -196,13 +196,15 @@ start_pg() { # NAME PORT [extra postgres -c options]
   # Throwaway data: fsync off. Commits still write their WAL at once (synchronous_commit on,
   # nearly free without fsync) so the standby receives a commit within milliseconds instead
   # of after the WAL writer's next round. wal_level=replica and senders for the standby; the
-  # same settings on every server keep them interchangeable.
+  # same settings on every server keep them interchangeable. pg_stat_statements: what each
+  # request sends (bench/ reads it; the extension lives in the `postgres` database).
   mkdir -p "$run/sockets"
   [ "$(id -u)" = 0 ] && chown postgres:postgres "$run/sockets"
   as_pg "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start -o "-p $port -k $run/sockets \
     -c listen_addresses=127.0.0.1 -c max_connections=600 -c fsync=off -c synchronous_commit=on \
     -c full_page_writes=on -c wal_level=replica -c max_wal_senders=8 -c hot_standby=on \
-    -c shared_buffers=256MB $*" >/dev/null || { tail -20 "$dir/server.log" >&2; die "PostgreSQL $1 did not start"; }
+    -c shared_buffers=256MB -c shared_preload_libraries=pg_stat_statements \
+    -c pg_stat_statements.track=all $*" >/dev/null || { tail -20 "$dir/server.log" >&2; die "PostgreSQL $1 did not start"; }
 }
 
 create_db() { # PORT NAME
@@ -252,6 +254,9 @@ do_start() {
   start_pg order-pg-0 "$pg_order0"
   start_pg order-pg-1 "$pg_order1"
   start_pg product-pg "$pg_product"
+  for p in $pg_order0 $pg_order1 $pg_product; do
+    psql_q "$p" postgres "create extension if not exists pg_stat_statements" >/dev/null
+  done
   create_db "$pg_order0" marketplace_user
   create_db "$pg_order0" marketplace_order_0
   create_db "$pg_order1" marketplace_order_1
