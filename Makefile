@@ -5,9 +5,9 @@ SHELL := /bin/bash
 
 COMPONENTS := user product order delivery
 WASM_PACKAGES := $(addprefix -p marketplace-,$(COMPONENTS)) -p probe-component
-# Test servers on ports of their own, in a fresh directory per run.
-TEST_PG_PORT ?= 55432
-TEST_REDIS_PORT ?= 56379
+# Test servers on free ports of their own (from these upwards), in a fresh directory per run.
+TEST_PG_PORT := $(or $(TEST_PG_PORT),$(shell tools/dev/free-port.sh 55432))
+TEST_REDIS_PORT := $(or $(TEST_REDIS_PORT),$(shell tools/dev/free-port.sh 56379))
 TEST_RUN_DIR := $(shell mktemp -d -u /tmp/marketplace-test.XXXXXX)
 # Builds are cached across clones of the repository (CI clones afresh every run).
 CACHE_TARGET ?= $(HOME)/.cache/marketplace/target
@@ -35,7 +35,7 @@ wasm:
 host:
 	cargo build -p spin-test-host -p marketplace-migrate
 
-test: build
+test: deps wasm
 	@mkdir -p $(TEST_RUN_DIR)
 	@trap 'tools/dev/pg.sh stop $(TEST_RUN_DIR)/pg; tools/dev/redis.sh stop $(TEST_RUN_DIR)/redis $(TEST_REDIS_PORT); rm -rf $(TEST_RUN_DIR)' EXIT; \
 	tools/dev/pg.sh start $(TEST_RUN_DIR)/pg $(TEST_PG_PORT); \

@@ -62,7 +62,7 @@ impl Error {
             Error::Client(p) => p,
             Error::DbUnavailable(m) => {
                 eprintln!("product: database unavailable: {m}");
-                Problem::service_unavailable("product database")
+                Problem::service_unavailable("postgres (product database)")
             }
             Error::Db { code, message } => match code.as_deref() {
                 // Unique violation: a concurrent writer got there first.
@@ -78,7 +78,7 @@ impl Error {
                         || c.starts_with("08") =>
                 {
                     eprintln!("product: database busy ({c}): {message}");
-                    Problem::service_unavailable("product database")
+                    Problem::service_unavailable("postgres (product database)")
                 }
                 _ => {
                     eprintln!("product: database error {code:?}: {message}");

@@ -122,7 +122,7 @@ fn readyz() -> Result<Response> {
     let config = Config::load()?;
     if let Err(e) = store::ping(&config.db_url) {
         eprintln!("product: readiness: database: {e:?}");
-        return Err(Problem::service_unavailable("product database").into());
+        return Err(Problem::service_unavailable("postgres (product database)").into());
     }
     if let Err(e) = kv::ping() {
         eprintln!("product: readiness: key-value: {e}");
