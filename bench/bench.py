@@ -251,11 +251,15 @@ class CpuAccount:
             try:
                 f = _stat(pm)
                 t = sum(int(x) for x in f[11:15])  # postmaster + reaped backends
-                for c in children.get(pm, []):
-                    f = _stat(c)
-                    t += int(f[11]) + int(f[12])
             except (OSError, TypeError, IndexError):
                 pass
+            for c in children.get(pm, []):
+                try:
+                    f = _stat(c)
+                    t += int(f[11]) + int(f[12])
+                except (OSError, IndexError):
+                    # Exited since the scan: its time is now in the postmaster's cutime.
+                    t += 0
             snap["pg:" + name] = t
         with open("/proc/stat") as f:
             cpu = [int(x) for x in f.readline().split()[1:]]
@@ -439,7 +443,7 @@ backend apps
     return procs, f"http://127.0.0.1:{lb}", f"http://127.0.0.1:{ports[0]}"
 
 
-def pgbench_search(env, work, queries, clients):
+def pgbench_search(env, work, queries, clients, duration=DURATION):
     """The database ceiling: pgbench sending the very search statements to the replica."""
     files = []
     for i, (_, sql) in enumerate(queries):
@@ -450,8 +454,8 @@ def pgbench_search(env, work, queries, clients):
     url = env["SPIN_VARIABLE_PRODUCT_DB_REPLICA_URLS"].split(",")[0]
     pgbench = shutil.which("pgbench") or seeding_pg_bin("pgbench")
     cmd = [pgbench, "-n", "-M", "extended", "-c", str(clients), "-j", str(THREADS),
-           "-T", str(DURATION), "-r"] + files + [url]
-    log(f"pgbench: {len(queries)} search statements, -c {clients} -T {DURATION}, on the replica")
+           "-T", str(duration), "-r"] + files + [url]
+    log(f"pgbench: {len(queries)} search statements, -c {clients} -T {duration}, on the replica")
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
         raise RuntimeError(p.stderr + p.stdout)
@@ -693,6 +697,27 @@ def main():
         ceilings["database_search"] = pgbench_search(env, work, queries, SEARCH_CONNS)
         search = run.wrk("search", base, "get.lua", search_lua, conns=SEARCH_CONNS)
         half("search_half", search, search_lua, max(2, SEARCH_CONNS // 2))
+
+        # Paired ratios: short ceiling and scenario runs back to back, alternating, so that
+        # both halves of each ratio see the same machine; the median of the rounds is what
+        # the targets are judged on (other work on the shared cores comes and goes).
+        rounds = int(os.environ.get("BENCH_PAIRED_ROUNDS", "3"))
+        paired = {"detail": [], "search": []}
+        for i in range(rounds):
+            c = run.wrk(f"pair{i}_constant", ceiling_lb, "get.lua", const_lua, duration=5, record=False)
+            d = run.wrk(f"pair{i}_detail", base, "get.lua", detail_lua, duration=5, record=False)
+            paired["detail"].append({"scenario_rps": d["rps"], "ceiling_rps": c["rps"],
+                                     "ratio": round(d["rps"] / c["rps"], 3)})
+            pg = pgbench_search(env, work, queries, SEARCH_CONNS, duration=5)
+            q = run.wrk(f"pair{i}_search", base, "get.lua", search_lua, conns=SEARCH_CONNS,
+                        duration=5, record=False)
+            paired["search"].append({"scenario_rps": q["rps"], "ceiling_rps": pg["tps"],
+                                     "ratio": round(q["rps"] / pg["tps"], 3)})
+        results["paired_ratios"] = {
+            k: {"rounds": v, "median": statistics.median(r["ratio"] for r in v)}
+            for k, v in paired.items()}
+        log(f"paired ratios: detail {results['paired_ratios']['detail']['median']}, "
+            f"search {results['paired_ratios']['search']['median']}")
 
         writes = data_file(work, "writes", {
             "buyer_tokens": buyer_tokens, "carrier_tokens": carrier_tokens,

@@ -115,12 +115,23 @@ def write(r, path, raw_rel):
     L.append("## Targets")
     L.append("")
     checks = []
+    pr = r.get("paired_ratios", {})
+
+    def ratio_check(key, label, single, floor):
+        if key in pr:
+            rounds = ", ".join(f"{x['ratio']:.2f}" for x in pr[key]["rounds"])
+            v = pr[key]["median"]
+            checks.append((label, f"{v:.3f} (median of paired 5 s rounds: {rounds}; "
+                                  f"single 15 s runs: {single:.2f})", v >= floor))
+        else:
+            checks.append((label, f"{single:.3f}", single >= floor))
+
     if "detail" in s:
-        v = s["detail"]["rps"] / rt["rps"]
-        checks.append(("product detail ≥ 0.5 × runtime ceiling", f"{v:.2f}", v >= 0.5))
+        ratio_check("detail", "product detail ≥ 0.5 × runtime ceiling",
+                    s["detail"]["rps"] / rt["rps"], 0.5)
     if "search" in s:
-        v = s["search"]["rps"] / db["tps"]
-        checks.append(("search ≥ 0.6 × database ceiling (same SQL)", f"{v:.2f}", v >= 0.6))
+        ratio_check("search", "search ≥ 0.6 × database ceiling (same SQL)",
+                    s["search"]["rps"] / db["tps"], 0.6)
     errs = {k: s[k]["errors"] for k, _, _ in SCENARIOS if k in s}
     bad = {k: v for k, v in errs.items() if v}
     checks.append(("no errors in any scenario", "none" if not bad else
