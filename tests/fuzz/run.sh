@@ -33,6 +33,8 @@ if [ -z "${FUZZ_BASE_URL:-}" ]; then
 fi
 : "${FUZZ_ENV:?FUZZ_ENV: the env file(s) holding the signing keys}"
 export SCHEMATHESIS_HOOKS=$root/tests/fuzz/hooks.py
+# Schemathesis keeps its state in ./.schemathesis: keep it out of the checkout.
+cd "$report"
 
 status=0
 for svc in $services; do
