@@ -29,6 +29,16 @@ pub enum KvError {
     Other(String),
 }
 
+/// How long a Redis command may take before the store reports an error: redis-rs defaults
+/// to 500 ms, which a loaded test machine exceeds, turning slow answers into errors.
+const REDIS_RESPONSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn redis_connection_config() -> redis::AsyncConnectionConfig {
+    redis::AsyncConnectionConfig::new()
+        .set_response_timeout(Some(REDIS_RESPONSE_TIMEOUT))
+        .set_connection_timeout(Some(REDIS_RESPONSE_TIMEOUT))
+}
+
 fn other<E: std::fmt::Display>(e: E) -> KvError {
     KvError::Other(e.to_string())
 }
@@ -37,11 +47,13 @@ fn other<E: std::fmt::Display>(e: E) -> KvError {
 #[derive(Clone)]
 pub enum StoreManager {
     Sqlite(Arc<Mutex<rusqlite::Connection>>),
-    Redis(
-        redis::Client,
-        Arc<tokio::sync::OnceCell<redis::aio::MultiplexedConnection>>,
-    ),
+    Redis(redis::Client, RedisSlot),
 }
+
+/// The shared connection of one Redis label. A connection error empties it, so the next open
+/// connects again: a Redis server that restarts is used again once it is back (as Spin's
+/// Redis store does), instead of every later call failing on the dead connection.
+pub type RedisSlot = Arc<Mutex<Option<redis::aio::MultiplexedConnection>>>;
 
 /// All configured labels.
 #[derive(Clone, Default)]
@@ -98,7 +110,7 @@ impl KvManagers {
                         format!("could not configure key-value store with label '{label}': Invalid Redis URL")
                     })?;
                     summaries.insert(label.clone(), format!("Redis at {url}"));
-                    StoreManager::Redis(client, Arc::new(tokio::sync::OnceCell::new()))
+                    StoreManager::Redis(client, Arc::new(Mutex::new(None)))
                 }
             };
             managers.insert(label, mgr);
@@ -133,15 +145,26 @@ impl KvManagers {
                 name: label.to_string(),
                 conn: conn.clone(),
             },
-            StoreManager::Redis(client, cell) => {
-                let conn = cell
-                    .get_or_try_init(|| client.get_multiplexed_async_connection())
-                    .await
-                    .map_err(other)?
-                    .clone();
+            StoreManager::Redis(client, slot) => {
+                let cached = slot.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                let conn = match cached {
+                    Some(conn) => conn,
+                    None => {
+                        let conn =
+                            client
+                                .get_multiplexed_async_connection_with_config(
+                                    &redis_connection_config(),
+                                )
+                                .await
+                                .map_err(other)?;
+                        *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn.clone());
+                        conn
+                    }
+                };
                 Store::Redis {
                     client: client.clone(),
                     conn,
+                    slot: slot.clone(),
                 }
             }
         })
@@ -183,6 +206,7 @@ pub enum Store {
     Redis {
         client: redis::Client,
         conn: redis::aio::MultiplexedConnection,
+        slot: RedisSlot,
     },
 }
 
@@ -219,6 +243,16 @@ const UPSERT: &str = "INSERT INTO spin_key_value (store, key, value) VALUES ($1,
                      ON CONFLICT(store, key) DO UPDATE SET value=$3";
 
 impl Store {
+    /// A Redis error; a broken connection is dropped from its label's slot (reconnect next open).
+    fn redis_error(&self, e: redis::RedisError) -> KvError {
+        if let Store::Redis { slot, .. } = self
+            && (e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error())
+        {
+            *slot.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+        other(e)
+    }
+
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
         match self {
             Store::Sqlite { name, conn } => {
@@ -232,7 +266,9 @@ impl Store {
                 })
                 .await
             }
-            Store::Redis { conn, .. } => conn.clone().get(key).await.map_err(other),
+            Store::Redis { conn, .. } => {
+                conn.clone().get(key).await.map_err(|e| self.redis_error(e))
+            }
         }
     }
 
@@ -249,7 +285,11 @@ impl Store {
                 })
                 .await
             }
-            Store::Redis { conn, .. } => conn.clone().set(key, value).await.map_err(other),
+            Store::Redis { conn, .. } => conn
+                .clone()
+                .set(key, value)
+                .await
+                .map_err(|e| self.redis_error(e)),
         }
     }
 
@@ -266,7 +306,9 @@ impl Store {
                 })
                 .await
             }
-            Store::Redis { conn, .. } => conn.clone().del(key).await.map_err(other),
+            Store::Redis { conn, .. } => {
+                conn.clone().del(key).await.map_err(|e| self.redis_error(e))
+            }
         }
     }
 
@@ -284,7 +326,11 @@ impl Store {
                 })
                 .await
             }
-            Store::Redis { conn, .. } => conn.clone().exists(key).await.map_err(other),
+            Store::Redis { conn, .. } => conn
+                .clone()
+                .exists(key)
+                .await
+                .map_err(|e| self.redis_error(e)),
         }
     }
 
@@ -303,7 +349,11 @@ impl Store {
                 })
                 .await
             }
-            Store::Redis { conn, .. } => conn.clone().keys("*").await.map_err(other),
+            Store::Redis { conn, .. } => conn
+                .clone()
+                .keys("*")
+                .await
+                .map_err(|e| self.redis_error(e)),
         }
     }
 
@@ -343,7 +393,7 @@ impl Store {
                     .arg(&keys)
                     .query_async(&mut conn.clone())
                     .await
-                    .map_err(other)?;
+                    .map_err(|e| self.redis_error(e))?;
                 Ok(keys.into_iter().zip(values).collect())
             }
         }
@@ -368,7 +418,11 @@ impl Store {
                 })
                 .await
             }
-            Store::Redis { conn, .. } => conn.clone().mset(&kvs).await.map_err(other),
+            Store::Redis { conn, .. } => conn
+                .clone()
+                .mset(&kvs)
+                .await
+                .map_err(|e| self.redis_error(e)),
         }
     }
 
@@ -391,7 +445,11 @@ impl Store {
                 })
                 .await
             }
-            Store::Redis { conn, .. } => conn.clone().del(keys).await.map_err(other),
+            Store::Redis { conn, .. } => conn
+                .clone()
+                .del(keys)
+                .await
+                .map_err(|e| self.redis_error(e)),
         }
     }
 
@@ -430,7 +488,11 @@ impl Store {
                 })
                 .await
             }
-            Store::Redis { conn, .. } => conn.clone().incr(key, delta).await.map_err(other),
+            Store::Redis { conn, .. } => conn
+                .clone()
+                .incr(key, delta)
+                .await
+                .map_err(|e| self.redis_error(e)),
         }
     }
 
@@ -439,7 +501,7 @@ impl Store {
         let redis = match self {
             Store::Redis { client, .. } => Some(
                 client
-                    .get_multiplexed_async_connection()
+                    .get_multiplexed_async_connection_with_config(&redis_connection_config())
                     .await
                     .map_err(other)?,
             ),

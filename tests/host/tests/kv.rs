@@ -335,6 +335,46 @@ async fn redis_store_roundtrip() {
     redis_flush(&url).await;
 }
 
+/// A Redis server that drops the host's connection (a restart, a failover) is used again once
+/// it answers: the broken connection is replaced, not kept failing forever.
+#[tokio::test]
+async fn redis_store_reconnects_after_its_connection_is_dropped() {
+    let (_dir, app, url) = redis_app(14, "kv-runtime-config.toml").await;
+    get_json(&app, "/kv?op=set&store=other&key=t4:k&value=v1").await;
+    // Kill the connections on this test's database index (other tests use other indexes).
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let me: i64 = redis::cmd("CLIENT")
+        .arg("ID")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    for line in list.lines().filter(|l| l.contains(" db=14 ")) {
+        let id = line
+            .split_whitespace()
+            .find_map(|f| f.strip_prefix("id="))
+            .unwrap();
+        if id != me.to_string() {
+            let _: redis::RedisResult<()> = redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("ID")
+                .arg(id)
+                .query_async(&mut conn)
+                .await;
+        }
+    }
+    // The call that finds the connection dead may fail; the next ones reconnect.
+    let _ = get_json(&app, "/kv?op=get&store=other&key=t4:k").await;
+    let (status, body) = get_json(&app, "/kv?op=get&store=other&key=t4:k").await;
+    assert_eq!((status, body), (200, json!({ "value": "v1" })));
+    redis_flush(&url).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_increment_and_cas_are_atomic_under_concurrency() {
     let (_dir, app, url) = redis_app(12, "kv-redis-default.toml").await;
