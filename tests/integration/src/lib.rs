@@ -69,6 +69,9 @@ pub struct TestOptions {
     pub variables: Vec<(String, String)>,
     /// Fault injection on the components' outbound HTTP calls.
     pub interceptor: Option<Interceptor>,
+    /// Append the components' stdout/stderr to this file (default: `MARKETPLACE_TEST_LOG`,
+    /// else the host's stderr).
+    pub log_file: Option<PathBuf>,
 }
 
 /// One response, body collected.
@@ -395,7 +398,9 @@ impl TestApp {
             variables: variables.clone(),
             read_env: false,
             outbound_interceptor: opts.interceptor,
-            log_file: std::env::var_os("MARKETPLACE_TEST_LOG").map(PathBuf::from),
+            log_file: opts
+                .log_file
+                .or_else(|| std::env::var_os("MARKETPLACE_TEST_LOG").map(PathBuf::from)),
         };
         let app = App::load(repo_root().join("spin.toml"), host_opts)
             .await
