@@ -341,7 +341,7 @@ case "${1:-}" in
   env) cat "$run/secrets.env" "$run/topology.env" ;;
   run)
     running && die "already running ($run); stop it first"
-    trap 'do_stop; exit 0' INT TERM
+    trap 'trap - EXIT; do_stop; exit 0' INT TERM
     trap 'do_stop' EXIT
     do_start
     log "press Ctrl-C to stop"
