@@ -26,7 +26,7 @@ mkdir -p "$report"
 if [ -z "${FUZZ_BASE_URL:-}" ]; then
   export SCALED_RUN_DIR=$root/.spin/fuzz SCALED_PORT_BASE=${FUZZ_PORT_BASE:-28000} APP_INSTANCES=1
   export LISTEN=127.0.0.1:$((SCALED_PORT_BASE + 40))
-  trap 'tools/scaled/up.sh stop' EXIT
+  trap '"$root/tools/scaled/up.sh" stop || true' EXIT
   tools/scaled/up.sh start
   export FUZZ_BASE_URL=http://$LISTEN
   export FUZZ_ENV=$SCALED_RUN_DIR/secrets.env:$SCALED_RUN_DIR/topology.env
