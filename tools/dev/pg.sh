@@ -40,8 +40,12 @@ case "$cmd" in
       exit 0
     fi
     # fsync off: these servers hold development and test data only.
-    as_owner "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start \
-      -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=600 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" >/dev/null
+    if ! as_owner "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start \
+      -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=600 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" >/dev/null; then
+      echo "PostgreSQL did not start on port $port; its log:" >&2
+      tail -n 20 "$dir/server.log" >&2 || true
+      exit 1
+    fi
     ;;
   stop)
     dir=${2:?data dir}
