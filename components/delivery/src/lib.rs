@@ -17,7 +17,12 @@ pub mod store;
 #[allow(unsafe_code)]
 mod entry {
     #[spin_sdk::http_component]
-    async fn handle(req: spin_sdk::http::Request) -> spin_sdk::http::Response {
+    async fn handle(req: spin_sdk::http::IncomingRequest) -> spin_sdk::http::Response {
+        // Bodies over 1 MiB are refused while streaming in (413), never read whole.
+        let req = match marketplace_shared::response::read_request(req).await {
+            Ok(req) => req,
+            Err(refused) => return refused,
+        };
         crate::http::handle(req).await
     }
 }

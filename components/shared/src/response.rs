@@ -3,7 +3,39 @@
 use serde::Serialize;
 use spin_sdk::http::{Request, Response};
 
+use crate::body::MAX_BODY_BYTES;
 use crate::problem::{CONTENT_TYPE, Problem};
+
+/// Reads an incoming request into a [`Request`], refusing a body over [`MAX_BODY_BYTES`] with
+/// 413 as soon as `Content-Length` announces it or the bytes read pass it. (spin-sdk's own
+/// conversion reads the whole body first: a body of tens of MiB then exhausts the instance's
+/// memory and traps, a 500, before any size check can run.)
+pub async fn read_request(req: spin_sdk::http::IncomingRequest) -> Result<Request, Response> {
+    use futures::StreamExt as _;
+    let too_large = || Response::from(Problem::payload_too_large());
+    let mut request = Request::builder()
+        .method(req.method())
+        .uri(req.uri())
+        .headers(req.headers())
+        .build();
+    let announced = header(&request, "content-length").and_then(|v| v.trim().parse::<u64>().ok());
+    if announced.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(too_large());
+    }
+    let mut stream = req.into_body_stream();
+    let mut body = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| {
+            Response::from(Problem::bad_request("the request body could not be read"))
+        })?;
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    *request.body_mut() = body;
+    Ok(request)
+}
 
 impl From<Problem> for Response {
     fn from(p: Problem) -> Self {

@@ -515,6 +515,40 @@ async fn every_body_taking_endpoint_answers_hostile_bodies_with_the_contracts_pr
     );
 }
 
+/// Bodies far past the limit are refused while they stream in: a component never holds more
+/// than 1 MiB of a body, so even bodies larger than an instance's whole memory are a 413 (they
+/// used to trap the instance, a 500, from about 48 MiB on).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bodies_larger_than_an_instances_memory_are_a_413_not_a_trap() {
+    let app = TestApp::start().await;
+    let seller = bearer(&app.token(Uuid::now_v7(), "seller"));
+    let buyer = bearer(&app.token(Uuid::now_v7(), "buyer"));
+    let order = bearer(&app.service_token("order", "delivery"));
+    for size in [64 * MIB, 256 * MIB] {
+        for (path, auth) in [
+            ("/api/auth/login", None),
+            ("/api/products", Some(&seller)),
+            ("/api/orders", Some(&buyer)),
+            ("/internal/deliveries", Some(&order)),
+        ] {
+            let mut headers = vec![("content-type", "application/json")];
+            if let Some(a) = auth {
+                headers.push(("authorization", a.as_str()));
+            }
+            headers.push(("idempotency-key", "huge"));
+            let r = app.request("POST", path, &headers, padded(size)).await;
+            if let Some(p) = judge(&format!("POST {path} with {} MiB", size / MIB), &r, &[413]) {
+                panic!("{p}");
+            }
+        }
+    }
+    for svc in ["users", "products", "orders", "deliveries"] {
+        app.get(&format!("/api/{svc}/healthz"), None)
+            .await
+            .expect(200);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn duplicate_keys_never_smuggle_a_role_and_big_numbers_never_overflow_a_total() {
     let app = TestApp::start().await;
@@ -693,14 +727,14 @@ async fn serve(app: &TestApp) -> std::net::SocketAddr {
 }
 
 /// Reads one HTTP/1.1 response (headers and a `content-length` body) from `s`.
-async fn read_response(s: &mut tokio::net::TcpStream) -> (u16, String) {
+async fn read_response<R: AsyncReadExt + Unpin>(s: &mut R) -> (u16, String) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     loop {
         let n = tokio::time::timeout(Duration::from_secs(30), s.read(&mut chunk))
             .await
             .expect("response within 30 s")
-            .unwrap();
+            .unwrap_or(0);
         if n == 0 {
             break;
         }
@@ -747,20 +781,39 @@ async fn chunked_slow_and_header_flooded_requests_over_the_listener() {
     )
     .await
     .unwrap();
+    // The answer may come (and the connection close) before the whole body is sent: read it
+    // while writing.
+    let (mut rd, mut wr) = s.into_split();
+    let reader = tokio::spawn(async move { read_response(&mut rd).await });
     let mut body = padded(2 * MIB);
     while !body.is_empty() {
         let rest = body.split_off(body.len().min(4096));
         let piece = std::mem::replace(&mut body, rest);
-        s.write_all(format!("{:x}\r\n", piece.len()).as_bytes())
-            .await
-            .unwrap();
-        s.write_all(&piece).await.unwrap();
-        s.write_all(b"\r\n").await.unwrap();
+        let mut framed = format!("{:x}\r\n", piece.len()).into_bytes();
+        framed.extend_from_slice(&piece);
+        framed.extend_from_slice(b"\r\n");
+        if wr.write_all(&framed).await.is_err() {
+            break;
+        }
     }
-    s.write_all(b"0\r\n\r\n").await.unwrap();
-    let (status, text) = read_response(&mut s).await;
+    let _ = wr.write_all(b"0\r\n\r\n").await;
+    let (status, text) = reader.await.unwrap();
     assert_eq!(status, 413, "{text:.300}");
     assert!(text.contains("application/problem+json"), "{text:.300}");
+
+    // A Content-Length over the limit is refused before the body is read.
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        format!(
+            "POST /api/products HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer {seller}\r\n\
+             content-type: application/json\r\ncontent-length: 1073741824\r\n\r\n{{\"pad\":\""
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let (status, text) = read_response(&mut s).await;
+    assert_eq!(status, 413, "{text:.300}");
 
     // A body trickled in over ~3 s is answered normally, and other requests are not held up
     // meanwhile.

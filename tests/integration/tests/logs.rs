@@ -68,6 +68,58 @@ fn scan(text: &str, secrets: &[(String, String)]) -> Vec<String> {
         .collect()
 }
 
+/// Secret-shaped strings in `text`, whoever they belong to: JWTs, bearer credentials,
+/// connection strings with a password, private keys, and logged JSON bodies with credentials.
+fn secret_shaped(text: &str) -> Vec<&'static str> {
+    let mut found = Vec::new();
+    let b64 = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    // JWT: `eyJ…` (a base64url JSON header) and two more base64url segments.
+    if text.match_indices("eyJ").any(|(i, _)| {
+        let parts: Vec<&str> = text[i..]
+            .split(|c: char| !(b64(c) || c == '.'))
+            .next()
+            .unwrap_or("")
+            .split('.')
+            .collect();
+        parts.len() >= 3 && parts[..3].iter().all(|p| p.len() >= 10)
+    }) {
+        found.push("a JWT");
+    }
+    if text.match_indices("Bearer ").any(|(i, m)| {
+        text[i + m.len()..]
+            .chars()
+            .take_while(|c| b64(*c) || *c == '.')
+            .count()
+            >= 20
+    }) {
+        found.push("a bearer credential");
+    }
+    if text.match_indices("://").any(|(i, m)| {
+        let authority = text[i + m.len()..]
+            .split(|c: char| c == '/' || c.is_whitespace())
+            .next()
+            .unwrap_or("");
+        authority
+            .split_once('@')
+            .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+    }) {
+        found.push("a connection string with a password");
+    }
+    for (needle, what) in [
+        ("PRIVATE KEY", "a private key"),
+        ("\"password\":", "a logged body with a password"),
+        ("\"current_password\":", "a logged body with a password"),
+        ("\"new_password\":", "a logged body with a password"),
+        ("\"refresh_token\":", "a logged body with a refresh token"),
+        ("\"access_token\":", "a logged body with an access token"),
+    ] {
+        if text.contains(needle) {
+            found.push(what);
+        }
+    }
+    found
+}
+
 struct Run {
     app: TestApp,
     secrets: Secrets,
@@ -526,6 +578,11 @@ async fn no_secret_of_a_representative_run_reaches_a_log_line_or_an_error_body()
             hits.push(format!("log line {}: {what}", i + 1));
         }
     }
+    for (i, line) in text.lines().enumerate() {
+        for what in secret_shaped(line) {
+            hits.push(format!("log line {}: {what}: {line:.200}", i + 1));
+        }
+    }
     for (request, body) in run.errors.iter().chain(dead.errors.iter()) {
         for what in scan(body, &secrets) {
             hits.push(format!("error body of {request}: {what}"));
@@ -537,6 +594,24 @@ async fn no_secret_of_a_representative_run_reaches_a_log_line_or_an_error_body()
         !scan(&planted, &secrets).is_empty() && !scan(&format!("pw={p2}"), &secrets).is_empty(),
         "the scanner misses a planted secret"
     );
+    for planted in [
+        format!("[order stderr] sending {misaddressed}"),
+        format!("[user stderr] refresh {{\"refresh_token\":\"{refresh3}\"}}"),
+        "[product stderr] connecting to postgres://app:hunter2@db:5432/products".to_string(),
+        format!("[delivery stderr] authorization: Bearer {}", "x".repeat(30)),
+    ] {
+        assert!(
+            !secret_shaped(&planted).is_empty(),
+            "the pattern scanner misses {planted}"
+        );
+    }
+    for benign in [
+        "[order stderr] order: dependency postgres order-db-1 unavailable: connection failed",
+        "[user stderr] user: refresh token reuse detected; its login was revoked",
+        "[product stderr] product: database unavailable: error connecting to server",
+    ] {
+        assert!(secret_shaped(benign).is_empty(), "false positive: {benign}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
     assert!(
         hits.is_empty(),
