@@ -29,7 +29,8 @@ as_owner() {
 cmd=${1:?usage: pg.sh start|stop|url ...}
 case "$cmd" in
   start)
-    dir=${2:?data dir}; port=${3:?port}
+    # Absolute: PostgreSQL resolves the socket directory from inside its data directory.
+    dir=$(realpath -m "${2:?data dir}"); port=${3:?port}
     bin=$(find_bin)
     mkdir -p "$dir"
     [ "$(id -u)" = 0 ] && chown postgres:postgres "$dir" && chmod 700 "$dir"
@@ -48,7 +49,7 @@ case "$cmd" in
     fi
     ;;
   stop)
-    dir=${2:?data dir}
+    dir=$(realpath -m "${2:?data dir}")
     bin=$(find_bin)
     if [ -f "$dir/postmaster.pid" ]; then
       as_owner "$bin/pg_ctl" -D "$dir" -m fast -w stop >/dev/null || true

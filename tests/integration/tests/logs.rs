@@ -621,3 +621,28 @@ async fn no_secret_of_a_representative_run_reaches_a_log_line_or_an_error_body()
     );
     drop(base);
 }
+
+/// The components' output of the whole `make test` run: every test app appends it to
+/// `MARKETPLACE_TEST_LOG`, and `make test` runs this test last, over that file. Ignored in a
+/// plain `cargo test`, where no such file exists.
+#[test]
+#[ignore = "run by `make test` after every other test, over the captured log of the run"]
+fn the_captured_logs_of_the_whole_test_run_hold_nothing_secret_shaped() {
+    let path = std::env::var("MARKETPLACE_TEST_LOG")
+        .expect("MARKETPLACE_TEST_LOG names the captured log of the run (`make test` sets it)");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+    assert!(
+        text.lines().count() > 10,
+        "the run captured almost no component output: is MARKETPLACE_TEST_LOG reaching the host?"
+    );
+    let offending: Vec<(usize, Vec<&str>)> = text
+        .lines()
+        .enumerate()
+        .map(|(n, line)| (n + 1, secret_shaped(line)))
+        .filter(|(_, found)| !found.is_empty())
+        .collect();
+    assert!(
+        offending.is_empty(),
+        "secret-shaped values in {path} (line, what): {offending:?}"
+    );
+}
