@@ -102,7 +102,13 @@ pub fn search(spec: &SearchSpec) -> (String, Vec<Param>) {
         // Full-text match, or a close trigram match of a word of the title (typos).
         filters.push(format!("(search_tsv @@ {tsq} or {q} <% title)"));
         if spec.order == Order::Relevance {
-            score = format!("(ts_rank_cd(search_tsv, {tsq}) + word_similarity({q}, title))::real");
+            // Full-text matches rank above typo-only matches (word_similarity is at most 1), and
+            // word_similarity runs only for rows the full text missed: computing it for every
+            // candidate was most of a text query's time (BENCHMARKS.md, "Search").
+            score = format!(
+                "(case when search_tsv @@ {tsq} then 1 + ts_rank_cd(search_tsv, {tsq}) \
+                 else word_similarity({q}, title) end)::real"
+            );
         }
     }
     if let Some(c) = &spec.category {
