@@ -22,15 +22,7 @@ fn var(name: &str) -> Result<String> {
 
 impl Config {
     pub fn load() -> Result<Self> {
-        let service_keys = var("service_public_keys")?;
-        let verifier = Verifier::new(
-            &var("jwt_public_keys")?,
-            &var("jwt_issuer")?,
-            &var("jwt_audience")?,
-            SERVICE,
-        )
-        .and_then(|v| v.with_service_keys(&service_keys))
-        .map_err(|e| Error::Config(e.to_string()))?;
+        let verifier = Verifier::from_spin_variables(SERVICE).map_err(Error::Config)?;
         let signer = Signer::from_config(&var("service_signing_key")?)
             .map_err(|e| Error::Config(format!("service_signing_key: {e}")))?;
         let order_service_url = var("order_service_url")

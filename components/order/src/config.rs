@@ -33,15 +33,7 @@ impl Config {
             .collect();
         let shards = ShardMap::parse(&var("shard_map")?, db_urls.len())
             .map_err(|e| Error::Internal(e.to_string()))?;
-        let service_keys = var("service_public_keys")?;
-        let verifier = Verifier::new(
-            &var("jwt_public_keys")?,
-            &var("jwt_issuer")?,
-            &var("jwt_audience")?,
-            SERVICE,
-        )
-        .and_then(|v| v.with_service_keys(&service_keys))
-        .map_err(|e| Error::Internal(e.to_string()))?;
+        let verifier = Verifier::from_spin_variables(SERVICE).map_err(Error::Internal)?;
         let signer = Signer::from_config(&var("service_signing_key")?)
             .map_err(|e| Error::Internal(e.to_string()))?;
         Ok(Self {

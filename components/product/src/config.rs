@@ -23,15 +23,8 @@ fn var(name: &str) -> Result<String, Error> {
 
 impl Config {
     pub fn load() -> Result<Self, Error> {
-        let service_keys = var("service_public_keys")?;
-        let verifier = Verifier::new(
-            &var("jwt_public_keys")?,
-            &var("jwt_issuer")?,
-            &var("jwt_audience")?,
-            SERVICE_NAME,
-        )
-        .and_then(|v| v.with_service_keys(&service_keys))
-        .map_err(|e| Error::Config(format!("token keys: {e:?}")))?;
+        let verifier = Verifier::from_spin_variables(SERVICE_NAME)
+            .map_err(|e| Error::Config(format!("token keys: {e}")))?;
         Ok(Self {
             db_url: var("db_url")?,
             replica_urls: parse_list(&var("db_replica_urls").unwrap_or_default()),
