@@ -16,7 +16,7 @@
 //! ```
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine as _;
@@ -150,10 +150,14 @@ fn required_env(name: &str) -> String {
 
 /// Repository root (the directory of spin.toml).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("repository root")
+    // At run time first: cargo sets it for the checkout being tested, while the compile-time
+    // value may name another clone sharing the build cache (a reused test binary).
+    PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../..")
+    .canonicalize()
+    .expect("repository root")
 }
 
 /// `url` with another database name (keeps the rest, adds `sslmode=disable` if absent).

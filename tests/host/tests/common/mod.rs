@@ -11,7 +11,7 @@ use spin_test_host::{App, HostOptions};
 /// Path of the built probe component; panics with build instructions if it
 /// is missing.
 pub fn probe_wasm() -> PathBuf {
-    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let manifest_dir = manifest_dir_at_run_time();
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| manifest_dir.join("../../target"));
@@ -53,9 +53,7 @@ impl Drop for TempDir {
 }
 
 fn fixture(name: &str) -> String {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name);
+    let p = manifest_dir_at_run_time().join("tests/fixtures").join(name);
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
@@ -213,4 +211,12 @@ pub fn with_dbname(url: &str, db: &str) -> String {
         Some(q) => format!("{base}/{db}?{q}"),
         None => format!("{base}/{db}"),
     }
+}
+
+/// This crate's directory, from cargo at run time: the compile-time value may name another
+/// clone sharing the build cache when cargo reuses a test binary.
+fn manifest_dir_at_run_time() -> PathBuf {
+    PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
 }
