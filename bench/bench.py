@@ -67,55 +67,33 @@ def http(method, url, body=None, token=None, headers=None, timeout=60):
 
 # ---------------------------------------------------------------- search: HTTP and SQL
 
-COLS = ("id, seller_id, title, description, category, price_cents, currency, stock, "
-        "attributes, status, version, (extract(epoch from created_at) * 1000000)::int8 as "
-        "created_us, (extract(epoch from updated_at) * 1000000)::int8 as updated_us")
-
-
-def lit(v, cast):
-    if cast == "text":
-        return "'" + str(v).replace("'", "''") + "'::text"
-    return f"{int(v)}::{cast}"
-
-
-def search_sql(q=None, category=None, min_price=None, max_price=None, in_stock=False,
-               sort=None, fetch=21):
-    """The statement components/product/src/sql.rs `search()` sends for a first page, with
-    the parameters inlined (each request is a fresh unnamed statement there, so PostgreSQL
-    plans it with the values known, as here)."""
-    filters = ["status = 'active'"]
-    score = ""
-    if q is not None:
-        ql = lit(q, "text")
-        tsq = f"websearch_to_tsquery('english', {ql})"
-        filters.append(f"(search_tsv @@ {tsq} or {ql} <% title)")
-        score = f"(ts_rank_cd(search_tsv, {tsq}) + word_similarity({ql}, title))::real"
-    if category is not None:
-        filters.append(f"category = {lit(category, 'text')}")
-    if min_price is not None:
-        filters.append(f"price_cents >= {lit(min_price, 'int8')}")
-    if max_price is not None:
-        filters.append(f"price_cents <= {lit(max_price, 'int8')}")
-    if in_stock:
-        filters.append("stock > 0")
-    sort = sort or ("relevance" if q is not None else "newest")
-    order_by = {
-        "newest": "created_at desc, id desc",
-        "price_asc": "price_cents asc, id asc",
-        "price_desc": "price_cents desc, id desc",
-        "relevance": "score desc, id asc" if score else "created_at desc, id desc",
-    }[sort]
-    where = " and ".join(filters)
-    limit = lit(fetch, "int8")
-    if not score:
-        return f"select {COLS} from products where {where} order by {order_by} limit {limit}"
-    return (f"select * from (select {COLS}, {score} as score from products where {where}) "
-            f"ranked order by {order_by} limit {limit}")
+def search_statements(queries, replica_url):
+    """The statements the product service sends for each query string, taken from the
+    component's own SQL builder (components/product/examples/search_sql.rs), so the database
+    ceiling runs exactly the service's SQL. A relevance-ranked text query is two statements
+    and the service runs the second only when the first leaves the page short: the same
+    decision is made here, against the seeded replica."""
+    out = subprocess.run(
+        ["cargo", "run", "-q", "-p", "marketplace-product", "--example", "search_sql"],
+        cwd=ROOT, input="\n".join(queries) + "\n", capture_output=True, text=True, check=True,
+    ).stdout
+    result = []
+    for line in out.splitlines():
+        record = json.loads(line)
+        run = []
+        got = 0
+        for sql in record["statements"]:
+            if got >= record["fetch"]:
+                break
+            run.append(sql)
+            got += int(seeding.psql(replica_url, f"select count(*) from ({sql}) page"))
+        result.append(run)
+    return result
 
 
 def search_mix(words, rng, n):
     """A mix of what shoppers send: one or two words (Zipf), a typo, category browsing,
-    price filters and sorts. Returns [(path, sql)]."""
+    price filters and sorts. Returns query strings of `GET /api/products`."""
     out = []
     cats = seeding.CATEGORIES
     for _ in range(n):
@@ -143,11 +121,7 @@ def search_mix(words, rng, n):
         else:
             params["in_stock"] = "true"
             params["sort"] = "price_desc"
-        sql = search_sql(
-            q=params.get("q"), category=params.get("category"),
-            min_price=params.get("min_price"), max_price=params.get("max_price"),
-            in_stock="in_stock" in params, sort=params.get("sort"))
-        out.append(("/api/products?" + urllib.parse.urlencode(params), sql))
+        out.append(urllib.parse.urlencode(params))
     return out
 
 
@@ -446,16 +420,16 @@ backend apps
 def pgbench_search(env, work, queries, clients, duration=DURATION):
     """The database ceiling: pgbench sending the very search statements to the replica."""
     files = []
-    for i, (_, sql) in enumerate(queries):
+    for i, statements in enumerate(queries):
         p = os.path.join(work, f"pgbench-{i}.sql")
         with open(p, "w") as f:
-            f.write(sql + ";\n")
+            f.write("".join(sql + ";\n" for sql in statements))
         files += ["-f", p]
     url = env["SPIN_VARIABLE_PRODUCT_DB_REPLICA_URLS"].split(",")[0]
     pgbench = shutil.which("pgbench") or seeding_pg_bin("pgbench")
     cmd = [pgbench, "-n", "-M", "extended", "-c", str(clients), "-j", str(THREADS),
            "-T", str(duration), "-r"] + files + [url]
-    log(f"pgbench: {len(queries)} search statements, -c {clients} -T {duration}, on the replica")
+    log(f"pgbench: the statements of {len(queries)} searches, -c {clients} -T {duration}, on the replica")
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
         raise RuntimeError(p.stderr + p.stdout)
@@ -464,7 +438,8 @@ def pgbench_search(env, work, queries, clients, duration=DURATION):
     failed = re.search(r"number of failed transactions: (\d+)", p.stdout)
     log(f"  {tps:.1f} tps, latency avg {lat} ms")
     return {"tps": round(tps, 1), "latency_avg_ms": lat, "clients": clients,
-            "failed": int(failed.group(1)) if failed else 0, "statements": len(queries)}
+            "failed": int(failed.group(1)) if failed else 0, "searches": len(queries),
+            "statements": sum(len(q) for q in queries)}
 
 
 def seeding_pg_bin(name):
@@ -648,8 +623,11 @@ def main():
         carrier_tokens = list(ex.map(login, [e for _, e in s["carriers"][:4]]))
 
     rng = s["rng"]
-    queries = search_mix(s["words"], rng, int(os.environ.get("BENCH_SEARCH_QUERIES", "120")))
-    search_paths = [p for p, _ in queries]
+    search_queries = search_mix(s["words"], rng, int(os.environ.get("BENCH_SEARCH_QUERIES", "120")))
+    search_paths = ["/api/products?" + q for q in search_queries]
+    queries = search_statements(search_queries, replica)
+    results["search_statements_per_request"] = round(
+        sum(len(q) for q in queries) / len(queries), 2)
     detail_paths = [f"/api/products/{i}" for i in s["hot_ids"]]
     search_lua = data_file(work, "search", {"paths": search_paths})
     detail_lua = data_file(work, "detail", {"paths": detail_paths})

@@ -11,6 +11,8 @@ use marketplace_shared::{FieldErrors, Problem};
 use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
 
+use crate::sql;
+
 /// Longest title, in characters.
 pub const MAX_TITLE_CHARS: usize = 200;
 /// Longest description, in characters.
@@ -460,6 +462,42 @@ pub struct Search {
 }
 
 impl Search {
+    /// What the SQL builder needs for this page: the page size plus one row, to know
+    /// whether a next page exists.
+    pub fn spec(&self) -> sql::SearchSpec {
+        let order = match self.sort {
+            Sort::Relevance => sql::Order::Relevance,
+            Sort::Newest => sql::Order::Newest,
+            Sort::PriceAsc => sql::Order::PriceAsc,
+            Sort::PriceDesc => sql::Order::PriceDesc,
+        };
+        let after = self.after.map(|c| match c {
+            Cursor::Newest { t, id } => sql::After::Newest {
+                created_us: t,
+                id: id.to_string(),
+            },
+            Cursor::PriceAsc { p, id } | Cursor::PriceDesc { p, id } => sql::After::Price {
+                price_cents: p,
+                id: id.to_string(),
+            },
+            Cursor::Relevance { r, id } => sql::After::Relevance {
+                score: r,
+                id: id.to_string(),
+            },
+        });
+        sql::SearchSpec {
+            q: self.q.clone(),
+            category: self.category.clone(),
+            seller_id: self.seller_id.map(|s| s.to_string()),
+            min_price: self.min_price,
+            max_price: self.max_price,
+            in_stock: self.in_stock,
+            order,
+            fetch: i64::from(self.limit) + 1,
+            after,
+        }
+    }
+
     /// Parses the query string of `GET /api/products` (400 for anything it does not accept).
     pub fn parse(query: &str) -> Result<Self, Problem> {
         let query = Query::parse(query, SEARCH_PARAMS)?;

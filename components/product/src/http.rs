@@ -11,7 +11,7 @@ use crate::domain::{
     self, Actor, Cursor, Document, Product, ProductInput, Search, Sort, Source, Status,
 };
 use crate::error::{Error, Result};
-use crate::{kv, sql, store};
+use crate::{kv, store};
 
 /// The OpenAPI 3.1 document of this service.
 pub const OPENAPI: &str = include_str!("../openapi.json");
@@ -225,40 +225,6 @@ fn archive(req: &Request, raw_id: &str) -> Result<Response> {
     Ok(response::empty(204))
 }
 
-fn spec_of(search: &Search) -> sql::SearchSpec {
-    let order = match search.sort {
-        Sort::Relevance => sql::Order::Relevance,
-        Sort::Newest => sql::Order::Newest,
-        Sort::PriceAsc => sql::Order::PriceAsc,
-        Sort::PriceDesc => sql::Order::PriceDesc,
-    };
-    let after = search.after.map(|c| match c {
-        Cursor::Newest { t, id } => sql::After::Newest {
-            created_us: t,
-            id: id.to_string(),
-        },
-        Cursor::PriceAsc { p, id } | Cursor::PriceDesc { p, id } => sql::After::Price {
-            price_cents: p,
-            id: id.to_string(),
-        },
-        Cursor::Relevance { r, id } => sql::After::Relevance {
-            score: r,
-            id: id.to_string(),
-        },
-    });
-    sql::SearchSpec {
-        q: search.q.clone(),
-        category: search.category.clone(),
-        seller_id: search.seller_id.map(|s| s.to_string()),
-        min_price: search.min_price,
-        max_price: search.max_price,
-        in_stock: search.in_stock,
-        order,
-        fetch: i64::from(search.limit) + 1,
-        after,
-    }
-}
-
 fn cursor_after(sort: Sort, row: &store::Row) -> Cursor {
     let id = row.product.id;
     match sort {
@@ -285,7 +251,7 @@ fn cursor_after(sort: Sort, row: &store::Row) -> Cursor {
 fn search(req: &Request) -> Result<Response> {
     let search = Search::parse(req.query())?;
     let config = Config::load()?;
-    let spec = spec_of(&search);
+    let spec = search.spec();
     let (mut rows, _) = store::with_read(&config, |c| store::search(c, &spec))?;
     let limit = search.limit as usize;
     let next_cursor = if rows.len() > limit {

@@ -64,8 +64,9 @@ pub const PRODUCT_COLUMNS: &str = "id, seller_id, title, description, category, 
 /// The text-search configuration of `products.search_tsv` (see the migration).
 pub const TS_CONFIG: &str = "english";
 
+/// The parameters of a statement being built.
+#[derive(Default)]
 struct Builder {
-    sql: String,
     params: Vec<Param>,
 }
 
@@ -83,34 +84,69 @@ impl Builder {
     }
 }
 
-/// The statement and parameters of one page of `GET /api/products`.
+/// One statement and its parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Statement {
+    pub sql: String,
+    pub params: Vec<Param>,
+}
+
+/// Relevance scores of full-text matches start here; typo-only matches score
+/// `word_similarity`, at most 1. The gap keeps the two groups apart in `score desc` order,
+/// so a cursor's score alone says which group the previous page ended in.
+pub const FULL_TEXT_SCORE_BASE: f32 = 2.0;
+
+/// The statements of one page of `GET /api/products`, in order. Run them one after the other,
+/// appending rows, and stop as soon as `spec.fetch` rows are in hand: each later statement
+/// continues the order of the earlier ones.
+///
+/// A text query ranked by relevance is two statements: the full-text matches, then the
+/// typo-only matches (a close trigram match of a word of the title that the full text
+/// missed). Together they are exactly the rows of `search_tsv @@ tsq or q <% title` in
+/// `score desc, id asc` order, but the trigram scan, about half of a text query's time,
+/// runs only when the full text leaves the page short (BENCHMARKS.md, "Search").
 ///
 /// Every shape filters `status = 'active'`, matching the partial indexes of the migration;
 /// each order has an index whose key is exactly the order's key (plus equality filters),
 /// so the first page and every keyset continuation are index range scans.
-pub fn search(spec: &SearchSpec) -> (String, Vec<Param>) {
-    let mut b = Builder {
-        sql: String::new(),
-        params: Vec::new(),
-    };
-    let mut filters = vec!["status = 'active'".to_string()];
-    // Only relevance ordering needs the score.
-    let mut score = String::new();
-    if let Some(q) = &spec.q {
-        let q = b.bind(Param::Text(q.clone()));
-        let tsq = format!("websearch_to_tsquery('{TS_CONFIG}', {q})");
-        // Full-text match, or a close trigram match of a word of the title (typos).
-        filters.push(format!("(search_tsv @@ {tsq} or {q} <% title)"));
-        if spec.order == Order::Relevance {
-            // Full-text matches rank above typo-only matches (word_similarity is at most 1), and
-            // word_similarity runs only for rows the full text missed: computing it for every
-            // candidate was most of a text query's time (BENCHMARKS.md, "Search").
-            score = format!(
-                "(case when search_tsv @@ {tsq} then 1 + ts_rank_cd(search_tsv, {tsq}) \
-                 else word_similarity({q}, title) end)::real"
-            );
+pub fn search(spec: &SearchSpec) -> Vec<Statement> {
+    match (&spec.q, spec.order) {
+        (Some(q), Order::Relevance) => {
+            let mut out = Vec::new();
+            let after = match &spec.after {
+                Some(After::Relevance { score, id }) => Some((*score, id.as_str())),
+                _ => None,
+            };
+            match after {
+                // The previous page ended among the typo-only matches: only they are left.
+                Some((score, id)) if score < FULL_TEXT_SCORE_BASE => {
+                    out.push(ranked(spec, q, Group::Typos, Some((score, id))));
+                }
+                after => {
+                    out.push(ranked(spec, q, Group::FullText, after));
+                    out.push(ranked(spec, q, Group::Typos, None));
+                }
+            }
+            out
         }
+        _ => vec![ordered(spec)],
     }
+}
+
+/// The two groups of a relevance-ranked text query.
+#[derive(Clone, Copy, PartialEq)]
+enum Group {
+    FullText,
+    Typos,
+}
+
+fn tsquery(q: &str) -> String {
+    format!("websearch_to_tsquery('{TS_CONFIG}', {q})")
+}
+
+/// The filters every shape shares besides the text match.
+fn common_filters(b: &mut Builder, spec: &SearchSpec) -> Vec<String> {
+    let mut filters = vec!["status = 'active'".to_string()];
     if let Some(c) = &spec.category {
         let p = b.bind(Param::Text(c.clone()));
         filters.push(format!("category = {p}"));
@@ -130,58 +166,93 @@ pub fn search(spec: &SearchSpec) -> (String, Vec<Param>) {
     if spec.in_stock {
         filters.push("stock > 0".to_string());
     }
+    filters
+}
+
+/// One group of a relevance-ranked text query, after `after` (a score and an id) if given.
+fn ranked(spec: &SearchSpec, q: &str, group: Group, after: Option<(f32, &str)>) -> Statement {
+    let mut b = Builder::default();
+    let q = b.bind(Param::Text(q.to_string()));
+    let tsq = tsquery(&q);
+    let (matches, score) = match group {
+        Group::FullText => (
+            format!("search_tsv @@ {tsq}"),
+            format!("({FULL_TEXT_SCORE_BASE:.1} + ts_rank_cd(search_tsv, {tsq}))::real"),
+        ),
+        // `word_similarity` is computed only for these rows: computed for every full-text
+        // candidate it was most of a text query's time.
+        Group::Typos => (
+            format!("{q} <% title and not coalesce(search_tsv @@ {tsq}, false)"),
+            format!("word_similarity({q}, title)::real"),
+        ),
+    };
+    let mut filters = common_filters(&mut b, spec);
+    filters.push(matches);
+    // The score is computed once per matching row in the inner query; the outer one applies
+    // the keyset on it, so a cursor compares the very value it was built from.
+    let keyset = after
+        .map(|(score, id)| {
+            let s = b.bind(Param::Real(score));
+            let id = b.bind(Param::Uuid(id.to_string()));
+            format!(" where (score < {s} or (score = {s} and id > {id}))")
+        })
+        .unwrap_or_default();
+    let fetch = b.bind(Param::Int(spec.fetch));
+    Statement {
+        sql: format!(
+            "select * from (select {PRODUCT_COLUMNS}, {score} as score from products \
+             where {}) ranked{keyset} order by score desc, id asc limit {fetch}",
+            filters.join(" and ")
+        ),
+        params: b.params,
+    }
+}
+
+/// Browsing, and text queries in a non-relevance order: one statement in the order's index.
+fn ordered(spec: &SearchSpec) -> Statement {
+    let mut b = Builder::default();
+    let text = spec.q.as_ref().map(|q| {
+        let q = b.bind(Param::Text(q.clone()));
+        // Full-text match, or a close trigram match of a word of the title (typos).
+        format!("(search_tsv @@ {} or {q} <% title)", tsquery(&q))
+    });
+    let mut filters = common_filters(&mut b, spec);
+    filters.extend(text);
     let order_by = match spec.order {
         Order::Newest => "created_at desc, id desc",
         Order::PriceAsc => "price_cents asc, id asc",
         Order::PriceDesc => "price_cents desc, id desc",
-        // Without `q` there is no score (the parser refuses this; fall back to newest).
-        Order::Relevance if score.is_empty() => "created_at desc, id desc",
-        Order::Relevance => "score desc, id asc",
+        // Relevance without `q` has no score (the parser refuses it; fall back to newest).
+        Order::Relevance => "created_at desc, id desc",
     };
-    let mut keyset = None;
     match (&spec.after, spec.order) {
         (Some(After::Newest { created_us, id }), Order::Newest) => {
             let t = b.bind(Param::Int(*created_us));
             let id = b.bind(Param::Uuid(id.clone()));
-            keyset = Some(format!(
+            filters.push(format!(
                 "(created_at, id) < (timestamptz 'epoch' + {t} * interval '1 microsecond', {id})"
             ));
         }
         (Some(After::Price { price_cents, id }), Order::PriceAsc) => {
             let p = b.bind(Param::Int(*price_cents));
             let id = b.bind(Param::Uuid(id.clone()));
-            keyset = Some(format!("(price_cents, id) > ({p}, {id})"));
+            filters.push(format!("(price_cents, id) > ({p}, {id})"));
         }
         (Some(After::Price { price_cents, id }), Order::PriceDesc) => {
             let p = b.bind(Param::Int(*price_cents));
             let id = b.bind(Param::Uuid(id.clone()));
-            keyset = Some(format!("(price_cents, id) < ({p}, {id})"));
-        }
-        (Some(After::Relevance { score: s, id }), Order::Relevance) if !score.is_empty() => {
-            let s = b.bind(Param::Real(*s));
-            let id = b.bind(Param::Uuid(id.clone()));
-            keyset = Some(format!("(score < {s} or (score = {s} and id > {id}))"));
+            filters.push(format!("(price_cents, id) < ({p}, {id})"));
         }
         _ => {}
     }
     let fetch = b.bind(Param::Int(spec.fetch));
-    let where_ = filters.join(" and ");
-    b.sql = if spec.order == Order::Relevance && !score.is_empty() {
-        // The score is computed once per matching row in the inner query; the outer one
-        // applies the keyset on it, so a cursor compares the very value it was built from.
-        let score_filter = keyset.map(|k| format!(" where {k}")).unwrap_or_default();
-        format!(
-            "select * from (select {PRODUCT_COLUMNS}, {score} as score from products \
-             where {where_}) ranked{score_filter} order by {order_by} limit {fetch}"
-        )
-    } else {
-        let keyset = keyset.map(|k| format!(" and {k}")).unwrap_or_default();
-        format!(
-            "select {PRODUCT_COLUMNS} from products where {where_}{keyset} \
-             order by {order_by} limit {fetch}"
-        )
-    };
-    (b.sql, b.params)
+    Statement {
+        sql: format!(
+            "select {PRODUCT_COLUMNS} from products where {} order by {order_by} limit {fetch}",
+            filters.join(" and ")
+        ),
+        params: b.params,
+    }
 }
 
 /// One product by id (any status; the caller applies visibility).
@@ -209,15 +280,25 @@ mod tests {
         }
     }
 
+    fn one(spec: &SearchSpec) -> Statement {
+        let mut statements = search(spec);
+        assert_eq!(statements.len(), 1, "{statements:?}");
+        statements.remove(0)
+    }
+
+    const ID: &str = "00000000-0000-0000-0000-000000000000";
+
     #[test]
     fn browse_orders_newest_first_with_one_parameter() {
-        let (sql, params) = search(&spec(Order::Newest));
+        let s = one(&spec(Order::Newest));
         assert!(
-            sql.contains(
+            s.sql.contains(
                 "where status = 'active' order by created_at desc, id desc limit $1::int8"
-            )
+            ),
+            "{}",
+            s.sql
         );
-        assert_eq!(params, vec![Param::Int(21)]);
+        assert_eq!(s.params, vec![Param::Int(21)]);
     }
 
     #[test]
@@ -225,11 +306,12 @@ mod tests {
         let mut s = spec(Order::Relevance);
         s.q = Some("'; drop table products; --".into());
         s.category = Some("x' or '1'='1".into());
-        let (sql, params) = search(&s);
-        assert!(!sql.contains("drop table"));
-        assert!(!sql.contains("'1'='1"));
-        assert_eq!(params.len(), 3);
-        assert!(sql.contains("order by score desc, id asc"));
+        for st in search(&s) {
+            assert!(!st.sql.contains("drop table"));
+            assert!(!st.sql.contains("'1'='1"));
+            assert_eq!(st.params.len(), 3);
+            assert!(st.sql.contains("order by score desc, id asc"));
+        }
     }
 
     #[test]
@@ -237,32 +319,116 @@ mod tests {
         let mut s = spec(Order::PriceDesc);
         s.after = Some(After::Price {
             price_cents: 5,
-            id: "00000000-0000-0000-0000-000000000000".into(),
+            id: ID.into(),
         });
-        let (sql, _) = search(&s);
-        assert!(sql.contains("(price_cents, id) < ($1::int8, $2::uuid)"));
+        assert!(
+            one(&s)
+                .sql
+                .contains("(price_cents, id) < ($1::int8, $2::uuid)")
+        );
+        s.order = Order::PriceAsc;
+        assert!(
+            one(&s)
+                .sql
+                .contains("(price_cents, id) > ($1::int8, $2::uuid)")
+        );
+    }
+
+    #[test]
+    fn a_relevance_query_reads_full_text_matches_then_typo_only_matches() {
+        let mut s = spec(Order::Relevance);
+        s.q = Some("shoe".into());
+        let statements = search(&s);
+        assert_eq!(statements.len(), 2);
+        let (full, typos) = (&statements[0], &statements[1]);
+        assert!(
+            full.sql
+                .contains("search_tsv @@ websearch_to_tsquery('english', $1::text)")
+        );
+        assert!(full.sql.contains("(2.0 + ts_rank_cd("), "{}", full.sql);
+        assert!(!full.sql.contains("<%") && !full.sql.contains("word_similarity"));
+        assert!(
+            typos
+                .sql
+                .contains("$1::text <% title and not coalesce(search_tsv @@")
+        );
+        assert!(
+            typos
+                .sql
+                .contains("word_similarity($1::text, title)::real as score")
+        );
+        for st in &statements {
+            assert!(
+                st.sql
+                    .ends_with("order by score desc, id asc limit $2::int8"),
+                "{}",
+                st.sql
+            );
+            assert_eq!(st.params, vec![Param::Text("shoe".into()), Param::Int(21)]);
+        }
+    }
+
+    #[test]
+    fn a_cursor_among_full_text_matches_continues_them_then_starts_the_typos() {
+        let mut s = spec(Order::Relevance);
+        s.q = Some("shoe".into());
+        s.after = Some(After::Relevance {
+            score: 2.25,
+            id: ID.into(),
+        });
+        let statements = search(&s);
+        assert_eq!(statements.len(), 2);
+        assert!(
+            statements[0].sql.contains(
+                "ranked where (score < $2::real or (score = $2::real and id > $3::uuid))"
+            )
+        );
+        assert!(statements[0].sql.contains("ts_rank_cd"));
+        assert_eq!(statements[0].params.len(), 4);
+        assert!(statements[1].sql.contains("word_similarity"));
+        assert!(!statements[1].sql.contains("ranked where"));
+    }
+
+    #[test]
+    fn a_cursor_among_typo_only_matches_continues_only_them() {
         let mut s = spec(Order::Relevance);
         s.q = Some("shoe".into());
         s.after = Some(After::Relevance {
             score: 0.5,
-            id: "00000000-0000-0000-0000-000000000000".into(),
+            id: ID.into(),
         });
-        let (sql, params) = search(&s);
-        assert!(
-            sql.contains("ranked where (score < $2::real or (score = $2::real and id > $3::uuid))")
+        let st = one(&s);
+        assert!(st.sql.contains("word_similarity"));
+        assert!(st.sql.contains("ranked where (score < $2::real"));
+        assert_eq!(
+            st.params,
+            vec![
+                Param::Text("shoe".into()),
+                Param::Real(0.5),
+                Param::Uuid(ID.into()),
+                Param::Int(21)
+            ]
         );
-        assert_eq!(params.len(), 4);
     }
 
     #[test]
-    fn text_search_in_another_order_needs_no_score() {
+    fn text_search_in_another_order_is_one_statement_with_no_score() {
         let mut s = spec(Order::Newest);
         s.q = Some("shoe".into());
-        let (sql, _) = search(&s);
-        assert!(!sql.contains("score") && !sql.contains("ranked"), "{sql}");
+        let st = one(&s);
         assert!(
-            sql.ends_with("order by created_at desc, id desc limit $2::int8"),
-            "{sql}"
+            !st.sql.contains("score") && !st.sql.contains("ranked"),
+            "{}",
+            st.sql
+        );
+        assert!(st.sql.contains(
+            "(search_tsv @@ websearch_to_tsquery('english', $1::text) or $1::text <% title)"
+        ));
+        assert!(
+            st.sql
+                .ends_with("order by created_at desc, id desc limit $2::int8"),
+            "{}",
+            st.sql
         );
     }
 }

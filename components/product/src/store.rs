@@ -131,11 +131,20 @@ pub fn product(conn: &Connection, id: Uuid) -> Result<Option<Row>> {
     Ok(rows(&set)?.into_iter().next())
 }
 
-/// One page of a search (the statement of [`sql::search`]).
+/// One page of a search: the statements of [`sql::search`] in order, until `spec.fetch`
+/// rows are in hand.
 pub fn search(conn: &Connection, spec: &sql::SearchSpec) -> Result<Vec<Row>> {
-    let (statement, params) = sql::search(spec);
-    let params: Vec<ParameterValue> = params.into_iter().map(to_param).collect();
-    rows(&conn.query(&statement, &params)?)
+    let wanted = usize::try_from(spec.fetch).unwrap_or(usize::MAX);
+    let mut page = Vec::new();
+    for statement in sql::search(spec) {
+        if page.len() >= wanted {
+            break;
+        }
+        let params: Vec<ParameterValue> = statement.params.into_iter().map(to_param).collect();
+        page.extend(rows(&conn.query(&statement.sql, &params)?)?);
+    }
+    page.truncate(wanted);
+    Ok(page)
 }
 
 fn jsonb(value: &impl serde::Serialize) -> Result<ParameterValue> {

@@ -991,6 +991,36 @@ async fn cursor_pagination_returns_every_item_once_in_every_order_even_while_pro
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn relevance_pages_run_from_full_text_matches_into_typo_only_matches_without_gaps() {
+    let app = TestApp::start().await;
+    let (_, token) = seller(&app);
+    let (mut exact, mut typos) = (BTreeSet::new(), BTreeSet::new());
+    for i in 0..7 {
+        exact.insert(id_of(
+            &create(&app, &token, body(&format!("violin {i}"))).await,
+        ));
+        // Not the word for the full text, one letter off for the trigram match.
+        typos.insert(id_of(
+            &create(&app, &token, body(&format!("violinn {i}"))).await,
+        ));
+    }
+    let everything = ids(&app
+        .get("/api/products?q=violin&limit=100", None)
+        .await
+        .json());
+    assert_eq!(everything.len(), 14, "{everything:?}");
+    // Full-text matches first, typo-only matches after them.
+    let head: BTreeSet<String> = everything[..7].iter().cloned().collect();
+    let tail: BTreeSet<String> = everything[7..].iter().cloned().collect();
+    assert_eq!((head, tail), (exact, typos));
+    // Page boundaries inside either group and on the border between them: the same order.
+    for limit in [1, 3, 5, 7, 13] {
+        let paged = all_pages(&app, "q=violin", limit).await;
+        assert_eq!(paged, everything, "limit {limit}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_search_parameters_and_forged_cursors_get_400_and_metacharacters_are_just_text() {
     let app = TestApp::start().await;
     let (_, token) = seller(&app);
@@ -1194,6 +1224,17 @@ fn query_shapes(
             id: id.clone(),
         });
     });
+    add(
+        "search relevance, next page among the full-text matches",
+        &|s| {
+            s.q = Some(word.to_string());
+            s.order = Order::Relevance;
+            s.after = Some(After::Relevance {
+                score: 2.5,
+                id: id.clone(),
+            });
+        },
+    );
     add("search newest in a category, in stock", &|s| {
         s.q = Some(word.to_string());
         s.category = Some(category.to_string());
@@ -1250,37 +1291,41 @@ async fn every_search_shape_is_an_index_scan_at_one_hundred_thousand_products() 
     let seller = "00000000-0000-0000-0000-000000000007";
 
     for (name, spec) in query_shapes(&word, &typo, "category-7", seller) {
-        let (sql, params) = product_sql::search(&spec);
-        let owned: Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>> = params
-            .into_iter()
-            .map(|p| -> Box<dyn tokio_postgres::types::ToSql + Sync + Send> {
-                match p {
-                    product_sql::Param::Text(s) => Box::new(s),
-                    product_sql::Param::Int(i) => Box::new(i),
-                    product_sql::Param::Real(r) => Box::new(r),
-                    product_sql::Param::Uuid(s) => Box::new(Uuid::parse_str(&s).unwrap()),
-                }
-            })
-            .collect();
-        let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-            owned.iter().map(|b| b.as_ref() as _).collect();
-        let rows = db
-            .query(&format!("explain {sql}"), &refs)
-            .await
-            .unwrap_or_else(|e| panic!("{name}: {e}\n{sql}"));
-        let plan: Vec<String> = rows.iter().map(|r| r.get::<_, String>(0)).collect();
-        let plan = plan.join("\n");
-        // Shown with --nocapture: the plans are the evidence.
-        eprintln!("--- {name}\n{plan}");
-        assert!(
-            !plan.contains("Seq Scan"),
-            "{name} scans the table:\n{plan}\n{sql}"
-        );
-        assert!(plan.contains("Index"), "{name} uses no index:\n{plan}");
-        // And the statement runs.
-        db.query(&sql, &refs)
-            .await
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        for (step, product_sql::Statement { sql, params }) in
+            product_sql::search(&spec).into_iter().enumerate()
+        {
+            let name = format!("{name}, statement {}", step + 1);
+            let owned: Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>> = params
+                .into_iter()
+                .map(|p| -> Box<dyn tokio_postgres::types::ToSql + Sync + Send> {
+                    match p {
+                        product_sql::Param::Text(s) => Box::new(s),
+                        product_sql::Param::Int(i) => Box::new(i),
+                        product_sql::Param::Real(r) => Box::new(r),
+                        product_sql::Param::Uuid(s) => Box::new(Uuid::parse_str(&s).unwrap()),
+                    }
+                })
+                .collect();
+            let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                owned.iter().map(|b| b.as_ref() as _).collect();
+            let rows = db
+                .query(&format!("explain {sql}"), &refs)
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e}\n{sql}"));
+            let plan: Vec<String> = rows.iter().map(|r| r.get::<_, String>(0)).collect();
+            let plan = plan.join("\n");
+            // Shown with --nocapture: the plans are the evidence.
+            eprintln!("--- {name}\n{plan}");
+            assert!(
+                !plan.contains("Seq Scan"),
+                "{name} scans the table:\n{plan}\n{sql}"
+            );
+            assert!(plan.contains("Index"), "{name} uses no index:\n{plan}");
+            // And the statement runs.
+            db.query(&sql, &refs)
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
     }
 
     // The component answers the same shapes over the seeded catalog.
