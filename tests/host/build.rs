@@ -8,9 +8,12 @@
 //! * `wit/world.wit` – a small world listing exactly the Spin interfaces the
 //!   host implements (its packages come from the SDK's `wit/deps`),
 //! * `wit/deps/*` – symlinks to every entry of the SDK's `wit/deps`,
-//! * `bindings.rs` – the `bindgen!` invocation with the absolute path of that
-//!   folder (bindgen's `path` only accepts a literal, so the literal is
-//!   generated here and the crate `include!`s it).
+//! * `bindings.rs` – the `bindgen!` invocation with the path of that folder,
+//!   relative to this crate (bindgen's `path` only accepts a literal, so the
+//!   literal is generated here and the crate `include!`s it). Relative, because
+//!   the build cache is shared by clones at different paths (the Makefile links
+//!   each clone's `target` to it) and Cargo reuses this script's output in all of
+//!   them: an absolute path would name whichever clone ran the script.
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -79,9 +82,24 @@ world spin-host {
     }},
 }});
 "#,
-        path = wit.display().to_string()
+        path = relative_to_manifest(&wit).display().to_string()
     );
     std::fs::write(out_dir.join("bindings.rs"), bindings).expect("write bindings.rs");
+}
+
+/// `path` relative to `CARGO_MANIFEST_DIR` (through the checkout's own `target`).
+fn relative_to_manifest(path: &Path) -> PathBuf {
+    let base = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let (base, path): (Vec<_>, Vec<_>) = (base.components().collect(), path.components().collect());
+    let common = base.iter().zip(&path).take_while(|(a, b)| a == b).count();
+    let mut rel = PathBuf::new();
+    for _ in common..base.len() {
+        rel.push("..");
+    }
+    for c in &path[common..] {
+        rel.push(c);
+    }
+    rel
 }
 
 fn link_or_copy(src: &Path, dst: &Path) {

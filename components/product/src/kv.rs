@@ -4,7 +4,8 @@
 //! Runtime config maps each label to a SQLite file (laptop) or a Redis server (production);
 //! several labels may share a server, so more servers are added by configuration only.
 //! Stores go through compare-and-swap and keep the higher version, so concurrent writers
-//! and refills from lagging replicas can only move a document forward.
+//! and refills from lagging replicas can only move a document forward. Each swap is read
+//! back, since Spin's Redis store reports success for a swap its `WATCH` aborted.
 
 use spin_sdk::wit::wasi::keyvalue::atomics::{self, Cas, CasError};
 use spin_sdk::wit::wasi::keyvalue::store::{self, Bucket};
@@ -47,7 +48,15 @@ pub fn put(doc: &Document) -> Result<(), String> {
             return Ok(());
         }
         match atomics::swap(cas, &bytes) {
-            Ok(()) => return Ok(()),
+            // Read back: Spin's Redis store reports success for a swap its `WATCH` aborted.
+            // Done when the store holds this version or a newer one.
+            Ok(()) => {
+                let stored = decode(bucket.get(&key).map_err(|e| format!("get: {e:?}"))?);
+                if !doc.supersedes(stored.as_ref()) {
+                    return Ok(());
+                }
+                cas = Cas::new(&bucket, &key).map_err(|e| format!("cas: {e:?}"))?;
+            }
             Err(CasError::CasFailed(fresh)) => cas = fresh,
             Err(CasError::StoreError(e)) => return Err(format!("swap: {e:?}")),
         }

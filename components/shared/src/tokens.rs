@@ -385,6 +385,27 @@ impl Signer {
     }
 }
 
+#[cfg(feature = "spin")]
+impl Verifier {
+    /// The verifier of a service with internal endpoints, from the Spin variables every such
+    /// component declares (`jwt_public_keys`, `jwt_issuer`, `jwt_audience`,
+    /// `service_public_keys`). The error names the variable or key that is wrong.
+    pub fn from_spin_variables(service_name: &str) -> Result<Self, String> {
+        let var = |name: &str| {
+            spin_sdk::variables::get(name).map_err(|e| format!("variable {name}: {e}"))
+        };
+        let (keys, issuer, audience) = (
+            var("jwt_public_keys")?,
+            var("jwt_issuer")?,
+            var("jwt_audience")?,
+        );
+        let service_keys = var("service_public_keys")?;
+        Verifier::new(&keys, &issuer, &audience, service_name)
+            .and_then(|v| v.with_service_keys(&service_keys))
+            .map_err(|e| e.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -600,26 +621,5 @@ mod tests {
             assert_eq!(p.status, 401, "{h:?}");
             assert!(p.headers.iter().any(|(n, _)| *n == "www-authenticate"));
         }
-    }
-}
-
-#[cfg(feature = "spin")]
-impl Verifier {
-    /// The verifier of a service with internal endpoints, from the Spin variables every such
-    /// component declares (`jwt_public_keys`, `jwt_issuer`, `jwt_audience`,
-    /// `service_public_keys`). The error names the variable or key that is wrong.
-    pub fn from_spin_variables(service_name: &str) -> Result<Self, String> {
-        let var = |name: &str| {
-            spin_sdk::variables::get(name).map_err(|e| format!("variable {name}: {e}"))
-        };
-        let (keys, issuer, audience) = (
-            var("jwt_public_keys")?,
-            var("jwt_issuer")?,
-            var("jwt_audience")?,
-        );
-        let service_keys = var("service_public_keys")?;
-        Verifier::new(&keys, &issuer, &audience, service_name)
-            .and_then(|v| v.with_service_keys(&service_keys))
-            .map_err(|e| e.to_string())
     }
 }

@@ -9,7 +9,7 @@ use spin_sdk::pg4::{Connection, DbValue, Decode, ParameterValue, RowSet};
 use spin_sdk::wit::wasi::keyvalue::{atomics, store as wkv};
 use uuid::Uuid;
 
-use crate::domain::throttle::FailureWindow;
+use crate::domain::throttle::{Failure, FailureWindow};
 use crate::domain::{Email, REFRESH_TOKEN_TTL_SECS};
 use crate::error::Error;
 
@@ -405,19 +405,34 @@ impl LoginFailures {
     /// Records one failure at `now` and returns the window after it.
     pub fn record(&self, email_normalized: &str, now: i64) -> Result<FailureWindow, Error> {
         let key = Self::key(email_normalized);
-        let mut cas = atomics::Cas::new(&self.bucket, &key).map_err(kv_err)?;
+        let failure = Failure {
+            at: now,
+            id: Uuid::new_v4().as_u64_pair().0,
+        };
         for _ in 0..CAS_ATTEMPTS {
+            let cas = atomics::Cas::new(&self.bucket, &key).map_err(kv_err)?;
             let current = FailureWindow::decode(cas.current().map_err(kv_err)?.as_deref());
-            let next = current.with_failure(now);
+            let next = current.with_failure(failure);
             match atomics::swap(cas, &next.encode()) {
-                Ok(()) => return Ok(next),
-                Err(atomics::CasError::CasFailed(fresh)) => cas = fresh,
+                // Read back: Spin's Redis store reports success for a swap its `WATCH`
+                // aborted; the failure's id says whether it landed (possibly with others
+                // written on top of it since).
+                Ok(()) => {
+                    let stored = self.bucket.get(&key).map_err(kv_err)?;
+                    let stored = FailureWindow::decode(stored.as_deref());
+                    if stored.holds(failure.id) {
+                        return Ok(stored);
+                    }
+                }
+                Err(atomics::CasError::CasFailed(_)) => {}
                 Err(atomics::CasError::StoreError(e)) => return Err(kv_err(e)),
             }
         }
         // Sixteen concurrent failures won the race: the account is certainly over the limit.
-        Ok((0..crate::domain::throttle::MAX_FAILURES)
-            .fold(FailureWindow::default(), |w, _| w.with_failure(now)))
+        Ok((0..crate::domain::throttle::MAX_FAILURES as u64)
+            .fold(FailureWindow::default(), |w, id| {
+                w.with_failure(Failure { at: now, id })
+            }))
     }
 
     /// Forgets the failures after a successful login.

@@ -8,9 +8,17 @@
 //!   namespace; `get-keys` is `KEYS *`; increment is `INCRBY`; CAS uses
 //!   `WATCH`/`MULTI`/`EXEC` on a dedicated connection).
 //!
-//! Increment and CAS are atomic across concurrent instances: SQLite
-//! operations run in `BEGIN IMMEDIATE` transactions on one shared connection
-//! per database file, Redis CAS relies on `WATCH`.
+//! Increments are atomic across concurrent instances (SQLite: `BEGIN IMMEDIATE`
+//! transactions on one shared connection per database file; Redis: `INCRBY`).
+//! Compare-and-swap behaves exactly as Spin's, weaknesses included, so that
+//! components are tested against what they will meet:
+//! * Redis: a swap whose `EXEC` the `WATCH` aborted wrote nothing but reports
+//!   success (Spin reads the reply as `()`);
+//! * SQLite: a swap of a key that was present fails if the value changed; a
+//!   swap of a key that was absent is an upsert and always succeeds.
+//!
+//! A component that needs a real compare-and-swap reads the key back after a
+//! swap (see docs/architecture.md, "Compare-and-swap on Spin").
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -388,14 +396,14 @@ impl Store {
                 })
                 .await
             }
-            Store::Redis { conn, .. } => {
-                let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
-                    .arg(&keys)
-                    .query_async(&mut conn.clone())
-                    .await
-                    .map_err(|e| self.redis_error(e))?;
-                Ok(keys.into_iter().zip(values).collect())
-            }
+            // As Spin's key-value-redis, which sends `KEYS <key> <key> …` here (not `MGET`):
+            // Redis refuses it, so `get-many` on a Redis label is an error, and components
+            // that must run on Spin read keys one by one.
+            Store::Redis { conn, .. } => redis::cmd("KEYS")
+                .arg(&keys)
+                .query_async::<Vec<(String, Option<Vec<u8>>)>>(&mut conn.clone())
+                .await
+                .map_err(|e| self.redis_error(e)),
         }
     }
 
@@ -556,8 +564,11 @@ impl CasHandle {
                 let _ = redis::cmd("UNWATCH").exec_async(conn).await;
                 match res {
                     Ok(Some(())) => Ok(()),
-                    Ok(None) => Err(SwapError::CasFailed),
-                    Err(e) => Err(SwapError::Other(e.to_string())),
+                    // As Spin's key-value-redis: it reads the reply as `()`, so an `EXEC`
+                    // aborted by the `WATCH` (nothing written) still reports success.
+                    Ok(None) => Ok(()),
+                    // (and, as there, a Redis error is a CAS failure)
+                    Err(_) => Err(SwapError::CasFailed),
                 }
             }
             (Store::Sqlite { name, conn }, _) => {
@@ -574,10 +585,12 @@ impl CasHandle {
                             .map_err(other)?
                             .execute(rusqlite::params![value, name, key, old])
                             .map_err(other)?,
+                        // As Spin's key-value-spin: a swap of a key that was absent (or
+                        // never read) is an upsert, so it never fails.
                         None => tx
                             .prepare_cached(
                                 "INSERT INTO spin_key_value (store, key, value) VALUES ($1, $2, $3)
-                                 ON CONFLICT(store, key) DO NOTHING",
+                                 ON CONFLICT(store, key) DO UPDATE SET value=$3",
                             )
                             .map_err(other)?
                             .execute(rusqlite::params![name, key, value])

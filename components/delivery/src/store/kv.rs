@@ -25,7 +25,7 @@ pub trait Bucket {
     type Cas;
 
     fn get(&self, key: &str) -> KvResult<Option<Vec<u8>>>;
-    /// Values of `keys`, in the same order (one round trip).
+    /// Values of `keys`, in the same order.
     fn get_many(&self, keys: &[String]) -> KvResult<Vec<Option<Vec<u8>>>>;
     fn set(&self, key: &str, value: &[u8]) -> KvResult<()>;
     fn delete(&self, key: &str) -> KvResult<()>;
@@ -33,9 +33,18 @@ pub trait Bucket {
     fn increment(&self, key: &str, delta: i64) -> KvResult<i64>;
     /// Starts a compare-and-swap: the key's current value and a handle to swap it.
     fn cas_read(&self, key: &str) -> KvResult<(Self::Cas, Option<Vec<u8>>)>;
-    /// Writes `value` only if the key still holds what [`Bucket::cas_read`] saw (absent
-    /// included); `Ok(false)` when someone else wrote first.
+    /// The raw swap, with Spin's semantics: `Ok(false)` when someone else wrote first —
+    /// except that Spin's Redis store reports `Ok(true)` for a swap its `WATCH` aborted
+    /// (nothing written). Use [`Bucket::cas_commit`].
     fn cas_swap(&self, cas: Self::Cas, value: &[u8]) -> KvResult<bool>;
+
+    /// Compare-and-swap that says whether `value` is in the store: the raw swap, then the key
+    /// read back. `Ok(false)` when someone else wrote first, or wrote on top of `value` before
+    /// the read; callers whose value carries something of their own (an id, a slot) look for
+    /// it on their next attempt to tell that case apart.
+    fn cas_commit(&self, key: &str, cas: Self::Cas, value: &[u8]) -> KvResult<bool> {
+        Ok(self.cas_swap(cas, value)? && self.get(key)?.as_deref() == Some(value))
+    }
 }
 
 /// The labels the shipments are spread over.
@@ -49,7 +58,7 @@ pub trait Shards {
     fn pause(&self, attempt: u32);
 }
 
-/// An in-memory store with the same atomicity as the real ones, for native tests
+/// An in-memory store with the compare-and-swap of Spin's Redis store, for native tests
 /// (including multi-threaded ones).
 #[cfg(test)]
 pub mod memory {
@@ -128,13 +137,14 @@ pub mod memory {
                 seen,
             ))
         }
+        /// As Spin's Redis store: a swap whose comparison fails writes nothing and still
+        /// reports success (the protocol must not rely on the answer).
         fn cas_swap(&self, cas: MemCas, value: &[u8]) -> KvResult<bool> {
             self.check()?;
             let mut m = self.map.lock().unwrap();
-            if m.get(&cas.key) != cas.seen.as_ref() {
-                return Ok(false);
+            if m.get(&cas.key) == cas.seen.as_ref() {
+                m.insert(cas.key, value.to_vec());
             }
-            m.insert(cas.key, value.to_vec());
             Ok(true)
         }
     }

@@ -13,13 +13,15 @@
 //! | `dlv:track:{number}` | shard(number) | shipment id (created with CAS-on-absent) |
 //! | `dlv:outbox:{i}:tail` / `:head` / `:slot:{m}` | i | relay queue of shipments with reports to send |
 //!
-//! Lookups are a fixed number of reads: an index key, then the shipment and its state (one
-//! batch read), then its events (one batch read). Nothing ever lists keys.
+//! Lookups read an index key, then the shipment and its state, then its events, one key at a
+//! time (Spin's Redis store cannot serve `batch::get-many`). Nothing ever lists keys.
 //!
 //! **Recording an event** (see [`record_event`]): the body is written first into a fresh slot
 //! (`increment` on the counter, so concurrent writers never share one), then the state key is
 //! advanced with compare-and-swap, re-judging the state machine and checking the event id
-//! against the ids already applied on every attempt. The swap is the commit point: the event id
+//! against the ids already applied on every attempt. Every swap is read back
+//! ([`kv::Bucket::cas_commit`]): Spin's Redis store reports success for a swap its `WATCH`
+//! aborted, so only the slot number found in the state says whose write landed. The swap is the commit point: the event id
 //! set, the status and the outbox entry change together or not at all, so concurrent writers
 //! lose no event, retries of one `event_id` land once, and a refused event leaves nothing
 //! reachable (its slot body is deleted). A body whose commit never happened (crash) is never
@@ -251,7 +253,7 @@ pub fn create<S: Shards>(
     let key = order_key(&new.order_id);
     let claimed = ob.cas_read(&key).and_then(|(cas, current)| match current {
         Some(_) => Ok(false),
-        None => ob.cas_swap(cas, &encode(&id)),
+        None => ob.cas_commit(&key, cas, &encode(&id)),
     });
     match claimed {
         Ok(true) => Ok((
@@ -294,8 +296,9 @@ fn claim_tracking_number<S: Shards>(
     for _ in 0..8 {
         let number = TrackingNumber::from_random(random());
         let tb = shards.shard(shard_of(number.as_str()))?;
-        let (cas, current) = tb.cas_read(&track_key(&number))?;
-        if current.is_none() && tb.cas_swap(cas, &encode(&id))? {
+        let key = track_key(&number);
+        let (cas, current) = tb.cas_read(&key)?;
+        if current.is_none() && tb.cas_commit(&key, cas, &encode(&id))? {
             return Ok(number);
         }
     }
@@ -347,6 +350,9 @@ pub fn record_event<S: Shards>(shards: &S, id: Uuid, event: &NewEvent) -> Result
         }
     };
 
+    // The report of the latest attempt that swapped: if that swap turns out to have landed
+    // (our slot is in the state) after its read-back missed it, this is what it recorded.
+    let mut swapped_report: Option<Report> = None;
     for attempt in 0..MAX_CAS_ATTEMPTS {
         let step = (|| -> Result<Option<Recorded>> {
             let (cas, current) = b.cas_read(&skey)?;
@@ -354,8 +360,16 @@ pub fn record_event<S: Shards>(shards: &S, id: Uuid, event: &NewEvent) -> Result
                 Some(v) => decode(&skey, &v)?,
                 None => return Err(Error::NotFound),
             };
-            if let Some(existing) = current.applied(&event.event_id) {
-                return duplicate(b, id, existing, event).map(Some);
+            match current.applied(&event.event_id) {
+                // Our own write, built upon by another writer before we read it back.
+                Some(existing) if existing == n => {
+                    return Ok(Some(Recorded::New {
+                        report: swapped_report.clone(),
+                        slot,
+                    }));
+                }
+                Some(existing) => return duplicate(b, id, existing, event).map(Some),
+                None => {}
             }
             let effect = current
                 .progress
@@ -381,7 +395,8 @@ pub fn record_event<S: Shards>(shards: &S, id: Uuid, event: &NewEvent) -> Result
             if let Some(r) = &report {
                 next.reports.push(r.clone());
             }
-            if b.cas_swap(cas, &encode(&next))? {
+            swapped_report.clone_from(&report);
+            if b.cas_commit(&skey, cas, &encode(&next))? {
                 Ok(Some(Recorded::New { report, slot }))
             } else {
                 Ok(None)
@@ -465,7 +480,7 @@ pub fn acknowledge<S: Shards>(
         let mut state: State = decode(&skey, &current)?;
         let before = state.reports.len();
         state.reports.retain(|r| r.event_id != event_id);
-        if state.reports.len() == before || b.cas_swap(cas, &encode(&state))? {
+        if state.reports.len() == before || b.cas_commit(&skey, cas, &encode(&state))? {
             if let Some(m) = slot {
                 b.delete(&slot_key(shard, m))?;
             }
@@ -533,7 +548,7 @@ pub fn outbox_advance<S: Shards>(
         Some(v) => decode(&head_key, &v)?,
         None => 0,
     };
-    if current == window.head && b.cas_swap(cas, &encode(&window.end))? {
+    if current == window.head && b.cas_commit(&head_key, cas, &encode(&window.end))? {
         for m in window.head + 1..=window.end {
             b.delete(&slot_key(window.shard, m))?;
         }

@@ -1,9 +1,10 @@
-//! [`Bucket`]/[`Shards`] over `wasi:keyvalue` (store, atomics, batch; draft2), which Spin and
-//! the test host implement on SQLite and Redis with atomic increment and compare-and-swap.
+//! [`Bucket`]/[`Shards`] over `wasi:keyvalue` (store and atomics; draft2), as Spin implements
+//! them on SQLite and Redis: increments are atomic; compare-and-swap is not on Redis (see
+//! [`Bucket::cas_commit`]); `batch` is not used (see `get_many`).
 
 use std::cell::OnceCell;
 
-use spin_sdk::wit::wasi::keyvalue::{atomics, batch, store};
+use spin_sdk::wit::wasi::keyvalue::{atomics, store};
 
 use super::kv::{Bucket, KvError, KvResult, Shards};
 use crate::domain::shard::{SHARDS, label};
@@ -39,14 +40,9 @@ impl Bucket for WasiBucket {
     }
 
     fn get_many(&self, keys: &[String]) -> KvResult<Vec<Option<Vec<u8>>>> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        let pairs = batch::get_many(&self.bucket, keys).map_err(|e| self.err(e))?;
-        // The interface returns pairs; do not rely on their order.
-        let mut found: std::collections::HashMap<String, Option<Vec<u8>>> =
-            pairs.into_iter().collect();
-        Ok(keys.iter().map(|k| found.remove(k).flatten()).collect())
+        // One `get` per key: Spin's Redis store implements `batch::get-many` with a `KEYS`
+        // command that Redis refuses, so the batch interface cannot be used on Spin.
+        keys.iter().map(|k| self.get(k)).collect()
     }
 
     fn set(&self, key: &str, value: &[u8]) -> KvResult<()> {
