@@ -574,7 +574,7 @@ def machine():
         "redis": sh("redis-server --version | cut -d' ' -f1-3"),
         "haproxy": sh("haproxy -v | head -1 | cut -d' ' -f1-3"),
         "wrk": sh("wrk --version 2>&1 | head -1 | cut -d' ' -f1-2"),
-        "host": "spin-test-host (wasmtime 48, pooling allocator), dev profile: dependencies opt-level 2",
+        "host": "spin-test-host (wasmtime 48, pooling allocator), dev profile at opt-level 2 (the host and its dependencies)",
         "load_on_start": sh("cut -d' ' -f1-3 /proc/loadavg"),
     }
 

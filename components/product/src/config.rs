@@ -1,5 +1,7 @@
 //! Spin variables, read once per request into one typed value.
 
+use std::cell::OnceCell;
+
 use marketplace_shared::tokens::Verifier;
 
 use crate::error::Error;
@@ -13,8 +15,10 @@ pub struct Config {
     pub db_url: String,
     /// Read replicas (`db_replica_urls`, comma-separated; empty = none).
     pub replica_urls: Vec<String>,
-    /// Access tokens of users and service tokens of `order`.
-    pub verifier: Verifier,
+    /// Access tokens of users and service tokens of `order`, built on first use: anonymous
+    /// product pages, the busiest path, never need it (decoding the keys is most of the
+    /// configuration's cost).
+    verifier: OnceCell<Verifier>,
 }
 
 fn var(name: &str) -> Result<String, Error> {
@@ -23,13 +27,21 @@ fn var(name: &str) -> Result<String, Error> {
 
 impl Config {
     pub fn load() -> Result<Self, Error> {
-        let verifier = Verifier::from_spin_variables(SERVICE_NAME)
-            .map_err(|e| Error::Config(format!("token keys: {e}")))?;
         Ok(Self {
             db_url: var("db_url")?,
             replica_urls: parse_list(&var("db_replica_urls").unwrap_or_default()),
-            verifier,
+            verifier: OnceCell::new(),
         })
+    }
+
+    /// The token verifier (from the `jwt_*` and `service_public_keys` variables).
+    pub fn verifier(&self) -> Result<&Verifier, Error> {
+        if let Some(v) = self.verifier.get() {
+            return Ok(v);
+        }
+        let v = Verifier::from_spin_variables(SERVICE_NAME)
+            .map_err(|e| Error::Config(format!("token keys: {e}")))?;
+        Ok(self.verifier.get_or_init(|| v))
     }
 }
 

@@ -73,10 +73,13 @@ fn now_ms() -> i64 {
 }
 
 fn actor(config: &Config, req: &Request) -> Result<Actor> {
+    let Some(authorization) = header(req, "authorization") else {
+        return Ok(Actor::Anonymous);
+    };
     Ok(
         match config
-            .verifier
-            .authenticate_optional(header(req, "authorization"))?
+            .verifier()?
+            .authenticate_optional(Some(authorization))?
         {
             None => Actor::Anonymous,
             Some(p) => Actor::User {
@@ -90,7 +93,9 @@ fn actor(config: &Config, req: &Request) -> Result<Actor> {
 
 /// The signed-in seller or admin who may write products (401 / 403 otherwise).
 fn writer(config: &Config, req: &Request) -> Result<Actor> {
-    let p = config.verifier.authenticate(header(req, "authorization"))?;
+    let p = config
+        .verifier()?
+        .authenticate(header(req, "authorization"))?;
     match p.role {
         Role::Seller | Role::Admin => Ok(Actor::User {
             id: p.user_id,
@@ -269,7 +274,7 @@ fn search(req: &Request) -> Result<Response> {
 fn reserve(req: &Request) -> Result<Response> {
     let config = Config::load()?;
     config
-        .verifier
+        .verifier()?
         .authenticate_service(header(req, "authorization"), &["order"])?;
     let body: marketplace_shared::wit::ReservationRequest = response::parse_body(req)?;
     let request = domain::parse_reservation(body)?;
@@ -363,7 +368,7 @@ fn percent_decode(raw: &str) -> Option<String> {
 fn release(req: &Request, raw_id: &str) -> Result<Response> {
     let config = Config::load()?;
     config
-        .verifier
+        .verifier()?
         .authenticate_service(header(req, "authorization"), &["order"])?;
     let Some(reservation_id) =
         percent_decode(raw_id).and_then(|s| domain::parse_reservation_id(&s))
