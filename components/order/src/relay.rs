@@ -1,4 +1,5 @@
-//! The outbox relay: delivers due outbox rows and cleans up abandoned create attempts.
+//! The outbox relay: delivers due outbox rows, cleans up abandoned create attempts, and deletes
+//! delivered rows and completed idempotency keys past their retention.
 //!
 //! Rows are claimed with `for update skip locked` inside a transaction that stays open while
 //! the calls are made, so two relays running at once (the CronJob and the inline run after a
@@ -12,7 +13,7 @@ use serde::Serialize;
 
 use crate::clients;
 use crate::config::Config;
-use crate::domain::outbox::{Kind, Release};
+use crate::domain::outbox::{self, Kind, Release};
 use crate::error::Error;
 use crate::store::{Db, OutboxRow};
 
@@ -22,6 +23,10 @@ pub struct Stats {
     pub shipments_requested: u32,
     pub reservations_released: u32,
     pub abandoned_attempts_released: u32,
+    /// Delivered outbox rows past their retention, deleted.
+    pub outbox_rows_purged: u64,
+    /// Completed idempotency keys past their retention, forgotten.
+    pub idempotency_keys_purged: u64,
     pub skipped: u32,
     pub failed: u32,
 }
@@ -33,7 +38,10 @@ pub async fn run_all(cfg: &Config) -> (Stats, Vec<usize>) {
     for index in 0..cfg.db_urls.len() {
         let result = match Db::open(cfg, index) {
             Ok(db) => match sweep_abandoned(cfg, &db, &mut stats).await {
-                Ok(()) => relay_shard(cfg, &db, None, &mut stats).await,
+                Ok(()) => match relay_shard(cfg, &db, None, &mut stats).await {
+                    Ok(()) => purge(&db, &mut stats),
+                    Err(e) => Err(e),
+                },
                 Err(e) => Err(e),
             },
             Err(e) => Err(e),
@@ -210,4 +218,14 @@ async fn sweep_abandoned(cfg: &Config, db: &Db, stats: &mut Stats) -> Result<(),
             Err(e)
         }
     }
+}
+
+/// Deletes what is past its retention (see `domain::outbox`): one bounded statement per table,
+/// each a transaction of its own.
+fn purge(db: &Db, stats: &mut Stats) -> Result<(), Error> {
+    stats.outbox_rows_purged +=
+        db.purge_delivered_outbox(outbox::DELIVERED_ROW_RETENTION_DAYS, outbox::PURGE_BATCH)?;
+    stats.idempotency_keys_purged +=
+        db.purge_completed_keys(outbox::COMPLETED_KEY_RETENTION_DAYS, outbox::PURGE_BATCH)?;
+    Ok(())
 }

@@ -518,6 +518,27 @@ impl Db {
         .map(|_| ())
     }
 
+    /// Deletes up to `batch` outbox rows delivered more than `days` ago; returns how many.
+    pub fn purge_delivered_outbox(&self, days: i32, batch: i64) -> Result<u64, Error> {
+        self.execute(
+            "delete from outbox where id in (select id from outbox \
+             where delivered_at < now() - make_interval(days => $1) order by delivered_at \
+             limit $2)",
+            &[ParameterValue::Int32(days), ParameterValue::Int64(batch)],
+        )
+    }
+
+    /// Forgets up to `batch` idempotency keys completed more than `days` ago; returns how
+    /// many. Pending keys are the abandoned-attempt sweep's business, never deleted here.
+    pub fn purge_completed_keys(&self, days: i32, batch: i64) -> Result<u64, Error> {
+        self.execute(
+            "delete from idempotency_keys where (buyer_id, key) in (select buyer_id, key \
+             from idempotency_keys where state = 'completed' \
+             and updated_at < now() - make_interval(days => $1) order by updated_at limit $2)",
+            &[ParameterValue::Int32(days), ParameterValue::Int64(batch)],
+        )
+    }
+
     pub fn outbox_failed(&self, row: &OutboxRow, error: &str) -> Result<(), Error> {
         let attempts = row.attempts.saturating_add(1);
         let short: String = error.chars().take(500).collect();

@@ -1450,6 +1450,72 @@ async fn an_attempt_that_crashed_after_reserving_is_released_by_the_relay() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_relay_forgets_week_old_completed_keys_and_delivered_rows_and_keeps_the_rest() {
+    let m = Market::start().await;
+    let p = m.product(100, "EUR", 100).await;
+    let buyer = buyer_on(0);
+    let token = m.app.token(buyer, "buyer");
+    let old = m
+        .place(&token, Some("last-week"), &order_body(&[(&p, 1)]))
+        .await;
+    old.expect(201);
+    let old_id = old.json()["id"].as_str().unwrap().to_string();
+    m.relay().await;
+    // A week and a day pass for that order's key and outbox row.
+    let db = m.app.db(Db::Order(0)).await;
+    db.batch_execute(
+        "update outbox set delivered_at = now() - interval '8 days' where delivered_at is not null;
+         update idempotency_keys set updated_at = now() - interval '8 days';",
+    )
+    .await
+    .unwrap();
+    let fresh = m
+        .place(&token, Some("today"), &order_body(&[(&p, 1)]))
+        .await;
+    fresh.expect(201);
+    let fresh_id = fresh.json()["id"].as_str().unwrap().to_string();
+
+    let r = m.relay().await;
+
+    assert_eq!(r["outbox_rows_purged"], 1, "{r}");
+    assert_eq!(r["idempotency_keys_purged"], 1, "{r}");
+    let keys = |sql: &'static str| m.count(0, sql);
+    assert_eq!(
+        keys("select count(*) from idempotency_keys where key = 'today'").await,
+        1
+    );
+    assert_eq!(keys("select count(*) from idempotency_keys").await, 1);
+    assert_eq!(
+        m.count(
+            0,
+            &format!("select count(*) from outbox where order_id = '{fresh_id}'")
+        )
+        .await,
+        1
+    );
+    // The orders themselves stay; the forgotten key is free again.
+    m.app
+        .get(&format!("/api/orders/{old_id}"), Some(&token))
+        .await
+        .expect(200);
+    let again = m
+        .place(&token, Some("last-week"), &order_body(&[(&p, 1)]))
+        .await;
+    again.expect(201);
+    assert_ne!(again.json()["id"].as_str().unwrap(), old_id);
+    // Nothing is due any more: a second run purges nothing.
+    let r = m.relay().await;
+    assert_eq!(
+        (
+            r["outbox_rows_purged"].as_i64(),
+            r["idempotency_keys_purged"].as_i64()
+        ),
+        (Some(0), Some(0)),
+        "{r}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_relays_running_at_once_send_every_row_once() {
     let m = Market::start().await;
     let p = m.product(100, "EUR", 100).await;

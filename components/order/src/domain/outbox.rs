@@ -56,6 +56,19 @@ pub const ABANDONED_AFTER_SECS: i64 = 30;
 /// Rows one relay run claims per shard and queue.
 pub const BATCH: i64 = 25;
 
+/// Days a delivered outbox row is kept (to answer "was the shipment requested, and when")
+/// before the relay deletes it.
+pub const DELIVERED_ROW_RETENTION_DAYS: i32 = 7;
+
+/// Days a completed `Idempotency-Key` is remembered: a retry with the same key within that
+/// time replays the first answer; after it the relay forgets the key (the order itself stays).
+/// Clients retry within minutes; a week covers a client that was offline for days.
+pub const COMPLETED_KEY_RETENTION_DAYS: i32 = 7;
+
+/// Rows one purge statement deletes at most, so that a relay run never holds many locks or
+/// runs a long statement; a backlog shrinks by this much per shard and run.
+pub const PURGE_BATCH: i64 = 1000;
+
 #[cfg(test)]
 mod tests {
     use super::*;

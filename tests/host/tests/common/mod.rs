@@ -1,4 +1,5 @@
-//! Shared helpers of spin-test-host's integration tests.
+//! Shared helpers of spin-test-host's integration tests (tests/host/tests and
+//! tests/host-tests/tests).
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -53,7 +54,10 @@ impl Drop for TempDir {
 }
 
 fn fixture(name: &str) -> String {
-    let p = manifest_dir_at_run_time().join("tests/fixtures").join(name);
+    // From tests/host or tests/host-tests alike (both use this module).
+    let p = manifest_dir_at_run_time()
+        .join("../host/tests/fixtures")
+        .join(name);
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 

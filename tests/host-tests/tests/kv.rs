@@ -1,6 +1,7 @@
 //! Key-value: `fermyon:spin/key-value@2.0.0` and `wasi:keyvalue` draft2 on
 //! SQLite (default) and Redis (runtime config), label access control,
 //! start-up validation, atomic increment and CAS under concurrency.
+#[path = "../../host/tests/common/mod.rs"]
 mod common;
 
 use common::*;

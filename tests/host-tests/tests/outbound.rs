@@ -1,5 +1,6 @@
 //! Outbound HTTP: `allowed_outbound_hosts`, `*.spin.internal` service
 //! chaining and the test interceptor.
+#[path = "../../host/tests/common/mod.rs"]
 mod common;
 
 use std::sync::Arc;

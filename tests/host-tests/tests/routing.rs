@@ -1,5 +1,6 @@
 //! Routing, `spin-*` headers, reserved paths, instance isolation, logging and
 //! serving over TCP.
+#[path = "../../host/tests/common/mod.rs"]
 mod common;
 
 use common::*;

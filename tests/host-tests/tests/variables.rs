@@ -1,5 +1,6 @@
 //! `fermyon:spin/variables@2.0.0`: defaults, templates, environment,
 //! overrides, required variables and name validation.
+#[path = "../../host/tests/common/mod.rs"]
 mod common;
 
 use common::*;
