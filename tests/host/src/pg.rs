@@ -8,12 +8,12 @@
 //!   (64 per address, `RecyclingMethod::Clean`); at most 16 address pools are
 //!   kept (least recently used evicted).
 //! * A `connection` resource holds one pooled connection for its whole
-//!   lifetime. When it is dropped after a statement that may have opened a
-//!   transaction (its text mentions `begin` or `start`), the host sends
-//!   `ROLLBACK` before the connection goes back to the pool, so a transaction a
-//!   component left open never leaks into a later request (Spin itself does not
-//!   do this; a `COMMIT`ted transaction is unaffected, PostgreSQL only emits a
-//!   warning). Read-only requests pay no extra round trip, as on Spin.
+//!   lifetime and gives it back to the pool as it is when dropped (or when the
+//!   guest traps), as Spin does: a transaction a component leaves open stays
+//!   open on the pooled connection, and the next request that gets it runs
+//!   inside it (the pool's `Clean` recycling does not end transactions). So
+//!   components must always `COMMIT` or `ROLLBACK`, and the tests run against
+//!   exactly that.
 #![allow(clippy::result_large_err)] // `v4::Error` is the WIT error type, as in Spin.
 
 use std::error::Error as StdError;
@@ -101,38 +101,24 @@ fn create_connection_pool(address: &str) -> Result<deadpool_postgres::Pool> {
 /// Resource type of `spin:postgres/postgres.connection`.
 pub struct Connection {
     client: Option<deadpool_postgres::Object>,
-    /// A statement that may have opened a transaction ran on this connection.
-    used: bool,
 }
 
 impl Connection {
     pub(crate) fn new(client: deadpool_postgres::Object) -> Self {
         Self {
             client: Some(client),
-            used: false,
         }
     }
 
-    fn client(&mut self, statement: &str) -> Result<&deadpool_postgres::Object, v4::Error> {
-        // Conservative: a false positive costs one `ROLLBACK` round trip, nothing more.
-        let lower = statement.to_ascii_lowercase();
-        self.used |= lower.contains("begin") || lower.contains("start");
+    fn client(&self) -> Result<&deadpool_postgres::Object, v4::Error> {
         self.client
             .as_ref()
             .ok_or_else(|| v4::Error::ConnectionFailed("no connection found".into()))
     }
 
-    /// Called by the resource `drop`: roll back whatever is open, then return
-    /// the connection to the pool.
+    /// Called by the resource `drop`: the connection goes back to the pool as it is.
     pub(crate) async fn release(mut self) {
-        if let Some(client) = self.client.take() {
-            if self.used && client.batch_execute("ROLLBACK").await.is_err() {
-                // Connection unusable: detach it so it is closed, not pooled.
-                drop(deadpool_postgres::Object::take(client));
-                return;
-            }
-            drop(client);
-        }
+        drop(self.client.take());
     }
 
     pub(crate) async fn execute(
@@ -149,7 +135,7 @@ impl Connection {
             .iter()
             .map(|b| b.as_ref() as &(dyn ToSql + Sync))
             .collect();
-        self.client(&statement)?
+        self.client()?
             .execute(statement.as_str(), refs.as_slice())
             .await
             .map_err(query_failed)
@@ -170,7 +156,7 @@ impl Connection {
             .map(|b| b.as_ref() as &(dyn ToSql + Sync))
             .collect();
         let results = self
-            .client(&statement)?
+            .client()?
             .query(statement.as_str(), refs.as_slice())
             .await
             .map_err(query_failed)?;
@@ -194,28 +180,6 @@ impl Connection {
             .collect::<Result<Vec<_>>>()
             .map_err(|e| v4::Error::QueryFailed(v4::QueryError::Text(format!("{e:?}"))))?;
         Ok(RowSet { columns, rows })
-    }
-}
-
-impl Drop for Connection {
-    fn drop(&mut self) {
-        // Reached when the store is torn down without the guest dropping the
-        // resource (e.g. a trap): never pool a connection that may be inside a
-        // transaction.
-        if let Some(client) = self.client.take()
-            && self.used
-        {
-            match tokio::runtime::Handle::try_current() {
-                Ok(handle) => {
-                    handle.spawn(async move {
-                        if client.batch_execute("ROLLBACK").await.is_err() {
-                            drop(deadpool_postgres::Object::take(client));
-                        }
-                    });
-                }
-                Err(_) => drop(deadpool_postgres::Object::take(client)),
-            }
-        }
     }
 }
 

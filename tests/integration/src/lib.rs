@@ -613,14 +613,27 @@ impl Drop for TestApp {
         let redis_db = self.redis_db.take();
         let kv_dir = self.kv_dir.clone();
         // Drop runs inside the test's runtime: clean up on a thread with a runtime of its own.
-        let _ = std::thread::spawn(move || {
+        let leaked = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap();
             rt.block_on(async move {
+                let mut leaked = Vec::new();
                 if let Ok(url) = std::env::var("MARKETPLACE_TEST_PG") {
                     let admin = connect(&url).await;
+                    // Spin returns a connection to its pool as it is: a transaction a component
+                    // left open would swallow the next request's statements. None may be.
+                    if let Ok(rows) = admin
+                        .query(
+                            "select datname from pg_stat_activity \
+                             where datname = any($1) and state like 'idle in transaction%'",
+                            &[&names],
+                        )
+                        .await
+                    {
+                        leaked = rows.iter().map(|r| r.get::<_, String>(0)).collect();
+                    }
                     for name in names {
                         let _ = admin
                             .batch_execute(&format!("drop database if exists {name} with (force)"))
@@ -634,9 +647,17 @@ impl Drop for TestApp {
                 {
                     let _: Result<(), _> = redis::cmd("FLUSHDB").query_async(&mut conn).await;
                 }
-            });
-            let _ = std::fs::remove_dir_all(kv_dir);
+                leaked
+            })
         })
-        .join();
+        .join()
+        .unwrap_or_default();
+        let _ = std::fs::remove_dir_all(kv_dir);
+        if !leaked.is_empty() && !std::thread::panicking() {
+            panic!(
+                "a component left a transaction open on a pooled connection to {leaked:?} \
+                 (Spin would hand it to the next request)"
+            );
+        }
     }
 }
