@@ -38,9 +38,14 @@ host:
 test: deps wasm
 	@mkdir -p $(TEST_RUN_DIR)
 	@trap 'tools/dev/pg.sh stop $(TEST_RUN_DIR)/pg; tools/dev/redis.sh stop $(TEST_RUN_DIR)/redis $(TEST_REDIS_PORT); rm -rf $(TEST_RUN_DIR)' EXIT; \
-	tools/dev/pg.sh start $(TEST_RUN_DIR)/pg $(TEST_PG_PORT); \
+	pg_port=$(TEST_PG_PORT); \
+	until tools/dev/pg.sh start $(TEST_RUN_DIR)/pg $$pg_port; do \
+	  [ $$pg_port -lt $$(( $(TEST_PG_PORT) + 20 )) ] || exit 1; \
+	  echo "port $$pg_port was taken meanwhile; trying the next free one" >&2; \
+	  pg_port=$$(tools/dev/free-port.sh $$((pg_port + 1))); \
+	done; \
 	tools/dev/redis.sh start $(TEST_RUN_DIR)/redis $(TEST_REDIS_PORT); \
-	export MARKETPLACE_TEST_PG=$$(tools/dev/pg.sh url $(TEST_PG_PORT)); \
+	export MARKETPLACE_TEST_PG=$$(tools/dev/pg.sh url $$pg_port); \
 	export MARKETPLACE_TEST_REDIS=redis://127.0.0.1:$(TEST_REDIS_PORT); \
 	export MARKETPLACE_TEST_LOG=$(TEST_RUN_DIR)/components.log; \
 	cargo test --workspace --no-fail-fast; \
