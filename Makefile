@@ -6,8 +6,10 @@ SHELL := /bin/bash
 COMPONENTS := user product order delivery
 WASM_PACKAGES := $(addprefix -p marketplace-,$(COMPONENTS)) -p probe-component
 # Test servers on free ports of their own (from these upwards), in a fresh directory per run.
-TEST_PG_PORT := $(or $(TEST_PG_PORT),$(shell tools/dev/free-port.sh 55432))
-TEST_REDIS_PORT := $(or $(TEST_REDIS_PORT),$(shell tools/dev/free-port.sh 56379))
+# Below 32768, outside Linux's ephemeral range: a port there is never taken by a client
+# socket between the check and the server's start (the start still retries on the next one).
+TEST_PG_PORT := $(or $(TEST_PG_PORT),$(shell tools/dev/free-port.sh 15432))
+TEST_REDIS_PORT := $(or $(TEST_REDIS_PORT),$(shell tools/dev/free-port.sh 16379))
 TEST_RUN_DIR := $(shell mktemp -d -u /tmp/marketplace-test.XXXXXX)
 # Builds are cached across clones of the repository (CI clones afresh every run).
 CACHE_TARGET ?= $(HOME)/.cache/marketplace/target
@@ -37,16 +39,19 @@ host:
 
 test: deps wasm
 	@mkdir -p $(TEST_RUN_DIR)
-	@trap 'tools/dev/pg.sh stop $(TEST_RUN_DIR)/pg; tools/dev/redis.sh stop $(TEST_RUN_DIR)/redis $(TEST_REDIS_PORT); rm -rf $(TEST_RUN_DIR)' EXIT; \
-	pg_port=$(TEST_PG_PORT); \
+	@pg_port=$(TEST_PG_PORT); redis_port=$(TEST_REDIS_PORT); \
+	trap 'tools/dev/pg.sh stop $(TEST_RUN_DIR)/pg; tools/dev/redis.sh stop $(TEST_RUN_DIR)/redis $$redis_port; rm -rf $(TEST_RUN_DIR)' EXIT; \
 	until tools/dev/pg.sh start $(TEST_RUN_DIR)/pg $$pg_port; do \
 	  [ $$pg_port -lt $$(( $(TEST_PG_PORT) + 20 )) ] || exit 1; \
 	  echo "port $$pg_port was taken meanwhile; trying the next free one" >&2; \
 	  pg_port=$$(tools/dev/free-port.sh $$((pg_port + 1))); \
 	done; \
-	tools/dev/redis.sh start $(TEST_RUN_DIR)/redis $(TEST_REDIS_PORT); \
+	until tools/dev/redis.sh start $(TEST_RUN_DIR)/redis $$redis_port; do \
+	  [ $$redis_port -lt $$(( $(TEST_REDIS_PORT) + 20 )) ] || exit 1; \
+	  redis_port=$$(tools/dev/free-port.sh $$((redis_port + 1))); \
+	done; \
 	export MARKETPLACE_TEST_PG=$$(tools/dev/pg.sh url $$pg_port); \
-	export MARKETPLACE_TEST_REDIS=redis://127.0.0.1:$(TEST_REDIS_PORT); \
+	export MARKETPLACE_TEST_REDIS=redis://127.0.0.1:$$redis_port; \
 	export MARKETPLACE_TEST_LOG=$(TEST_RUN_DIR)/components.log; \
 	cargo test --workspace --no-fail-fast; \
 	cargo test -p marketplace-tests --test logs -- --ignored --exact the_captured_logs_of_the_whole_test_run_hold_nothing_secret_shaped; \

@@ -1,6 +1,6 @@
 //! `spin:postgres/postgres@4.0.0` against a real PostgreSQL
 //! (`MARKETPLACE_TEST_PG`, e.g.
-//! `postgres://postgres@127.0.0.1:55432/postgres?sslmode=disable`).
+//! `postgres://postgres@127.0.0.1:15432/postgres?sslmode=disable`).
 #[path = "../../host/tests/common/mod.rs"]
 mod common;
 
