@@ -350,6 +350,13 @@ fn login(config: &Config, req: &Request) -> Result<Response, Error> {
             token_hash: &token.hash,
         },
     )?;
+    // Retention rides on logins: a small bounded purge of long-expired refresh tokens and
+    // finished logins. Best effort: the login is already committed.
+    if let Err(e) =
+        db.purge_expired_logins(refresh::EXPIRED_TOKEN_RETENTION_DAYS, refresh::PURGE_BATCH)
+    {
+        eprintln!("user: purging expired logins failed: {e:?}");
+    }
     Ok(token_pair(config, &user, token.token))
 }
 

@@ -257,6 +257,27 @@ impl Db {
         })
     }
 
+    /// Deletes up to `batch` refresh tokens expired more than `days` ago, then up to `batch`
+    /// logins older than that with no token left; returns how many rows went.
+    pub fn purge_expired_logins(&self, days: i32, batch: i64) -> Result<u64, Error> {
+        let tokens = self.execute(
+            "delete from refresh_tokens where token_hash in (select token_hash \
+             from refresh_tokens where expires_at < now() - make_interval(days => $1) \
+             order by expires_at limit $2)",
+            &[ParameterValue::Int32(days), ParameterValue::Int64(batch)],
+        )?;
+        // A family outlives its tokens by at most the retention: rotation issues each new
+        // token in the family of the old one, so an old family without tokens is finished.
+        let families = self.execute(
+            "delete from refresh_families where id in (select f.id from refresh_families f \
+             where f.created_at < now() - make_interval(days => $1) \
+             and not exists (select 1 from refresh_tokens t where t.family_id = f.id) \
+             order by f.created_at limit $2)",
+            &[ParameterValue::Int32(days), ParameterValue::Int64(batch)],
+        )?;
+        Ok(tokens + families)
+    }
+
     fn insert_refresh_token(&self, family_id: Uuid, hash: &[u8]) -> Result<(), Error> {
         self.execute(
             "insert into refresh_tokens (token_hash, family_id, expires_at) \
@@ -367,9 +388,11 @@ impl Db {
 ///
 /// Keys are `login-failures/<sha256(normalised email)>`: no email in clear in the store, and
 /// unknown emails get a window too, so a 429 does not reveal whether an account exists.
-/// Updates use `wasi:keyvalue/atomics` compare-and-swap: a failure recorded concurrently on
-/// another instance makes our swap fail, and we retry on the fresh value, so none is lost.
-/// (An increment counter alone cannot express a sliding window; the times list can.)
+/// Updates use `wasi:keyvalue/atomics` compare-and-swap, read back: a failure recorded
+/// concurrently on another instance makes our swap fail (or, on Spin's Redis store, silently
+/// not happen), our failure's id is then missing from the stored window, and we retry on the
+/// fresh value, so none is lost. (An increment counter alone cannot express a sliding window;
+/// the list of failures can.)
 pub struct LoginFailures {
     bucket: wkv::Bucket,
 }

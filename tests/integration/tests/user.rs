@@ -429,6 +429,38 @@ async fn concurrent_failures_are_all_counted(kv: Kv) {
     login(&app, &email, PASSWORD).await.expect_problem(429);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_login_purges_refresh_tokens_expired_a_month_ago_and_their_finished_logins() {
+    let app = TestApp::start().await;
+    let email = unique_email();
+    register(&app, &email).await;
+    let first = login(&app, &email, PASSWORD).await;
+    first.expect(200);
+    let first_refresh = first.json()["refresh_token"].as_str().unwrap().to_string();
+    // That login began two months ago and its token expired 31 days ago.
+    let db = app.db(Db::User).await;
+    db.batch_execute(
+        "update refresh_tokens set expires_at = now() - interval '31 days';
+         update refresh_families set created_at = now() - interval '61 days';",
+    )
+    .await
+    .unwrap();
+
+    let second = login(&app, &email, PASSWORD).await;
+    second.expect(200);
+
+    let count = |sql: &'static str| {
+        let db = &db;
+        async move { db.query_one(sql, &[]).await.unwrap().get::<_, i64>(0) }
+    };
+    assert_eq!(count("select count(*) from refresh_tokens").await, 1);
+    assert_eq!(count("select count(*) from refresh_families").await, 1);
+    // The purged token is refused like any unknown one; the new login refreshes.
+    refresh(&app, &first_refresh).await.expect_problem(401);
+    let fresh = second.json()["refresh_token"].as_str().unwrap().to_string();
+    refresh(&app, &fresh).await.expect(200);
+}
+
 #[tokio::test]
 async fn concurrent_failed_logins_are_all_counted_in_the_sqlite_store() {
     concurrent_failures_are_all_counted(Kv::Sqlite).await;
