@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$(pwd)
 listen=${LISTEN:-127.0.0.1:3000}
-pg_port=${PG_PORT:-54329}
+pg_port=${PG_PORT:-15329}  # below 32768: never taken by a client socket
 pg_dir="$root/.spin/pg"
 mkdir -p .spin
 
