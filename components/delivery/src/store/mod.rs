@@ -21,11 +21,11 @@
 //! advanced with compare-and-swap, re-judging the state machine and checking the event id
 //! against the ids already applied on every attempt. Every swap is read back
 //! ([`kv::Bucket::cas_commit`]): Spin's Redis store reports success for a swap its `WATCH`
-//! aborted, so only the slot number found in the state says whose write landed. The swap is the commit point: the event id
-//! set, the status and the outbox entry change together or not at all, so concurrent writers
-//! lose no event, retries of one `event_id` land once, and a refused event leaves nothing
-//! reachable (its slot body is deleted). A body whose commit never happened (crash) is never
-//! referenced by the state and so never shown.
+//! aborted, so only the slot number found in the state says whose write landed. The swap is
+//! the commit point: the event id set, the status and the outbox entry change together or not
+//! at all, so concurrent writers lose no event, retries of one `event_id` land once, and a
+//! refused event leaves nothing reachable (its slot body is deleted). A body whose commit never
+//! happened (crash) is never referenced by the state and so never shown.
 
 pub mod kv;
 pub mod wasi;
