@@ -34,8 +34,11 @@ target:
 wasm:
 	cargo build --target wasm32-wasip2 --release $(WASM_PACKAGES)
 
+# The host and the migration tool, built by the same `cargo test --workspace` invocation that
+# `make test` runs: one feature resolution, so a fresh machine compiles wasmtime once, not twice
+# (a narrower `cargo build -p …` resolves other features and rebuilt it: ~10 minutes cold).
 host:
-	cargo build -p spin-test-host -p marketplace-migrate
+	cargo test --workspace --no-run
 
 test: deps wasm
 	@mkdir -p $(TEST_RUN_DIR)
