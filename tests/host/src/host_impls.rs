@@ -67,8 +67,8 @@ impl pg4::HostConnection for InstanceState {
     }
 
     async fn drop(&mut self, conn: Resource<Connection>) -> WResult<()> {
-        let conn = self.table.delete(conn)?;
-        conn.release().await;
+        // Back to the pool as it is, open transaction included (as in Spin).
+        drop(self.table.delete(conn)?);
         Ok(())
     }
 }

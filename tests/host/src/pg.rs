@@ -98,27 +98,15 @@ fn create_connection_pool(address: &str) -> Result<deadpool_postgres::Pool> {
         .context("building Postgres connection pool")
 }
 
-/// Resource type of `spin:postgres/postgres.connection`.
+/// Resource type of `spin:postgres/postgres.connection`. Dropping it gives the connection
+/// back to its pool as it is (see the module documentation).
 pub struct Connection {
-    client: Option<deadpool_postgres::Object>,
+    client: deadpool_postgres::Object,
 }
 
 impl Connection {
     pub(crate) fn new(client: deadpool_postgres::Object) -> Self {
-        Self {
-            client: Some(client),
-        }
-    }
-
-    fn client(&self) -> Result<&deadpool_postgres::Object, v4::Error> {
-        self.client
-            .as_ref()
-            .ok_or_else(|| v4::Error::ConnectionFailed("no connection found".into()))
-    }
-
-    /// Called by the resource `drop`: the connection goes back to the pool as it is.
-    pub(crate) async fn release(mut self) {
-        drop(self.client.take());
+        Self { client }
     }
 
     pub(crate) async fn execute(
@@ -135,7 +123,7 @@ impl Connection {
             .iter()
             .map(|b| b.as_ref() as &(dyn ToSql + Sync))
             .collect();
-        self.client()?
+        self.client
             .execute(statement.as_str(), refs.as_slice())
             .await
             .map_err(query_failed)
@@ -156,7 +144,7 @@ impl Connection {
             .map(|b| b.as_ref() as &(dyn ToSql + Sync))
             .collect();
         let results = self
-            .client()?
+            .client
             .query(statement.as_str(), refs.as_slice())
             .await
             .map_err(query_failed)?;

@@ -125,7 +125,7 @@ pub fn pg_admin_url() -> String {
     std::env::var("MARKETPLACE_TEST_PG").unwrap_or_else(|_| {
         panic!(
             "MARKETPLACE_TEST_PG is not set: these tests need a PostgreSQL admin URL such as \
-             postgres://postgres@127.0.0.1:55432/postgres?sslmode=disable"
+             postgres://postgres@127.0.0.1:15432/postgres?sslmode=disable"
         )
     })
 }
