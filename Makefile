@@ -14,12 +14,17 @@ TEST_RUN_DIR := $(shell mktemp -d -u /tmp/marketplace-test.XXXXXX)
 # Builds are cached across clones of the repository (CI clones afresh every run).
 CACHE_TARGET ?= $(HOME)/.cache/marketplace/target
 
-.PHONY: up test build deps wasm host unit-test integration-test deploy-test fmt lint clean-test-servers
+.PHONY: up test build deps wasm host migrate-tool unit-test integration-test deploy-test fmt lint clean-test-servers
 
-up: build
+# `make up` builds only what serving needs (the components and the migration tool; the test
+# host too with USE_TEST_HOST=1), never the test suite.
+up: deps wasm migrate-tool
 	tools/dev/up.sh
 
 build: deps wasm host
+
+migrate-tool:
+	cargo build -p marketplace-migrate $(if $(USE_TEST_HOST),-p spin-test-host)
 
 deps: target
 	@rustup target list --installed 2>/dev/null | grep -q wasm32-wasip2 || rustup target add wasm32-wasip2
@@ -73,7 +78,7 @@ lint:
 
 # ---------------------------------------------------------------- scale-out, black-box, bench
 # (tools/scaled, tests/blackbox, bench; docs/scaling.md)
-.PHONY: up-scaled blackbox blackbox-scaled bench
+.PHONY: up-scaled blackbox blackbox-single blackbox-scaled bench
 BASE_URL ?= http://127.0.0.1:3000
 
 # Two order-shard PostgreSQL servers, a product primary + streaming replica, two Redis
@@ -85,9 +90,17 @@ up-scaled: build
 blackbox:
 	tests/blackbox/run.sh "$(BASE_URL)"
 
-# Starts the scaled topology, runs the black-box tests against it, stops it.
+# One app process on real Spin with SQLite key-value files: start it, run the tests, stop it.
+blackbox-single: build
+	tests/blackbox/run.sh --single
+
+# The scaled topology on real Spin (two instances, Redis labels, haproxy): start, test, stop.
 blackbox-scaled: build
 	tests/blackbox/run.sh --scaled
+
+# The test host and real Spin serve the same probe app; every answer must agree (tests/agreement).
+agreement: build
+	tests/agreement/run.sh
 
 # Seeds a realistic catalog on the scaled topology and measures it (writes BENCHMARKS.md).
 bench: build

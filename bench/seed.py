@@ -144,7 +144,7 @@ def resp(*args):
 def seed_read_model(env, docs):
     """Stores the product read model as the product service leaves it after creating each
     product through the API (components/product/src/kv.rs, domain.rs `Document`): key
-    `product:v1:<id>` in label `products-<fnv1a(id bytes) % 4>`, a primary-sourced document
+    `product:v1:<id>` in label `products<fnv1a(id bytes) % 4>`, a primary-sourced document
     of the row's version. Labels 0/1 live on Redis A, 2/3 on Redis B (tools/scaled/up.sh)."""
     ports = [env["SCALED_REDIS_A"], env["SCALED_REDIS_A"], env["SCALED_REDIS_B"], env["SCALED_REDIS_B"]]
     streams = {p: [] for p in set(ports)}

@@ -77,7 +77,7 @@ def test_redis_server_stops_and_returns(world):
     before = {}
 
     def fault():
-        """Redis server B (products-2/3, deliveries-2/3) is killed"""
+        """Redis server B (products2/3, deliveries2/3) is killed"""
         before["keys"] = topo.redis_keys("redis-b")
         topo.redis_crash("redis-b")
 

@@ -5,7 +5,7 @@
 # - Without SPIN_VARIABLE_USER_DB_URL & co., a local PostgreSQL is started from the installed
 #   binaries (data in .spin/pg, port $PG_PORT), its four databases created and migrated.
 # - Development signing keys are generated once into .spin/dev-secrets.env.
-# - Served by `spin up` when the Spin CLI is installed, by the project's test host otherwise.
+# - Served by `spin up` (tools/dev/runtime.sh finds it); by the project's test host only with USE_TEST_HOST=1.
 # Stops what it started (the PostgreSQL server) when the app stops.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -64,11 +64,9 @@ migrate=target/debug/marketplace-migrate
 IFS=',' read -r -a order_urls <<< "$SPIN_VARIABLE_ORDER_DB_URLS"
 for u in "${order_urls[@]}"; do "$migrate" --service order --database-url "$u"; done
 
-if command -v spin >/dev/null 2>&1 && [ -z "${USE_TEST_HOST:-}" ]; then
-  spin up --listen "$listen" --runtime-config-file runtime-config/local.toml &
-else
-  target/debug/spin-test-host up -f spin.toml --listen "$listen" --runtime-config-file runtime-config/local.toml &
-fi
+runtime=$(tools/dev/runtime.sh)
+echo "serving with $runtime"
+"$runtime" up -f spin.toml --listen "$listen" --runtime-config-file runtime-config/local.toml &
 app=$!
 trap 'kill "$app" 2>/dev/null || true; wait "$app" 2>/dev/null || true; stop_pg' EXIT INT TERM
 wait "$app"

@@ -2,7 +2,7 @@
 //! and the outbox. Multi-statement writes run between `begin` and `commit` on one connection;
 //! every error path ends its transaction explicitly (Spin's pool does not).
 
-use marketplace_shared::OrderStatus;
+use marketplace_shared::{OrderStatus, pg};
 use serde::Serialize;
 use spin_sdk::pg4::{Connection, DbValue, Decode, ParameterValue, RowSet};
 use uuid::Uuid;
@@ -123,9 +123,7 @@ impl Db {
     }
 
     fn query(&self, sql: &str, params: &[ParameterValue]) -> Result<RowSet, Error> {
-        self.conn
-            .query(sql, params)
-            .map_err(|e| Error::db(self.index, e))
+        pg::query(&self.conn, sql, params).map_err(|e| Error::db(self.index, e))
     }
 
     fn execute(&self, sql: &str, params: &[ParameterValue]) -> Result<u64, Error> {
@@ -187,23 +185,22 @@ impl Db {
     /// `Ok(None)`: no such row (any more). `Err(Client 409)`: the lock wait timed out.
     pub fn lock_key(&self, buyer: Uuid, key: &str) -> Result<Option<KeyRow>, Error> {
         self.execute("set local lock_timeout = '20s'", &[])?;
-        let rows = self
-            .conn
-            .query(
-                "select request_hash, order_id, state, response_status, response_body, \
+        let rows = pg::query(
+            &self.conn,
+            "select request_hash, order_id, state, response_status, response_body, \
                  extract(epoch from now() - updated_at)::bigint \
                  from idempotency_keys where buyer_id = $1 and key = $2 for update",
-                &[buyer.into(), text(key)],
-            )
-            .map_err(|e| {
-                if Error::sqlstate(&e) == Some("55P03") {
-                    Error::Client(marketplace_shared::Problem::conflict(
-                        "a request with this Idempotency-Key is still being processed; retry later",
-                    ))
-                } else {
-                    Error::db(self.index, e)
-                }
-            })?;
+            &[buyer.into(), text(key)],
+        )
+        .map_err(|e| {
+            if pg::sqlstate(&e).as_deref() == Some("55P03") {
+                Error::Client(marketplace_shared::Problem::conflict(
+                    "a request with this Idempotency-Key is still being processed; retry later",
+                ))
+            } else {
+                Error::db(self.index, e)
+            }
+        })?;
         let Some(r) = rows.rows.first() else {
             return Ok(None);
         };

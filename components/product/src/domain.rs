@@ -661,7 +661,7 @@ pub fn parse_reservation(
     })
 }
 
-/// Number of key-value labels the read model is spread over (`products-0` … `products-3`).
+/// Number of key-value labels the read model is spread over (`products0` … `products3`).
 pub const KV_PARTITIONS: u64 = 4;
 
 /// The key-value label holding the read-model document of `id`.
@@ -671,7 +671,7 @@ pub const KV_PARTITIONS: u64 = 4;
 /// Labels are virtual partitions: runtime config maps them to SQLite files or Redis
 /// servers, so adding a Redis server means pointing some labels at it, with no code change.
 pub fn kv_label(id: &Uuid) -> String {
-    format!("products-{}", fnv1a(id.as_bytes()) % KV_PARTITIONS)
+    format!("products{}", fnv1a(id.as_bytes()) % KV_PARTITIONS)
 }
 
 /// The key of the read-model document of `id` within its label.
@@ -942,7 +942,7 @@ mod tests {
         // Pinned: changing the hash would orphan every stored document.
         assert_eq!(
             kv_label(&Uuid::nil()),
-            format!("products-{}", fnv1a(&[0; 16]) % 4)
+            format!("products{}", fnv1a(&[0; 16]) % 4)
         );
         assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);

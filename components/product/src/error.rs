@@ -1,6 +1,7 @@
 //! The product service's one error type and its one mapping to a problem document.
 
 use marketplace_shared::Problem;
+use marketplace_shared::pg::{Failure, describe};
 
 /// Everything a handler can fail with.
 #[derive(Debug)]
@@ -9,11 +10,11 @@ pub enum Error {
     Client(Problem),
     /// The database did not answer (connection refused, pool exhausted): 503.
     DbUnavailable(String),
-    /// A statement failed for a reason that is not the client's: 500 (or 409 by constraint).
-    Db {
-        code: Option<String>,
-        message: String,
-    },
+    /// A constraint refused the write (a concurrent writer got there first, stock below
+    /// zero): 409 with this detail.
+    DbConflict(&'static str),
+    /// A statement failed for a reason that is not the client's: 500.
+    Db(String),
     /// A deployment error (missing or malformed variable): 500.
     Config(String),
     /// A bug (a row that does not decode, ...): 500.
@@ -26,31 +27,15 @@ impl From<Problem> for Error {
     }
 }
 
-/// The first line of a driver message, capped: enough to diagnose, never a backtrace.
-pub fn short(message: &str) -> String {
-    let line = message.lines().next().unwrap_or("");
-    line.chars().take(300).collect()
-}
-
 impl From<spin_sdk::pg4::PgError> for Error {
     fn from(e: spin_sdk::pg4::PgError) -> Self {
-        use spin_sdk::pg4::{PgError, QueryError};
-        match e {
-            PgError::ConnectionFailed(m) => Error::DbUnavailable(short(&m)),
-            PgError::QueryFailed(QueryError::DbError(d)) => Error::Db {
-                code: Some(d.code),
-                message: short(&d.message),
-            },
-            PgError::QueryFailed(QueryError::Text(m)) => Error::Db {
-                code: None,
-                message: short(&m),
-            },
-            PgError::BadParameter(m) | PgError::ValueConversionFailed(m) | PgError::Other(m) => {
-                Error::Db {
-                    code: None,
-                    message: short(&m),
-                }
+        match Failure::of(&e) {
+            Failure::Unavailable | Failure::Contended => Error::DbUnavailable(describe(&e)),
+            Failure::Unique { .. } => Error::DbConflict("the resource already exists"),
+            Failure::Check { .. } => {
+                Error::DbConflict("the change conflicts with the current state")
             }
+            Failure::Defect => Error::Db(describe(&e)),
         }
     }
 }
@@ -64,27 +49,11 @@ impl Error {
                 eprintln!("product: database unavailable: {m}");
                 Problem::service_unavailable("postgres (product database)")
             }
-            Error::Db { code, message } => match code.as_deref() {
-                // Unique violation: a concurrent writer got there first.
-                Some("23505") => Problem::conflict("the resource already exists"),
-                // Check violation (e.g. stock below zero): the state does not allow it.
-                Some("23514") => Problem::conflict("the change conflicts with the current state"),
-                // Deadlock, serialization failure, too many connections, shutdown, timeouts.
-                Some(c)
-                    if c == "40P01"
-                        || c == "40001"
-                        || c.starts_with("53")
-                        || c.starts_with("57")
-                        || c.starts_with("08") =>
-                {
-                    eprintln!("product: database busy ({c}): {message}");
-                    Problem::service_unavailable("postgres (product database)")
-                }
-                _ => {
-                    eprintln!("product: database error {code:?}: {message}");
-                    Problem::internal()
-                }
-            },
+            Error::DbConflict(detail) => Problem::conflict(detail),
+            Error::Db(m) => {
+                eprintln!("product: database error: {m}");
+                Problem::internal()
+            }
             Error::Config(m) => {
                 eprintln!("product: configuration error: {m}");
                 Problem::internal()
@@ -105,10 +74,15 @@ mod tests {
     use super::*;
 
     fn db(code: &str) -> Error {
-        Error::Db {
-            code: Some(code.into()),
+        use spin_sdk::pg4::{DbError, PgError, QueryError};
+        Error::from(PgError::QueryFailed(QueryError::DbError(DbError {
+            as_text: String::new(),
+            severity: "ERROR".into(),
+            code: code.into(),
             message: "secret detail".into(),
-        }
+            detail: None,
+            extras: vec![],
+        })))
     }
 
     #[test]
@@ -128,11 +102,8 @@ mod tests {
     }
 
     #[test]
-    fn client_problems_pass_through_and_logs_keep_one_short_line() {
+    fn client_problems_pass_through() {
         let p = Problem::not_found("no such product");
         assert_eq!(Error::from(p.clone()).into_problem(), p);
-        let long = format!("first line {}\nbacktrace...", "x".repeat(1000));
-        let s = short(&long);
-        assert!(s.starts_with("first line") && s.chars().count() == 300 && !s.contains('\n'));
     }
 }

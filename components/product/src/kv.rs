@@ -1,5 +1,5 @@
 //! The key-value read model: one JSON [`Document`] per product, spread over the labels
-//! `products-0` … `products-3` by [`domain::kv_label`] (`wasi:keyvalue`).
+//! `products0` … `products3` by [`domain::kv_label`] (`wasi:keyvalue`).
 //!
 //! Runtime config maps each label to a SQLite file (laptop) or a Redis server (production);
 //! several labels may share a server, so more servers are added by configuration only.
@@ -91,7 +91,7 @@ pub fn after_write(doc: &Document) {
 /// Checks that every label answers (readiness); names the first that does not.
 pub fn ping() -> Result<(), String> {
     for i in 0..domain::KV_PARTITIONS {
-        let label = format!("products-{i}");
+        let label = format!("products{i}");
         let bucket = store::open(&label).map_err(|e| format!("{label}: {e:?}"))?;
         bucket
             .exists("readyz")

@@ -5,7 +5,7 @@
 //! detail refill) try the configured replicas first and fall back to the primary.
 
 use chrono::{DateTime, Utc};
-use marketplace_shared::time;
+use marketplace_shared::{pg, time};
 use spin_sdk::pg4::{Connection, DbValue, Decode, ParameterValue, RowSet};
 use uuid::Uuid;
 
@@ -127,7 +127,7 @@ fn rows(set: &RowSet) -> Result<Vec<Row>> {
 
 /// One product by id, whatever its status.
 pub fn product(conn: &Connection, id: Uuid) -> Result<Option<Row>> {
-    let set = conn.query(sql::SELECT_PRODUCT, &[uuid(id)])?;
+    let set = pg::query(conn, sql::SELECT_PRODUCT, &[uuid(id)])?;
     Ok(rows(&set)?.into_iter().next())
 }
 
@@ -141,7 +141,7 @@ pub fn search(conn: &Connection, spec: &sql::SearchSpec) -> Result<Vec<Row>> {
             break;
         }
         let params: Vec<ParameterValue> = statement.params.into_iter().map(to_param).collect();
-        page.extend(rows(&conn.query(&statement.sql, &params)?)?);
+        page.extend(rows(&pg::query(conn, &statement.sql, &params)?)?);
     }
     page.truncate(wanted);
     Ok(page)
@@ -161,7 +161,8 @@ pub fn insert(conn: &Connection, id: Uuid, seller_id: Uuid, p: &NewProduct) -> R
          $6::int8, $7::text, $8::int8, $9::jsonb) returning {}",
         sql::PRODUCT_COLUMNS
     );
-    let set = conn.query(
+    let set = pg::query(
+        conn,
         &statement,
         &[
             uuid(id),
@@ -216,9 +217,11 @@ impl Drop for Tx<'_> {
 
 /// The product row, locked for the rest of the transaction.
 pub fn product_for_update(tx: &Tx<'_>, id: Uuid) -> Result<Option<Row>> {
-    let set = tx
-        .conn()
-        .query(&format!("{} for update", sql::SELECT_PRODUCT), &[uuid(id)])?;
+    let set = pg::query(
+        tx.conn(),
+        &format!("{} for update", sql::SELECT_PRODUCT),
+        &[uuid(id)],
+    )?;
     Ok(rows(&set)?.into_iter().next())
 }
 
@@ -257,7 +260,7 @@ pub fn update(tx: &Tx<'_>, id: Uuid, patch: &ProductPatch) -> Result<Row> {
         sets.join(", "),
         sql::PRODUCT_COLUMNS
     );
-    rows(&tx.conn().query(&statement, &params)?)?
+    rows(&pg::query(tx.conn(), &statement, &params)?)?
         .into_iter()
         .next()
         .ok_or_else(|| Error::Internal("update returned no row".into()))
@@ -270,7 +273,7 @@ pub fn archive(tx: &Tx<'_>, id: Uuid) -> Result<Row> {
          where id = $1::uuid returning {}",
         sql::PRODUCT_COLUMNS
     );
-    rows(&tx.conn().query(&statement, &[uuid(id)])?)?
+    rows(&pg::query(tx.conn(), &statement, &[uuid(id)])?)?
         .into_iter()
         .next()
         .ok_or_else(|| Error::Internal("archive returned no row".into()))
@@ -287,7 +290,7 @@ pub fn lock_products(tx: &Tx<'_>, ids: &[Uuid]) -> Result<Vec<Row>> {
         "select {} from products where id = any($1::text[]::uuid[]) order by id for update",
         sql::PRODUCT_COLUMNS
     );
-    rows(&tx.conn().query(&statement, &[id_array(ids)])?)
+    rows(&pg::query(tx.conn(), &statement, &[id_array(ids)])?)
 }
 
 /// Adds `deltas` (negative to take) to the stock of locked rows; returns the new rows.
@@ -299,7 +302,8 @@ pub fn add_stock(tx: &Tx<'_>, deltas: &[(Uuid, i64)]) -> Result<Vec<Row>> {
          from unnest($1::text[]::uuid[], $2::int8[]) as d(pid, delta) where id = d.pid returning {}",
         sql::PRODUCT_COLUMNS
     );
-    rows(&tx.conn().query(
+    rows(&pg::query(
+        tx.conn(),
         &statement,
         &[id_array(&ids), ParameterValue::ArrayInt64(amounts)],
     )?)
@@ -317,7 +321,8 @@ pub fn claim_reservation(tx: &Tx<'_>, reservation_id: &str) -> Result<bool> {
 
 /// The stored answer of an earlier reservation.
 pub fn reservation_response(tx: &Tx<'_>, reservation_id: &str) -> Result<serde_json::Value> {
-    let set = tx.conn().query(
+    let set = pg::query(
+        tx.conn(),
         "select response from reservations where reservation_id = $1::text",
         &[ParameterValue::Str(reservation_id.to_string())],
     )?;
@@ -355,7 +360,8 @@ pub fn record_reservation(
 /// Marks a reservation released; returns what it had reserved, or `None` when it is
 /// unknown or already released (release is idempotent: stock comes back once).
 pub fn release_reservation(tx: &Tx<'_>, reservation_id: &str) -> Result<Option<Vec<(Uuid, i64)>>> {
-    let set = tx.conn().query(
+    let set = pg::query(
+        tx.conn(),
         "update reservations set released_at = now(), updated_at = now() \
          where reservation_id = $1::text and released_at is null returning quantities",
         &[ParameterValue::Str(reservation_id.to_string())],
@@ -382,6 +388,6 @@ pub fn release_reservation(tx: &Tx<'_>, reservation_id: &str) -> Result<Option<V
 
 /// `select 1` on the primary (readiness).
 pub fn ping(url: &str) -> Result<()> {
-    open(url)?.query("select 1", &[])?;
+    pg::query(&open(url)?, "select 1", &[])?;
     Ok(())
 }

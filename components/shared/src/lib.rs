@@ -9,7 +9,7 @@
 //! - [`time`]: RFC 3339 timestamps as the contract writes them.
 //!
 //! Nothing here does I/O; with the `spin` feature, [`response`] turns values into spin-sdk
-//! responses.
+//! responses and [`pg`] runs statements and classifies their errors as real Spin needs.
 
 pub mod body;
 pub mod page;
@@ -19,6 +19,8 @@ pub mod time;
 pub mod tokens;
 pub mod wit;
 
+#[cfg(feature = "spin")]
+pub mod pg;
 #[cfg(feature = "spin")]
 pub mod response;
 

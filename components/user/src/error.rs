@@ -1,7 +1,8 @@
 //! The one error type of the user service and its one mapping to a problem document.
 
 use marketplace_shared::Problem;
-use spin_sdk::pg4::{PgError, QueryError};
+use marketplace_shared::pg::{Failure, describe};
+use spin_sdk::pg4::PgError;
 
 /// The unique index that makes an email belong to at most one live account.
 pub const EMAIL_UNIQUE_CONSTRAINT: &str = "users_email_normalized_key";
@@ -85,38 +86,12 @@ fn first_line(cause: &str) -> &str {
     cause.lines().next().unwrap_or_default()
 }
 
-/// SQLSTATE classes that mean the database, not the statement, is the problem:
-/// 08 connection exception, 53 insufficient resources, 57 operator intervention.
-fn is_unavailable(code: &str) -> bool {
-    ["08", "53", "57"].iter().any(|c| code.starts_with(c))
-}
-
 impl From<PgError> for Error {
     fn from(e: PgError) -> Self {
-        match e {
-            PgError::ConnectionFailed(m) => Error::DatabaseUnavailable(m),
-            PgError::QueryFailed(QueryError::DbError(db)) => {
-                if db.code == "23505"
-                    && db
-                        .extras
-                        .iter()
-                        .any(|(k, v)| k == "constraint" && v == EMAIL_UNIQUE_CONSTRAINT)
-                {
-                    Error::EmailTaken
-                } else if is_unavailable(&db.code) {
-                    Error::DatabaseUnavailable(format!("{} {}", db.code, db.message))
-                } else {
-                    Error::Internal(format!("query failed: {} {}", db.code, db.message))
-                }
-            }
-            // Errors outside the database protocol (closed or broken connection).
-            PgError::QueryFailed(QueryError::Text(m)) => Error::DatabaseUnavailable(m),
-            // Conversion errors name the variant only: their text may quote parameter values.
-            PgError::BadParameter(_) => Error::Internal("postgres: bad parameter".into()),
-            PgError::ValueConversionFailed(_) => {
-                Error::Internal("postgres: value conversion failed".into())
-            }
-            other => Error::Internal(format!("postgres: {}", first_line(&format!("{other:?}")))),
+        match Failure::of(&e) {
+            f if f.is_unique(EMAIL_UNIQUE_CONSTRAINT) => Error::EmailTaken,
+            Failure::Unavailable | Failure::Contended => Error::DatabaseUnavailable(describe(&e)),
+            _ => Error::Internal(describe(&e)),
         }
     }
 }
@@ -124,7 +99,7 @@ impl From<PgError> for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use spin_sdk::pg4::DbError;
+    use spin_sdk::pg4::{DbError, QueryError};
 
     fn db_error(code: &str, constraint: Option<&str>) -> PgError {
         PgError::QueryFailed(QueryError::DbError(DbError {

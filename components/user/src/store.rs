@@ -2,7 +2,7 @@
 //! the `users` key-value store (`wasi:keyvalue` with compare-and-swap).
 
 use chrono::{DateTime, NaiveDateTime, Utc};
-use marketplace_shared::Role;
+use marketplace_shared::{Role, pg};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use spin_sdk::pg4::{Connection, DbValue, Decode, ParameterValue, RowSet};
@@ -128,7 +128,7 @@ impl Db {
     }
 
     fn query(&self, sql: &str, params: &[ParameterValue]) -> Result<RowSet, Error> {
-        Ok(self.conn.query(sql, params)?)
+        Ok(pg::query(&self.conn, sql, params)?)
     }
 
     fn execute(&self, sql: &str, params: &[ParameterValue]) -> Result<u64, Error> {

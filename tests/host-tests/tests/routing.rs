@@ -292,3 +292,53 @@ async fn unknown_component_field_is_rejected_and_inline_ids_follow_spin() {
     assert!(ids.contains(&"probe-http-trigger"), "{ids:?}");
     assert!(ids.contains(&"inline"), "{ids:?}");
 }
+
+/// Spin (`spin-serde`'s `Id`) refuses these at load time; so must the host, or a manifest
+/// that only the host accepts reaches production (it happened: `products-0`).
+#[tokio::test]
+async fn ids_spin_refuses_are_refused_at_load_time() {
+    let cases = [
+        (
+            "key_value_stores = [\"products-0\"]",
+            "expected kebab-case or snake_case",
+        ),
+        (
+            "key_value_stores = [\"Products\"]",
+            "expected kebab-case or snake_case",
+        ),
+        ("variables = { Db_url = \"x\" }", "invalid variable name"),
+    ];
+    for (line, message) in cases {
+        let dir = TempDir::new("badid");
+        std::fs::write(
+            dir.path().join("spin.toml"),
+            format!(
+                "spin_manifest_version = 2\n[application]\nname = \"x\"\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"c\"\n[component.c]\nsource = \"{}\"\n{line}\n",
+                probe_wasm().display()
+            ),
+        )
+        .unwrap();
+        let err = spin_test_host::App::load(dir.path().join("spin.toml"), opts())
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{line}: must fail"));
+        assert!(format!("{err:#}").contains(message), "{line}: {err:#}");
+    }
+    let dir = TempDir::new("badcomponent");
+    std::fs::write(
+        dir.path().join("spin.toml"),
+        format!(
+            "spin_manifest_version = 2\n[application]\nname = \"x\"\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"c-1\"\n[component.c-1]\nsource = \"{}\"\n",
+            probe_wasm().display()
+        ),
+    )
+    .unwrap();
+    let err = spin_test_host::App::load(dir.path().join("spin.toml"), opts())
+        .await
+        .err()
+        .expect("a component id with a digit-led word must fail");
+    assert!(
+        format!("{err:#}").contains("must start with an ASCII letter"),
+        "{err:#}"
+    );
+}

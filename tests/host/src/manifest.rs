@@ -3,7 +3,9 @@
 //! Like Spin's manifest v2 schema, unknown keys are rejected at the top level,
 //! in `[application]` and in components; trigger tables are open (Spin passes
 //! them to the trigger). Trigger and inline-component IDs are assigned as
-//! Spin's `normalize_manifest` does.
+//! Spin's `normalize_manifest` does. Ids are checked like Spin's `spin-serde` `Id`
+//! (component ids kebab-case, variable names lower snake_case, key-value labels either),
+//! so a manifest `spin up` refuses is refused here too.
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -136,6 +138,16 @@ fn parse_component(id: &str, table: toml::Table, dir: &Path) -> Result<Component
     let raw: RawComponent = toml::Value::Table(table)
         .try_into()
         .with_context(|| format!("invalid component {id:?}"))?;
+    check_id(id, '-', false).with_context(|| format!("invalid component id {id:?}"))?;
+    for label in raw.key_value_stores.iter().chain(&raw.sqlite_databases) {
+        if check_id(label, '-', false).is_err() && check_id(label, '_', false).is_err() {
+            bail!("component {id:?}: {label:?}: expected kebab-case or snake_case");
+        }
+    }
+    for key in raw.variables.keys() {
+        check_id(key, '_', true)
+            .with_context(|| format!("component {id:?}: invalid variable name {key:?}"))?;
+    }
     if !raw.sqlite_databases.is_empty() || !raw.ai_models.is_empty() {
         tracing::warn!(
             "component {id:?}: sqlite_databases / ai_models are not provided by spin-test-host"
@@ -203,6 +215,9 @@ impl Manifest {
             other => bail!(
                 "unsupported spin_manifest_version {other}: spin-test-host reads manifest version 2 only"
             ),
+        }
+        for name in raw.variables.keys() {
+            check_id(name, '_', true).with_context(|| format!("invalid variable name {name:?}"))?;
         }
         let mut components = BTreeMap::new();
         for (id, table) in raw.component {
@@ -326,6 +341,46 @@ impl Manifest {
             http_triggers,
         })
     }
+}
+
+/// Spin's `spin_serde::id::Id<DELIM, LOWER>`: words separated by `delim`, each non-empty,
+/// starting with an ASCII letter, then ASCII letters and digits, all lower or all upper case
+/// (only lower case when `lower`). `products-0` fails: its second word starts with a digit.
+fn check_id(id: &str, delim: char, lower: bool) -> Result<()> {
+    if id.is_empty() {
+        bail!("empty");
+    }
+    let wrong = if delim == '-' { '_' } else { '-' };
+    if id.contains(wrong) {
+        bail!("words must be separated with {delim:?}, not {wrong:?}");
+    }
+    for word in id.split(delim) {
+        let mut chars = word.chars();
+        let Some(first) = chars.next() else {
+            bail!("{delim:?}-separated words must not be empty");
+        };
+        if !first.is_ascii_alphabetic() {
+            bail!("{delim:?}-separated words must start with an ASCII letter; got {first:?}");
+        }
+        let upper = first.is_ascii_uppercase();
+        for ch in chars {
+            if ch.is_ascii_digit() {
+                continue;
+            }
+            if !ch.is_ascii_alphanumeric() {
+                bail!("{delim:?}-separated words may only contain alphanumeric ASCII; got {ch:?}");
+            }
+            if ch.is_ascii_uppercase() != upper {
+                bail!(
+                    "{delim:?}-separated words must be all lowercase or all UPPERCASE; got {word:?}"
+                );
+            }
+        }
+        if lower && upper {
+            bail!("Lower-case identifiers must be all lowercase; got {id:?}");
+        }
+    }
+    Ok(())
 }
 
 /// One `[key_value_store.<label>]` entry of the runtime config.

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use bytes::BufMut;
+use futures::TryStreamExt as _;
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 use tokio_postgres::{NoTls, Row, config::SslMode};
 
@@ -143,11 +144,19 @@ impl Connection {
             .iter()
             .map(|b| b.as_ref() as &(dyn ToSql + Sync))
             .collect();
-        let results = self
+        // As Spin's `query`: statement errors before the first row (parse, bind) come back
+        // structured, but an error the server reports while rows stream (a constraint
+        // violation of `INSERT … RETURNING`, a division by zero in a row, a cancelled
+        // statement) is wrapped in `anyhow` and flattened into `query-failed(text(…))`
+        // holding the structured error's debug form.
+        let stream = self
             .client
-            .query(statement.as_str(), refs.as_slice())
+            .query_raw(statement.as_str(), refs)
             .await
             .map_err(query_failed)?;
+        let results: Vec<Row> = stream.try_collect().await.map_err(|e| {
+            v4::Error::QueryFailed(v4::QueryError::Text(format!("{:?}", query_failed(e))))
+        })?;
         if results.is_empty() {
             return Ok(RowSet {
                 columns: vec![],
@@ -166,7 +175,11 @@ impl Connection {
             .iter()
             .map(convert_row)
             .collect::<Result<Vec<_>>>()
-            .map_err(|e| v4::Error::QueryFailed(v4::QueryError::Text(format!("{e:?}"))))?;
+            // Spin: `query_failed_anyhow` per row, then flattened again by `query`.
+            .map_err(|e| {
+                let inner = v4::Error::QueryFailed(v4::QueryError::Text(format!("{e:?}")));
+                v4::Error::QueryFailed(v4::QueryError::Text(format!("{inner:?}")))
+            })?;
         Ok(RowSet { columns, rows })
     }
 }

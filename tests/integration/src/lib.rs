@@ -262,14 +262,14 @@ fn unique_prefix() -> String {
 
 const KV_LABELS: &[&str] = &[
     "users",
-    "products-0",
-    "products-1",
-    "products-2",
-    "products-3",
-    "deliveries-0",
-    "deliveries-1",
-    "deliveries-2",
-    "deliveries-3",
+    "products0",
+    "products1",
+    "products2",
+    "products3",
+    "deliveries0",
+    "deliveries1",
+    "deliveries2",
+    "deliveries3",
 ];
 
 impl TestApp {

@@ -1739,7 +1739,7 @@ async fn documents_are_spread_over_the_four_labels_by_a_stable_hash_of_the_produ
     }
     let files: Vec<Vec<u8>> = (0..4)
         .map(|i| {
-            let path = dir.join(format!("products-{i}.db"));
+            let path = dir.join(format!("products{i}.db"));
             std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
         })
         .collect();
@@ -1748,7 +1748,7 @@ async fn documents_are_spread_over_the_four_labels_by_a_stable_hash_of_the_produ
     for (id, label) in placed {
         let key = format!("product:v1:{id}");
         for (i, file) in files.iter().enumerate() {
-            assert_eq!(contains(file, &key), i == label, "{key} in products-{i}");
+            assert_eq!(contains(file, &key), i == label, "{key} in products{i}");
         }
     }
     assert!(

@@ -1,6 +1,6 @@
 //! Which key-value label holds a key: a stable hash, so every instance agrees without a lookup.
 //!
-//! The labels (`deliveries-0` … `deliveries-3`) are fixed virtual partitions; operators add
+//! The labels (`deliveries0` … `deliveries3`) are fixed virtual partitions; operators add
 //! servers by pointing labels at new Redis instances in the runtime config, never by changing
 //! the count (that would move every key).
 
@@ -24,7 +24,7 @@ pub fn shard_of(routing_key: &str) -> usize {
 
 /// The label name of shard `i`.
 pub fn label(i: usize) -> String {
-    format!("deliveries-{i}")
+    format!("deliveries{i}")
 }
 
 #[cfg(test)]
@@ -46,6 +46,6 @@ mod tests {
             counts[shard_of(&uuid::Uuid::from_u128(i * 7919).to_string())] += 1;
         }
         assert!(counts.iter().all(|&c| c > 800), "{counts:?}");
-        assert_eq!(label(2), "deliveries-2");
+        assert_eq!(label(2), "deliveries2");
     }
 }

@@ -19,7 +19,7 @@ impl From<KvError> for crate::error::Error {
 
 pub type KvResult<T> = Result<T, KvError>;
 
-/// One label (`deliveries-N`): plain reads and writes plus the two atomic operations.
+/// One label (`deliveriesN`): plain reads and writes plus the two atomic operations.
 pub trait Bucket {
     /// A compare-and-swap handle: remembers (or, on Redis, `WATCH`es) what was read.
     type Cas;
@@ -51,7 +51,7 @@ pub trait Bucket {
 pub trait Shards {
     type B: Bucket;
 
-    /// The bucket of label `deliveries-{index}`.
+    /// The bucket of label `deliveries{index}`.
     fn shard(&self, index: usize) -> KvResult<&Self::B>;
 
     /// Waits a little before compare-and-swap attempt `attempt` (randomised back-off).
