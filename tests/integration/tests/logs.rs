@@ -14,7 +14,7 @@
 //! finds a planted one.
 //!
 //! Run: `make test`, or with `MARKETPLACE_TEST_PG` / `MARKETPLACE_TEST_REDIS` set,
-//! `cargo test -p marketplace-tests --test logs`.
+//! `cargo test --workspace --test logs`.
 
 use std::sync::{Arc, Mutex};
 
