@@ -1,7 +1,7 @@
 //! Calls to the product and delivery services' internal endpoints, with service tokens.
 
-use marketplace_shared::FieldErrors;
 use marketplace_shared::wit::{Reservation, ReservationItem, ReservationRequest, ShipmentRequest};
+use marketplace_shared::{FieldErrors, ShortItem};
 use spin_sdk::http::{Method, Request, Response};
 use uuid::Uuid;
 
@@ -11,8 +11,9 @@ use crate::domain::order::Line;
 /// Why a reservation was not made (or may have been made).
 #[derive(Debug)]
 pub enum ReserveError {
-    /// 409: not enough stock; nothing was reserved. The product service's detail.
-    Conflict(String),
+    /// 409: not enough stock; nothing was reserved. The product service's detail and the
+    /// products it names short.
+    Conflict(String, Vec<ShortItem>),
     /// 422: unknown or archived products; nothing was reserved. Field errors when given.
     Invalid(String, Option<FieldErrors>),
     /// No usable answer: the reservation may or may not exist and must be released.
@@ -68,6 +69,20 @@ fn problem_detail(body: &[u8]) -> (String, Option<FieldErrors>) {
     (detail, errors.filter(|e| !e.is_empty()))
 }
 
+/// The `short_items` of a 409 (at most 100, like the lines of an order).
+fn short_items(body: &[u8]) -> Vec<ShortItem> {
+    #[derive(serde::Deserialize)]
+    struct Short {
+        #[serde(default)]
+        short_items: Vec<ShortItem>,
+    }
+    let mut items = serde_json::from_slice::<Short>(body)
+        .map(|s| s.short_items)
+        .unwrap_or_default();
+    items.truncate(100);
+    items
+}
+
 /// `POST {product}/internal/products/reservations`; the reservation id makes it idempotent.
 pub async fn reserve(
     cfg: &Config,
@@ -95,7 +110,10 @@ pub async fn reserve(
         200 | 201 => serde_json::from_slice::<Reservation>(resp.body()).map_err(|e| {
             ReserveError::Unavailable(format!("product answered an unreadable reservation: {e}"))
         }),
-        409 => Err(ReserveError::Conflict(problem_detail(resp.body()).0)),
+        409 => Err(ReserveError::Conflict(
+            problem_detail(resp.body()).0,
+            short_items(resp.body()),
+        )),
         422 => {
             let (detail, errors) = problem_detail(resp.body());
             Err(ReserveError::Invalid(detail, errors))

@@ -132,14 +132,16 @@ async fn attempt(
     let oid = order_id.to_string();
     let reservation = match clients::reserve(cfg, &oid, &new.items).await {
         Ok(r) => r,
-        Err(ReserveError::Conflict(detail)) => {
+        Err(ReserveError::Conflict(detail, short_items)) => {
             forget(cfg, db, buyer, key, None).await?;
-            let detail = if detail.is_empty() {
-                "not enough stock".to_string()
+            let problem = if !short_items.is_empty() {
+                Problem::insufficient_stock(short_items)
+            } else if detail.is_empty() {
+                Problem::conflict("not enough stock")
             } else {
-                detail
+                Problem::conflict(detail)
             };
-            return Err(Problem::conflict(detail).into());
+            return Err(problem.into());
         }
         Err(ReserveError::Invalid(detail, errors)) => {
             forget(cfg, db, buyer, key, None).await?;

@@ -2,7 +2,7 @@
 
 use marketplace_shared::response::{self, header};
 use marketplace_shared::wit::{Reservation, ReservedItem};
-use marketplace_shared::{FieldErrors, Problem, Role, page};
+use marketplace_shared::{FieldErrors, Problem, Role, ShortItem, page};
 use spin_sdk::http::{Method, Request, Response};
 use uuid::Uuid;
 
@@ -303,17 +303,19 @@ fn reserve(req: &Request) -> Result<Response> {
         }
     }
     errors.into_result()?;
-    let short: Vec<String> = totals
+    let short: Vec<ShortItem> = totals
         .iter()
-        .filter(|(id, qty)| find(id).is_none_or(|r| r.product.stock < *qty))
-        .map(|(id, _)| id.to_string())
+        .filter_map(|(id, qty)| {
+            let available = find(id).map_or(0, |r| r.product.stock);
+            (available < *qty).then(|| ShortItem {
+                product_id: id.to_string(),
+                requested: *qty,
+                available,
+            })
+        })
         .collect();
     if !short.is_empty() {
-        return Err(Problem::conflict(format!(
-            "insufficient stock for products: {}",
-            short.join(", ")
-        ))
-        .into());
+        return Err(Problem::insufficient_stock(short).into());
     }
 
     let mut items = Vec::with_capacity(request.lines.len());

@@ -24,5 +24,5 @@ pub mod pg;
 #[cfg(feature = "spin")]
 pub mod response;
 
-pub use problem::{FieldErrors, Problem};
+pub use problem::{FieldErrors, Problem, ShortItem};
 pub use wit::{OrderStatus, Role, ShipmentStatus, ShippingAddress};

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Field name → messages, for validation failures (`errors` in the document).
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
@@ -37,6 +37,16 @@ impl FieldErrors {
     }
 }
 
+/// One product a stock reservation could not cover: the `short_items` of a 409 (API v1.1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShortItem {
+    pub product_id: String,
+    /// Units asked for, summed over the request's lines of this product.
+    pub requested: i64,
+    /// Units in stock when the reservation was refused.
+    pub available: i64,
+}
+
 /// An error answer: status, RFC 9457 body and the headers the contract requires with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -46,6 +56,8 @@ pub struct Problem {
     pub title: &'static str,
     pub detail: String,
     pub errors: Option<FieldErrors>,
+    /// The products short of stock, on a 409 for insufficient stock.
+    pub short_items: Vec<ShortItem>,
     /// Extra headers (`WWW-Authenticate`, `Allow`, `Retry-After`).
     pub headers: Vec<(&'static str, String)>,
 }
@@ -59,6 +71,8 @@ struct Document<'a> {
     detail: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     errors: Option<&'a FieldErrors>,
+    #[serde(skip_serializing_if = "<[ShortItem]>::is_empty")]
+    short_items: &'a [ShortItem],
 }
 
 /// Media type of problem documents.
@@ -77,6 +91,7 @@ impl Problem {
             title,
             detail: detail.into(),
             errors: None,
+            short_items: Vec::new(),
             headers: Vec::new(),
         }
     }
@@ -116,6 +131,17 @@ impl Problem {
     /// 409: the resource's state does not allow this.
     pub fn conflict(detail: impl Into<String>) -> Self {
         Self::new(409, "conflict", "Conflict", detail)
+    }
+
+    /// 409 for insufficient stock, naming every short product in `short_items`.
+    pub fn insufficient_stock(short_items: Vec<ShortItem>) -> Self {
+        let ids: Vec<&str> = short_items.iter().map(|s| s.product_id.as_str()).collect();
+        let mut p = Self::conflict(format!(
+            "insufficient stock for products: {}",
+            ids.join(", ")
+        ));
+        p.short_items = short_items;
+        p
     }
 
     /// 413: body over the 1 MiB limit.
@@ -206,6 +232,7 @@ impl Problem {
             status: self.status,
             detail: &self.detail,
             errors: self.errors.as_ref(),
+            short_items: &self.short_items,
         };
         serde_json::to_vec(&doc).unwrap_or_default()
     }
@@ -245,6 +272,25 @@ mod tests {
         );
         let doc: serde_json::Value = serde_json::from_slice(&p.to_json()).unwrap();
         assert!(doc.get("errors").is_none());
+    }
+
+    #[test]
+    fn insufficient_stock_names_every_short_product_and_other_problems_carry_no_list() {
+        let short = vec![ShortItem {
+            product_id: "p1".into(),
+            requested: 3,
+            available: 1,
+        }];
+        let doc: serde_json::Value =
+            serde_json::from_slice(&Problem::insufficient_stock(short).to_json()).unwrap();
+        assert_eq!(doc["status"], 409);
+        assert_eq!(
+            doc["short_items"],
+            serde_json::json!([{"product_id": "p1", "requested": 3, "available": 1}])
+        );
+        let doc: serde_json::Value =
+            serde_json::from_slice(&Problem::conflict("x").to_json()).unwrap();
+        assert!(doc.get("short_items").is_none());
     }
 
     #[test]

@@ -631,6 +631,11 @@ async fn not_enough_stock_is_a_409_and_reserves_nothing() {
         .expect_problem(409);
 
     assert!(doc["detail"].as_str().unwrap().contains(&scarce), "{doc}");
+    assert_eq!(
+        doc["short_items"],
+        json!([{"product_id": scarce, "requested": 2, "available": 1}]),
+        "the 409 names the short product (API v1.1)"
+    );
     assert_eq!(m.stock(&plenty).await, 10);
     assert_eq!(m.stock(&scarce).await, 1);
     assert_eq!(m.rows_everywhere().await, 0);

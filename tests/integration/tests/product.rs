@@ -1413,6 +1413,10 @@ async fn a_reservation_is_all_or_nothing_and_reports_price_title_and_short_produ
     let doc = r.expect_problem(409);
     let detail = doc["detail"].as_str().unwrap();
     assert!(detail.contains(&b) && !detail.contains(&a), "{detail}");
+    assert_eq!(
+        doc["short_items"],
+        json!([{"product_id": b, "requested": 2, "available": 1}])
+    );
     assert_eq!(stock_in_db(&app, &a).await, 10, "nothing reserved");
     assert_eq!(stock_in_db(&app, &b).await, 1);
 
