@@ -256,6 +256,10 @@ fn cursor_after(sort: Sort, row: &store::Row) -> Cursor {
 fn search(req: &Request) -> Result<Response> {
     let search = Search::parse(req.query())?;
     let config = Config::load()?;
+    // Anyone may search, but a token that is presented must be valid (401 otherwise), as on
+    // every route: a client with a broken or expired token is told so instead of silently
+    // browsing as a stranger. Verified only when the header is there.
+    actor(&config, req)?;
     let spec = search.spec();
     let (mut rows, _) = store::with_read(&config, |c| store::search(c, &spec))?;
     let limit = search.limit as usize;

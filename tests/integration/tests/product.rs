@@ -1760,3 +1760,20 @@ async fn documents_are_spread_over_the_four_labels_by_a_stable_hash_of_the_produ
         "every label used: {per_label:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn anyone_may_search_but_a_presented_token_must_be_valid() {
+    let app = TestApp::start().await;
+    let (_, token) = seller(&app);
+    let made = create(&app, &token, body("open search")).await;
+    let id = id_of(&made);
+    let anonymous = app.get("/api/products?q=open", None).await;
+    anonymous.expect(200);
+    assert!(anonymous.json()["items"].to_string().contains(&id));
+    app.get("/api/products?q=open", Some(&token))
+        .await
+        .expect(200);
+    let r = app.get("/api/products?q=open", Some("not-a-token")).await;
+    let doc = r.expect_problem(401);
+    assert_eq!(r.header("www-authenticate"), Some("Bearer"), "{doc}");
+}
