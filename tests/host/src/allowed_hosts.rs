@@ -165,6 +165,27 @@ impl AllowedHosts {
         Ok(Self { hosts })
     }
 
+    /// As Spin's `expand_wildcard_service_chaining`: a `*.spin.internal` entry stands for
+    /// `<id>.spin.internal` of each of the app's components, so chaining to a component the
+    /// app does not have is denied like any host not allowed.
+    pub fn expand_service_chaining<S: AsRef<str>>(mut self, component_ids: &[S]) -> Self {
+        self.hosts = self
+            .hosts
+            .into_iter()
+            .flat_map(|h| match &h.host {
+                HostCfg::AnySubdomain(suffix) if suffix == ".spin.internal" => component_ids
+                    .iter()
+                    .map(|id| AllowedHost {
+                        host: HostCfg::Exact(format!("{}.spin.internal", id.as_ref())),
+                        ..h.clone()
+                    })
+                    .collect(),
+                _ => vec![h],
+            })
+            .collect();
+        self
+    }
+
     /// Whether `scheme://host[:port]` is allowed.
     pub fn allows(&self, scheme: &str, host: &str, port: Option<u16>) -> bool {
         self.hosts.iter().any(|h| h.allows(scheme, host, port))
@@ -206,5 +227,17 @@ mod tests {
             Some("user")
         );
         assert_eq!(service_chaining_target("example.com"), None);
+    }
+
+    #[test]
+    fn wildcard_service_chaining_means_the_apps_components() {
+        let a = AllowedHosts::parse(&["http://*.spin.internal", "https://*.example.com"])
+            .unwrap()
+            .expand_service_chaining(&["user", "order"]);
+        assert!(a.allows("http", "user.spin.internal", None));
+        assert!(a.allows("http", "order.spin.internal", None));
+        assert!(!a.allows("http", "nope.spin.internal", None));
+        assert!(!a.allows("https", "user.spin.internal", None));
+        assert!(a.allows("https", "api.example.com", None));
     }
 }

@@ -20,13 +20,10 @@ impl vars::Host for InstanceState {
             .component
             .variables
             .get(&self.component.id, &name)
+            // The message alone, as Spin's factor-variables passes it (no prefix).
             .map_err(|e| match e {
-                crate::variables::VariableError::InvalidName(m) => {
-                    vars::Error::InvalidName(format!("invalid variable name: {m}"))
-                }
-                crate::variables::VariableError::Undefined(m) => {
-                    vars::Error::Undefined(format!("undefined variable: {m}"))
-                }
+                crate::variables::VariableError::InvalidName(m) => vars::Error::InvalidName(m),
+                crate::variables::VariableError::Undefined(m) => vars::Error::Undefined(m),
             }))
     }
 }
@@ -91,7 +88,7 @@ fn kv2_err(e: KvError) -> kv2::Error {
     match e {
         KvError::NoSuchStore => kv2::Error::NoSuchStore,
         KvError::AccessDenied => kv2::Error::AccessDenied,
-        KvError::Other(m) => kv2::Error::Other(m),
+        KvError::Other(m) | KvError::Trap(m) => kv2::Error::Other(m),
     }
 }
 
@@ -178,7 +175,7 @@ fn wasi_err(e: KvError) -> store::Error {
     match e {
         KvError::NoSuchStore => store::Error::NoSuchStore,
         KvError::AccessDenied => store::Error::AccessDenied,
-        KvError::Other(m) => store::Error::Other(m),
+        KvError::Other(m) | KvError::Trap(m) => store::Error::Other(m),
     }
 }
 
@@ -282,7 +279,10 @@ impl batch::Host for InstanceState {
         keys: Vec<String>,
     ) -> WResult<Result<Vec<(String, Option<Vec<u8>>)>, store::Error>> {
         Ok(match self.bucket(&b) {
-            Ok(s) => s.get_many(keys).await.map_err(wasi_err),
+            Ok(s) => match s.get_many(keys).await {
+                Err(KvError::Trap(m)) => return Err(wasmtime::Error::msg(m)),
+                r => r.map_err(wasi_err),
+            },
             Err(e) => Err(e),
         })
     }

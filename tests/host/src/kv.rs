@@ -12,13 +12,15 @@
 //! transactions on one shared connection per database file; Redis: `INCRBY`).
 //! Compare-and-swap behaves exactly as Spin's, weaknesses included, so that
 //! components are tested against what they will meet:
-//! * Redis: a swap whose `EXEC` the `WATCH` aborted wrote nothing but reports
-//!   success (Spin reads the reply as `()`);
+//! * Redis: every swap reports `cas-failed`, whether it wrote or not (Spin ends it
+//!   with `UNWATCH <key>`, which Redis refuses, and maps that error to a CAS
+//!   failure); a swap whose `EXEC` the `WATCH` aborted writes nothing;
 //! * SQLite: a swap of a key that was present fails if the value changed; a
 //!   swap of a key that was absent is an upsert and always succeeds.
 //!
 //! A component that needs a real compare-and-swap reads the key back after a
-//! swap (see docs/architecture.md, "Compare-and-swap on Spin").
+//! swap, whatever the swap reported (see docs/architecture.md, "Compare-and-swap
+//! on Spin").
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -35,6 +37,8 @@ pub enum KvError {
     NoSuchStore,
     AccessDenied,
     Other(String),
+    /// Where Spin's host panics (the guest's request ends in a 500): the host traps.
+    Trap(String),
 }
 
 /// How long a Redis command may take before the store reports an error: redis-rs defaults
@@ -49,6 +53,22 @@ fn redis_connection_config() -> redis::AsyncConnectionConfig {
 
 fn other<E: std::fmt::Display>(e: E) -> KvError {
     KvError::Other(e.to_string())
+}
+
+/// A Redis error as Spin's key-value-redis words it: its redis crate (0.32) prints an error
+/// reply of the server as `An error was signalled by the server - <Kind>: <detail>`, where
+/// this host's (1.x) prints `<Kind>: <detail>`.
+fn redis_other(e: redis::RedisError) -> KvError {
+    use std::error::Error as _;
+    let server_reply = e
+        .source()
+        .and_then(|s| s.downcast_ref::<redis::ServerError>())
+        .is_some_and(|s| s.kind().is_some());
+    if server_reply {
+        KvError::Other(format!("An error was signalled by the server - {e}"))
+    } else {
+        other(e)
+    }
 }
 
 /// A configured store (one per runtime-config label).
@@ -258,7 +278,7 @@ impl Store {
         {
             *slot.lock().unwrap_or_else(|p| p.into_inner()) = None;
         }
-        other(e)
+        redis_other(e)
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
@@ -398,12 +418,28 @@ impl Store {
             }
             // As Spin's key-value-redis, which sends `KEYS <key> <key> …` here (not `MGET`):
             // Redis refuses it, so `get-many` on a Redis label is an error, and components
-            // that must run on Spin read keys one by one.
-            Store::Redis { conn, .. } => redis::cmd("KEYS")
-                .arg(&keys)
-                .query_async::<Vec<(String, Option<Vec<u8>>)>>(&mut conn.clone())
-                .await
-                .map_err(|e| self.redis_error(e)),
+            // that must run on Spin read keys one by one. With one key, `KEYS <key>` is a
+            // pattern match whose reply (the matching names) Spin reads as key/value pairs:
+            // no match is an empty result, one match panics Spin's redis crate (0.32,
+            // `unreachable` in its tuple parser) and the request ends in a 500.
+            Store::Redis { conn, .. } => {
+                let reply = redis::cmd("KEYS")
+                    .arg(&keys)
+                    .query_async::<redis::Value>(&mut conn.clone())
+                    .await
+                    .map_err(|e| self.redis_error(e))?;
+                if let redis::Value::Array(items) = &reply
+                    && items.len() % 2 == 1
+                {
+                    return Err(KvError::Trap(format!(
+                        "get-many: Spin's Redis store panics reading a {}-name KEYS reply as \
+                         key/value pairs",
+                        items.len()
+                    )));
+                }
+                redis::from_redis_value::<Vec<(String, Option<Vec<u8>>)>>(reply)
+                    .map_err(|e| self.redis_error(e.into()))
+            }
         }
     }
 
@@ -539,8 +575,8 @@ impl CasHandle {
                     .arg(&self.key)
                     .exec_async(conn)
                     .await
-                    .map_err(other)?;
-                conn.get(&self.key).await.map_err(other)
+                    .map_err(redis_other)?;
+                conn.get(&self.key).await.map_err(redis_other)
             }
             None => {
                 let v = self.store.get(&self.key).await?;
@@ -561,7 +597,14 @@ impl CasHandle {
                     .ignore()
                     .query_async(conn)
                     .await;
-                let _ = redis::cmd("UNWATCH").exec_async(conn).await;
+                // As Spin's key-value-redis, which sends `UNWATCH <key>`: Redis refuses it
+                // (UNWATCH takes no arguments), and Spin turns that error into a CAS failure.
+                // So on Redis every swap reports `cas-failed`, after writing or not.
+                redis::cmd("UNWATCH")
+                    .arg(&self.key)
+                    .exec_async(conn)
+                    .await
+                    .map_err(|_| SwapError::CasFailed)?;
                 match res {
                     Ok(Some(())) => Ok(()),
                     // As Spin's key-value-redis: it reads the reply as `()`, so an `EXEC`

@@ -391,7 +391,8 @@ impl App {
                 .collect::<Result<Vec<_>>>()
                 .with_context(|| format!("component {:?}: allowed_outbound_hosts", c.id))?;
             let allowed_hosts = AllowedHosts::parse(&resolved_hosts)
-                .with_context(|| format!("component {:?}: allowed_outbound_hosts", c.id))?;
+                .with_context(|| format!("component {:?}: allowed_outbound_hosts", c.id))?
+                .expand_service_chaining(&manifest.components.keys().collect::<Vec<_>>());
             let vars = variables::ComponentVariables::new(
                 &c.id,
                 &c.variables,

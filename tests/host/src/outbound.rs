@@ -87,6 +87,10 @@ impl WasiHttpHooks for OutboundHooks {
                 if !app.has_component(&target) {
                     return Err(Error::DestinationNotFound);
                 }
+                // Spin's outbound-http drops `Host` before its interceptor dispatches the
+                // request, so the callee's `spin-full-url` says `http://localhost/...`.
+                let mut request = request;
+                request.headers_mut().remove(http::header::HOST);
                 let m = RouteMatch::synthetic(target, uri.path().to_string());
                 let resp = app
                     .handle_trigger_route(request, m, http::uri::Scheme::HTTP, CHAINED_CLIENT_ADDR)
