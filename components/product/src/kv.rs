@@ -5,7 +5,8 @@
 //! several labels may share a server, so more servers are added by configuration only.
 //! Stores go through compare-and-swap and keep the higher version, so concurrent writers
 //! and refills from lagging replicas can only move a document forward. Each swap is read
-//! back, since Spin's Redis store reports success for a swap its `WATCH` aborted.
+//! back, whatever it answered: Spin's Redis store answers `cas-failed` to every swap and
+//! success to one its `WATCH` aborted (docs/spin-runtime.md).
 
 use spin_sdk::wit::wasi::keyvalue::atomics::{self, Cas, CasError};
 use spin_sdk::wit::wasi::keyvalue::store::{self, Bucket};
@@ -47,19 +48,22 @@ pub fn put(doc: &Document) -> Result<(), String> {
         if !doc.supersedes(current.as_ref()) {
             return Ok(());
         }
-        match atomics::swap(cas, &bytes) {
-            // Read back: Spin's Redis store reports success for a swap its `WATCH` aborted.
-            // Done when the store holds this version or a newer one.
-            Ok(()) => {
-                let stored = decode(bucket.get(&key).map_err(|e| format!("get: {e:?}"))?);
-                if !doc.supersedes(stored.as_ref()) {
-                    return Ok(());
-                }
-                cas = Cas::new(&bucket, &key).map_err(|e| format!("cas: {e:?}"))?;
-            }
-            Err(CasError::CasFailed(fresh)) => cas = fresh,
+        // The swap's answer cannot be trusted on Spin's Redis store (`cas-failed` for every
+        // swap, written or not; success for one its `WATCH` aborted), so the key is read back
+        // either way: done when the store holds this version or a newer one.
+        let fresh = match atomics::swap(cas, &bytes) {
+            Ok(()) => None,
+            Err(CasError::CasFailed(fresh)) => Some(fresh),
             Err(CasError::StoreError(e)) => return Err(format!("swap: {e:?}")),
+        };
+        let stored = decode(bucket.get(&key).map_err(|e| format!("get: {e:?}"))?);
+        if !doc.supersedes(stored.as_ref()) {
+            return Ok(());
         }
+        cas = match fresh {
+            Some(fresh) => fresh,
+            None => Cas::new(&bucket, &key).map_err(|e| format!("cas: {e:?}"))?,
+        };
     }
     Err("compare-and-swap kept failing".into())
 }

@@ -260,17 +260,21 @@ fn unique_prefix() -> String {
     format!("t{}_{n}_{rand}", std::process::id())
 }
 
-const KV_LABELS: &[&str] = &[
-    "users",
-    "products0",
-    "products1",
-    "products2",
-    "products3",
-    "deliveries0",
-    "deliveries1",
-    "deliveries2",
-    "deliveries3",
-];
+/// Every key-value label the manifest's components list (`default` is always there), so
+/// that a label added to `spin.toml` gets a fresh store in every test without a list to keep.
+fn kv_labels() -> Vec<String> {
+    let manifest = spin_test_host::Manifest::load(&repo_root().join("spin.toml"))
+        .unwrap_or_else(|e| panic!("reading spin.toml: {e:#}"));
+    let mut labels: Vec<String> = manifest
+        .components
+        .values()
+        .flat_map(|c| c.key_value_stores.iter().cloned())
+        .filter(|l| l != "default")
+        .collect();
+    labels.sort();
+    labels.dedup();
+    labels
+}
 
 impl TestApp {
     /// Starts the app with SQLite key-value stores and no overrides.
@@ -336,7 +340,7 @@ impl TestApp {
         let mut runtime_config = String::new();
         let redis_db = match opts.kv {
             Kv::Sqlite => {
-                for label in KV_LABELS {
+                for label in kv_labels() {
                     let path = kv_dir.join(format!("{label}.db"));
                     runtime_config.push_str(&format!(
                         "[key_value_store.{label}]\ntype = \"spin\"\npath = \"{}\"\n\n",
@@ -349,7 +353,7 @@ impl TestApp {
                 let url = required_env("MARKETPLACE_TEST_REDIS");
                 let index = redis_database_index(&url).await;
                 let db_url = format!("{}/{index}", url.trim_end_matches('/'));
-                for label in KV_LABELS {
+                for label in kv_labels() {
                     runtime_config.push_str(&format!(
                         "[key_value_store.{label}]\ntype = \"redis\"\nurl = \"{db_url}\"\n\n"
                     ));

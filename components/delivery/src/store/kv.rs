@@ -33,9 +33,9 @@ pub trait Bucket {
     fn increment(&self, key: &str, delta: i64) -> KvResult<i64>;
     /// Starts a compare-and-swap: the key's current value and a handle to swap it.
     fn cas_read(&self, key: &str) -> KvResult<(Self::Cas, Option<Vec<u8>>)>;
-    /// The raw swap, with Spin's semantics: `Ok(false)` when someone else wrote first —
-    /// except that Spin's Redis store reports `Ok(true)` for a swap its `WATCH` aborted
-    /// (nothing written). Use [`Bucket::cas_commit`].
+    /// The raw swap: `Ok(false)` only when it certainly wrote nothing; `Ok(true)` when it
+    /// may have written (Spin's Redis store cannot tell: it answers `cas-failed` to every
+    /// swap and success to one its `WATCH` aborted). Use [`Bucket::cas_commit`].
     fn cas_swap(&self, cas: Self::Cas, value: &[u8]) -> KvResult<bool>;
 
     /// Compare-and-swap that says whether `value` is in the store: the raw swap, then the key

@@ -1,6 +1,6 @@
 //! [`Bucket`]/[`Shards`] over `wasi:keyvalue` (store and atomics; draft2), as Spin implements
-//! them on SQLite and Redis: increments are atomic; compare-and-swap is not on Redis (see
-//! [`Bucket::cas_commit`]); `batch` is not used (see `get_many`).
+//! them on SQLite and Redis: increments are atomic; a swap's answer cannot be trusted on Redis
+//! (see [`Bucket::cas_commit`]); `batch` is not used (see `get_many`).
 
 use std::cell::OnceCell;
 
@@ -66,8 +66,12 @@ impl Bucket for WasiBucket {
 
     fn cas_swap(&self, cas: atomics::Cas, value: &[u8]) -> KvResult<bool> {
         match atomics::swap(cas, value) {
-            Ok(()) => Ok(true),
-            Err(atomics::CasError::CasFailed(_)) => Ok(false),
+            // Spin's Redis store answers `cas-failed` to every swap, written or not (it ends
+            // the swap with `UNWATCH <key>`, which Redis refuses), and reports success for a
+            // swap its `WATCH` aborted: its answer says nothing, so "maybe written" either way
+            // and `cas_commit` reads the key back. (On SQLite `cas-failed` is truthful, and the
+            // read-back agrees.)
+            Ok(()) | Err(atomics::CasError::CasFailed(_)) => Ok(true),
             Err(atomics::CasError::StoreError(e)) => Err(self.err(e)),
         }
     }
