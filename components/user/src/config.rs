@@ -2,6 +2,7 @@
 
 use marketplace_shared::tokens::{Signer, Verifier};
 
+use crate::domain::client::TrustedProxies;
 use crate::error::Error;
 
 /// This service's name, the audience of service tokens addressed to it.
@@ -17,10 +18,21 @@ pub struct Config {
     pub signer: Signer,
     /// `admin_emails`, comma-separated.
     pub admin_emails: String,
+    /// `trusted_proxies`: the peers whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: TrustedProxies,
 }
 
 fn var(name: &str) -> Result<String, Error> {
     spin_sdk::variables::get(name).map_err(|e| Error::Internal(format!("variable {name}: {e}")))
+}
+
+/// A variable added after v1: a manifest that does not declare it (an older per-service
+/// spin.toml) gets its default, empty, instead of failing every request.
+fn optional_var(name: &str) -> Result<String, Error> {
+    match spin_sdk::variables::get(name) {
+        Err(spin_sdk::variables::Error::Undefined(_)) => Ok(String::new()),
+        other => other.map_err(|e| Error::Internal(format!("variable {name}: {e}"))),
+    }
 }
 
 impl Config {
@@ -42,6 +54,8 @@ impl Config {
             verifier,
             signer,
             admin_emails: var("admin_emails")?,
+            trusted_proxies: TrustedProxies::parse(&optional_var("trusted_proxies")?)
+                .map_err(Error::Internal)?,
         })
     }
 }

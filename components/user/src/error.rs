@@ -18,6 +18,8 @@ pub enum Error {
     EmailTaken,
     /// Too many failed logins for this account; seconds until the window reopens.
     LoginsLocked { retry_after: u64 },
+    /// Too many failed logins from this client address; seconds until its window reopens.
+    AddressLocked { retry_after: u64 },
     /// A refresh token that is unknown, spent, expired or of a revoked login.
     RefreshRejected,
     /// The password given to confirm a sensitive change is wrong.
@@ -51,6 +53,10 @@ impl From<Error> for Problem {
             Error::LoginsLocked { retry_after } => Problem::too_many_requests(
                 retry_after,
                 "too many failed logins for this account; try again later",
+            ),
+            Error::AddressLocked { retry_after } => Problem::too_many_requests(
+                retry_after,
+                "too many failed logins from this address; try again later",
             ),
             Error::RefreshRejected => {
                 Problem::unauthorized("the refresh token is invalid, expired or already used")
@@ -144,8 +150,13 @@ mod tests {
 
     #[test]
     fn locked_logins_carry_retry_after() {
-        let p: Problem = Error::LoginsLocked { retry_after: 42 }.into();
-        assert_eq!(p.status, 429);
-        assert!(p.headers.contains(&("retry-after", "42".to_string())));
+        for e in [
+            Error::LoginsLocked { retry_after: 42 },
+            Error::AddressLocked { retry_after: 42 },
+        ] {
+            let p: Problem = e.into();
+            assert_eq!(p.status, 429);
+            assert!(p.headers.contains(&("retry-after", "42".to_string())));
+        }
     }
 }

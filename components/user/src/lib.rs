@@ -5,11 +5,13 @@
 //! the rules, `store` for PostgreSQL and the key-value store.
 //!
 //! Choices worth knowing:
-//! - Login failures live in the `users` key-value store, one entry per normalised email (hashed)
-//!   holding the times of the last five failures, updated with `wasi:keyvalue/atomics` CAS.
-//!   An atomic increment cannot express "5 within any 15 minutes" (fixed buckets let 8 guesses
-//!   straddle a boundary); CAS on a short list can, and loses no concurrent failure. Unknown
-//!   emails are throttled too, so a 429 never reveals that an account exists.
+//! - Login failures live in the `users` key-value store, per normalised email (hashed) and per
+//!   client address, as short lists of recent failure times in a fixed set of keys, updated
+//!   with `wasi:keyvalue/atomics` CAS (`domain::throttle`). An atomic increment cannot express
+//!   "5 within any 15 minutes" (fixed buckets let 8 guesses straddle a boundary); CAS on a short
+//!   list can, and loses no concurrent failure. A slot is reserved before Argon2 runs, so
+//!   concurrent guesses cannot exceed the limits. Unknown emails are throttled too, so a 429
+//!   never reveals that an account exists.
 //! - Wrong passwords on `POST /api/users/me/password` and `DELETE /api/users/me` count in the
 //!   same window: otherwise a stolen access token could guess the password there unthrottled.
 //! - A deleted account keeps its row (id, role, timestamps) with email, name and password hash

@@ -29,13 +29,15 @@ use uuid::Uuid;
 
 use crate::config::Config;
 use crate::domain::account::parse_assignable_role;
+use crate::domain::client;
 use crate::domain::password::{self, PasswordCheck};
+use crate::domain::throttle::{ACCOUNTS, ADDRESSES};
 use crate::domain::{
     ACCESS_TOKEN_TTL_SECS, DisplayName, Email, Password, RegistrationRole, is_admin_email, jwks,
     refresh,
 };
 use crate::error::Error;
-use crate::store::{Db, LoginFailures, NewLogin, Rotation, User, UserView};
+use crate::store::{Db, NewLogin, Rotation, Slot, Throttle, User, UserView};
 
 /// The OpenAPI 3.1 document of this component.
 pub const OPENAPI: &str = include_str!("../openapi.json");
@@ -189,25 +191,33 @@ fn hash_password(p: &Password) -> Result<String, Error> {
     password::hash(p.expose()).map_err(|e| Error::Internal(format!("hashing: {}", e.0)))
 }
 
-/// Refuses when the account's login window is closed (429 with `Retry-After`).
-fn ensure_not_locked(failures: &LoginFailures, email_normalized: &str) -> Result<(), Error> {
-    match failures.window(email_normalized)?.retry_after(now()) {
-        Some(retry_after) => Err(Error::LoginsLocked { retry_after }),
-        None => Ok(()),
-    }
+/// The name the per-address limit counts the caller under (`domain::client`). Spin's SDK
+/// keeps one line of a repeated header, the last: the one the nearest proxy wrote.
+fn client_address(config: &Config, req: &Request) -> String {
+    client::subject(client::client_ip(
+        header(req, "spin-client-addr"),
+        header(req, "x-forwarded-for"),
+        &config.trusted_proxies,
+    ))
+}
+
+/// Reserves the account's slot for one password check: 429 with `Retry-After` when its
+/// window is full. Taken before hashing, so concurrent checks cannot overshoot the limit.
+fn reserve_account(throttle: &Throttle, email_normalized: &str) -> Result<Slot, Error> {
+    throttle
+        .reserve(&ACCOUNTS, email_normalized, now())?
+        .map_err(|retry_after| Error::LoginsLocked { retry_after })
 }
 
 /// Checks a password that confirms a sensitive change, counting a wrong one as a failed
 /// login (the same window, so these endpoints cannot be used to guess passwords either).
-fn confirm_password(user: &User, password: &str) -> Result<LoginFailures, Error> {
-    let failures = LoginFailures::open()?;
-    ensure_not_locked(&failures, &user.email_normalized)?;
+/// On success the account's failures are forgotten, as after a login.
+fn confirm_password(user: &User, password: &str) -> Result<(), Error> {
+    let throttle = Throttle::open()?;
+    let slot = reserve_account(&throttle, &user.email_normalized)?;
     match password::verify(&user.password_hash, password) {
-        PasswordCheck::Match { .. } => Ok(failures),
-        PasswordCheck::Mismatch => {
-            failures.record(&user.email_normalized, now())?;
-            Err(Error::WrongPassword)
-        }
+        PasswordCheck::Match { .. } => throttle.forget(&slot),
+        PasswordCheck::Mismatch => Err(Error::WrongPassword),
     }
 }
 
@@ -305,10 +315,35 @@ fn login(config: &Config, req: &Request) -> Result<Response, Error> {
         return Err(Problem::validation(errors).into());
     };
     let normalized = email.normalized();
-    let failures = LoginFailures::open()?;
-    ensure_not_locked(&failures, &normalized)?;
-    let db = Db::open(&config.db_url)?;
-    let found = db.user_by_email(&email)?;
+    let address = client_address(config, req);
+    // Both slots are taken before any hashing (a full window costs no Argon2), the address's
+    // read first so that a client over its limit does not even write.
+    let throttle = Throttle::open()?;
+    if let Some(retry_after) = throttle.retry_after(&ADDRESSES, &address, now())? {
+        return Err(Error::AddressLocked { retry_after });
+    }
+    let account_slot = reserve_account(&throttle, &normalized)?;
+    let address_slot = match throttle.reserve(&ADDRESSES, &address, now())? {
+        Ok(slot) => slot,
+        Err(retry_after) => {
+            throttle.release(&account_slot)?;
+            return Err(Error::AddressLocked { retry_after });
+        }
+    };
+    // A wrong password keeps both slots: they are its failure. The database failing before
+    // any password was checked gives them back, so an outage locks nobody out.
+    let looked_up = Db::open(&config.db_url).and_then(|db| {
+        let found = db.user_by_email(&email)?;
+        Ok((db, found))
+    });
+    let (db, found) = match looked_up {
+        Ok(v) => v,
+        Err(e) => {
+            throttle.release(&account_slot)?;
+            throttle.release(&address_slot)?;
+            return Err(e);
+        }
+    };
     let check = match &found {
         Some(user) => password::verify(&user.password_hash, &body.password),
         None => {
@@ -319,12 +354,10 @@ fn login(config: &Config, req: &Request) -> Result<Response, Error> {
     };
     let (mut user, rehash) = match (found, check) {
         (Some(user), PasswordCheck::Match { rehash }) => (user, rehash),
-        _ => {
-            failures.record(&normalized, now())?;
-            return Err(Error::InvalidCredentials);
-        }
+        _ => return Err(Error::InvalidCredentials),
     };
-    failures.reset(&normalized)?;
+    throttle.forget(&account_slot)?;
+    throttle.release(&address_slot)?;
     if rehash {
         // Best effort: the login succeeds with the old hash if the upgrade fails.
         match password::hash(&body.password) {
@@ -410,7 +443,7 @@ fn publish_jwks(config: &Config) -> Result<Response, Error> {
 
 fn readyz(config: &Config) -> Result<Response, Error> {
     Db::open(&config.db_url)?.ping()?;
-    LoginFailures::open()?.ping()?;
+    Throttle::open()?.ping()?;
     Ok(json(200, &serde_json::json!({"status": "ready"})))
 }
 
@@ -426,6 +459,9 @@ fn me(config: &Config, req: &Request) -> Result<Response, Error> {
 struct UpdateMeBody {
     display_name: Option<String>,
     email: Option<String>,
+    /// Required with `email` (whoever holds a stolen token must not take the account over by
+    /// moving its email, then resetting the password); ignored otherwise.
+    current_password: Option<String>,
 }
 
 fn update_me(config: &Config, req: &Request) -> Result<Response, Error> {
@@ -448,8 +484,22 @@ fn update_me(config: &Config, req: &Request) -> Result<Response, Error> {
     {
         errors.add("email", "is reserved");
     }
+    if body.email.is_some() {
+        match body.current_password.as_deref() {
+            Some(p) => check_presented_password(&mut errors, "current_password", p),
+            None => errors.add("current_password", "is required to change the email"),
+        }
+    }
     errors.into_result()?;
     let db = Db::open(&config.db_url)?;
+    if let Some(password) = body
+        .current_password
+        .as_deref()
+        .filter(|_| body.email.is_some())
+    {
+        let user = caller(config, req, &db)?;
+        confirm_password(&user, password)?;
+    }
     let user = db
         .update_profile(
             principal.user_id,
@@ -479,10 +529,9 @@ fn change_password(config: &Config, req: &Request) -> Result<Response, Error> {
     };
     let db = Db::open(&config.db_url)?;
     let user = caller(config, req, &db)?;
-    let failures = confirm_password(&user, &body.current_password)?;
+    confirm_password(&user, &body.current_password)?;
     let hash = hash_password(&new)?;
     db.change_password(user.id, &hash)?;
-    failures.reset(&user.email_normalized)?;
     Ok(empty(204))
 }
 
@@ -499,9 +548,8 @@ fn delete_me(config: &Config, req: &Request) -> Result<Response, Error> {
     errors.into_result()?;
     let db = Db::open(&config.db_url)?;
     let user = caller(config, req, &db)?;
-    let failures = confirm_password(&user, &body.password)?;
+    confirm_password(&user, &body.password)?;
     db.delete_account(user.id)?;
-    failures.reset(&user.email_normalized)?;
     Ok(empty(204))
 }
 

@@ -1,15 +1,14 @@
-//! Storage: accounts and refresh tokens in PostgreSQL (`spin_sdk::pg4`), login failures in
-//! the `users` key-value store (`wasi:keyvalue` with compare-and-swap).
+//! Storage: accounts and refresh tokens in PostgreSQL (`spin_sdk::pg4`), login-failure
+//! windows in the `users` key-value store (`wasi:keyvalue` with compare-and-swap).
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use marketplace_shared::{Role, pg};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use spin_sdk::pg4::{Connection, DbValue, Decode, ParameterValue, RowSet};
 use spin_sdk::wit::wasi::keyvalue::{atomics, store as wkv};
 use uuid::Uuid;
 
-use crate::domain::throttle::{Failure, FailureWindow};
+use crate::domain::throttle::{Bucket, Failure, Subject, Table};
 use crate::domain::{Email, REFRESH_TOKEN_TTL_SECS};
 use crate::error::Error;
 
@@ -384,85 +383,190 @@ impl Db {
     }
 }
 
-/// Login-failure windows in the `users` key-value store, one entry per account email.
+/// The login-failure windows in the `users` key-value store (layout: `domain::throttle`).
 ///
-/// Keys are `login-failures/<sha256(normalised email)>`: no email in clear in the store, and
-/// unknown emails get a window too, so a 429 does not reveal whether an account exists.
-/// Updates use `wasi:keyvalue/atomics` compare-and-swap, read back: a failure recorded
-/// concurrently on another instance makes our swap fail (or, on Spin's Redis store, silently
-/// not happen), our failure's id is then missing from the stored window, and we retry on the
-/// fresh value, so none is lost. (An increment counter alone cannot express a sliding window;
-/// the list of failures can.)
-pub struct LoginFailures {
+/// Keys are `login-failures/{account,address}/<bucket>`, a fixed set; subjects are stored as
+/// hashes, so no email or address is in the store in clear, and unknown emails get a window
+/// too (a 429 does not reveal whether an account exists). Updates use
+/// `wasi:keyvalue/atomics` compare-and-swap and always read the key back: Spin's swap can
+/// report success for a write it did not make (Redis, `WATCH` aborted) and failure for one it
+/// made (the test host, like Spin's `UNWATCH <key>`), so only the stored value says whether
+/// our slot landed; if not, we retry on the fresh value, and no concurrent slot is lost.
+/// (An increment counter alone cannot express a sliding window; a short list can.)
+pub struct Throttle {
     bucket: wkv::Bucket,
 }
 
-/// CAS attempts before giving up; each failed attempt means another failure was recorded.
-const CAS_ATTEMPTS: u32 = 16;
+/// A slot reserved in one window before a password check. Kept, it is the failure; a check
+/// that did not happen or succeeded gives it back.
+pub struct Slot {
+    table: &'static Table,
+    subject: Subject,
+    id: u32,
+}
+
+/// What became of a compare-and-swap update.
+enum Outcome<R> {
+    Done,
+    Refused(R),
+    /// Every attempt lost a race: at least that many other writers got in first.
+    Contended,
+}
+
+/// CAS attempts before giving up; each failed attempt means another writer got in first.
+const CAS_ATTEMPTS: u32 = 32;
+
+/// Longest pause after a lost race. Of N writers that read one value only one can win, so
+/// without a pause N simultaneous logins from one address would need N rounds; a random pause
+/// (doubling up to this) spreads them out.
+const MAX_BACKOFF_MS: u64 = 64;
+
+fn backoff(lost: u32) {
+    let cap = (1u64 << lost.min(6)).min(MAX_BACKOFF_MS);
+    let jitter = Uuid::new_v4().as_u64_pair().1 % (cap + 1);
+    std::thread::sleep(std::time::Duration::from_millis(jitter));
+}
+
+/// `Retry-After` when a reservation loses [`CAS_ATTEMPTS`] races in a row: that many
+/// simultaneous attempts on one key are an attack or a stampede, so we fail closed, briefly.
+const CONTENDED_RETRY_AFTER: u64 = 5;
 
 fn kv_err(e: wkv::Error) -> Error {
     Error::KeyValueUnavailable(format!("{e:?}"))
 }
 
-impl LoginFailures {
+impl Throttle {
     pub fn open() -> Result<Self, Error> {
         Ok(Self {
             bucket: wkv::open(KV_LABEL).map_err(kv_err)?,
         })
     }
 
-    pub fn key(email_normalized: &str) -> String {
-        let digest = Sha256::digest(email_normalized.as_bytes());
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        format!("login-failures/{hex}")
+    fn read(&self, key: &str) -> Result<Bucket, Error> {
+        let value = self.bucket.get(key).map_err(kv_err)?;
+        Ok(Bucket::decode(value.as_deref()))
     }
 
-    pub fn window(&self, email_normalized: &str) -> Result<FailureWindow, Error> {
-        let value = self
-            .bucket
-            .get(&Self::key(email_normalized))
-            .map_err(kv_err)?;
-        Ok(FailureWindow::decode(value.as_deref()))
+    /// Seconds until `name` may try again in `table`, without writing; `None` when open.
+    pub fn retry_after(
+        &self,
+        table: &'static Table,
+        name: &str,
+        now: i64,
+    ) -> Result<Option<u64>, Error> {
+        let subject = table.subject(name);
+        Ok(self
+            .read(&subject.key)?
+            .retry_after(table.limit, subject.tag, now))
     }
 
-    /// Records one failure at `now` and returns the window after it.
-    pub fn record(&self, email_normalized: &str, now: i64) -> Result<FailureWindow, Error> {
-        let key = Self::key(email_normalized);
-        let failure = Failure {
+    /// Reserves a slot for `name` at `now`, or answers the `Retry-After` of its full window.
+    pub fn reserve(
+        &self,
+        table: &'static Table,
+        name: &str,
+        now: i64,
+    ) -> Result<Result<Slot, u64>, Error> {
+        let subject = table.subject(name);
+        let slot = Failure {
             at: now,
-            id: Uuid::new_v4().as_u64_pair().0,
+            id: Uuid::new_v4().as_u64_pair().0 as u32,
         };
-        for _ in 0..CAS_ATTEMPTS {
-            let cas = atomics::Cas::new(&self.bucket, &key).map_err(kv_err)?;
-            let current = FailureWindow::decode(cas.current().map_err(kv_err)?.as_deref());
-            let next = current.with_failure(failure);
-            match atomics::swap(cas, &next.encode()) {
-                // Read back: Spin's Redis store reports success for a swap its `WATCH`
-                // aborted; the failure's id says whether it landed (possibly with others
-                // written on top of it since).
-                Ok(()) => {
-                    let stored = self.bucket.get(&key).map_err(kv_err)?;
-                    let stored = FailureWindow::decode(stored.as_deref());
-                    if stored.holds(failure.id) {
-                        return Ok(stored);
-                    }
+        let outcome = self.update(
+            &subject.key,
+            |b| b.reserve(table, subject.tag, slot).map(Some),
+            |b| b.holds(subject.tag, slot.id),
+        )?;
+        Ok(match outcome {
+            Outcome::Done => Ok(Slot {
+                table,
+                subject,
+                id: slot.id,
+            }),
+            Outcome::Refused(retry_after) => Err(retry_after),
+            Outcome::Contended => Err(CONTENDED_RETRY_AFTER),
+        })
+    }
+
+    /// Gives the slot back (its check did not happen, or succeeded).
+    pub fn release(&self, slot: &Slot) -> Result<(), Error> {
+        let (tag, id) = (slot.subject.tag, slot.id);
+        self.settle(
+            slot,
+            self.update::<()>(
+                &slot.subject.key,
+                |b| Ok(b.holds(tag, id).then(|| b.release(tag, id))),
+                |b| !b.holds(tag, id),
+            )?,
+        );
+        Ok(())
+    }
+
+    /// Forgets every failure of the slot's subject (a successful login).
+    pub fn forget(&self, slot: &Slot) -> Result<(), Error> {
+        let tag = slot.subject.tag;
+        self.settle(
+            slot,
+            self.update::<()>(
+                &slot.subject.key,
+                |b| Ok(b.has(tag).then(|| b.forget(tag))),
+                |b| !b.has(tag),
+            )?,
+        );
+        Ok(())
+    }
+
+    /// A release that lost every race leaves the slot as a failure until it ages out: the
+    /// safe side. Logged, not failed: the check it belonged to is already decided.
+    fn settle(&self, slot: &Slot, outcome: Outcome<()>) {
+        if let Outcome::Contended = outcome {
+            eprintln!(
+                "user: giving back a slot of {} lost {CAS_ATTEMPTS} races",
+                slot.table.prefix
+            );
+        }
+    }
+
+    /// Applies `change` to the key by compare-and-swap until the value read back satisfies
+    /// `landed`. `change` answers `Ok(None)` when there is nothing to write.
+    fn update<R>(
+        &self,
+        key: &str,
+        change: impl Fn(&Bucket) -> Result<Option<Bucket>, R>,
+        landed: impl Fn(&Bucket) -> bool,
+    ) -> Result<Outcome<R>, Error> {
+        for attempt in 0..CAS_ATTEMPTS {
+            if attempt > 0 {
+                backoff(attempt);
+            }
+            let cas = atomics::Cas::new(&self.bucket, key).map_err(kv_err)?;
+            let current = cas.current().map_err(kv_err)?;
+            let Some(current) = current else {
+                // On Spin's SQLite store a swap of an absent key is an upsert that cannot
+                // fail, so two first writers could both "win". Create the key empty first
+                // (harmless if several do); from then on every swap compares. Keys are a
+                // fixed set and never deleted, so this happens once per key.
+                match atomics::swap(cas, &Bucket::default().encode()) {
+                    Ok(()) | Err(atomics::CasError::CasFailed(_)) => continue,
+                    Err(atomics::CasError::StoreError(e)) => return Err(kv_err(e)),
                 }
-                Err(atomics::CasError::CasFailed(_)) => {}
+            };
+            let current = Bucket::decode(Some(&current));
+            let next = match change(&current) {
+                Ok(Some(next)) => next,
+                Ok(None) => return Ok(Outcome::Done),
+                Err(refusal) => return Ok(Outcome::Refused(refusal)),
+            };
+            match atomics::swap(cas, &next.encode()) {
+                // Whatever the swap reported, the stored value decides (see the type's doc).
+                Ok(()) | Err(atomics::CasError::CasFailed(_)) => {}
                 Err(atomics::CasError::StoreError(e)) => return Err(kv_err(e)),
             }
+            if landed(&self.read(key)?) {
+                return Ok(Outcome::Done);
+            }
         }
-        // Sixteen concurrent failures won the race: the account is certainly over the limit.
-        Ok((0..crate::domain::throttle::MAX_FAILURES as u64)
-            .fold(FailureWindow::default(), |w, id| {
-                w.with_failure(Failure { at: now, id })
-            }))
-    }
-
-    /// Forgets the failures after a successful login.
-    pub fn reset(&self, email_normalized: &str) -> Result<(), Error> {
-        self.bucket
-            .delete(&Self::key(email_normalized))
-            .map_err(kv_err)
+        Ok(Outcome::Contended)
     }
 
     pub fn ping(&self) -> Result<(), Error> {

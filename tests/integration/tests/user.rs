@@ -124,11 +124,63 @@ fn unsigned_jwt(header: Value, claims: &Value) -> String {
     )
 }
 
-/// The key under which the service keeps an email's login failures (see `store.rs`).
-fn failures_key(email: &str) -> String {
-    let digest = Sha256::digest(email.trim().to_lowercase().as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("login-failures/{hex}")
+/// Where the service keeps a subject's login failures (`domain::throttle`): the key of its
+/// bucket among `buckets` under `prefix`, and the tag of its entry in that key.
+fn throttle_slot(prefix: &str, buckets: u16, name: &str) -> (String, u64) {
+    let digest = Sha256::digest(name.as_bytes());
+    let bucket = u16::from_be_bytes([digest[0], digest[1]]) % buckets;
+    let tag = u64::from_be_bytes(digest[2..10].try_into().unwrap());
+    (format!("{prefix}/{bucket}"), tag)
+}
+
+/// The account window of an email: 1024 keys.
+fn failures_key(email: &str) -> (String, u64) {
+    throttle_slot("login-failures/account", 1024, &email.trim().to_lowercase())
+}
+
+/// A login from `peer` (what Spin puts in `spin-client-addr`), optionally through a proxy that
+/// says `X-Forwarded-For: forwarded_for`.
+async fn login_from(
+    app: &TestApp,
+    peer: &str,
+    forwarded_for: Option<&str>,
+    email: &str,
+    password: &str,
+) -> marketplace_tests::TestResponse {
+    let mut builder = http::Request::builder()
+        .method("POST")
+        .uri("http://127.0.0.1:3000/api/auth/login")
+        .header("host", "127.0.0.1:3000")
+        .header("content-type", "application/json");
+    if let Some(f) = forwarded_for {
+        builder = builder.header("x-forwarded-for", f);
+    }
+    let body = serde_json::to_vec(&json!({"email": email, "password": password})).unwrap();
+    let req = builder.body(bytes::Bytes::from(body)).unwrap();
+    let resp = app
+        .app
+        .handle_from(req, peer.parse().unwrap())
+        .await
+        .expect("host error");
+    let (parts, body) = resp.into_parts();
+    marketplace_tests::TestResponse {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body,
+    }
+}
+
+/// Asserts a 429 with a positive `Retry-After`; returns it.
+#[track_caller]
+fn retry_after_of(r: &marketplace_tests::TestResponse) -> u64 {
+    r.expect_problem(429);
+    let retry: u64 = r
+        .header("retry-after")
+        .expect("retry-after")
+        .parse()
+        .unwrap();
+    assert!(retry > 0);
+    retry
 }
 
 /// A PHC string of `PASSWORD` with weaker Argon2id parameters than today's (m=8 MiB, t=1).
@@ -471,8 +523,9 @@ async fn concurrent_failed_logins_are_all_counted_in_the_redis_store() {
     concurrent_failures_are_all_counted(Kv::Redis).await;
 }
 
-/// Finds the Redis database the app's stores use (the one holding `key`).
-async fn redis_db_with(key: &str) -> redis::aio::MultiplexedConnection {
+/// Finds the Redis database the app's stores use: the one whose `key` holds an entry tagged
+/// `tag` (other tests' databases may hold the same bucket key, never the same tag).
+async fn redis_db_with(key: &str, tag: u64) -> redis::aio::MultiplexedConnection {
     let url = std::env::var("MARKETPLACE_TEST_REDIS").unwrap();
     let client = redis::Client::open(url.as_str()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
@@ -482,16 +535,214 @@ async fn redis_db_with(key: &str) -> redis::aio::MultiplexedConnection {
             .query_async(&mut conn)
             .await
             .unwrap();
-        let exists: bool = redis::cmd("EXISTS")
+        let value: Option<Vec<u8>> = redis::cmd("GET")
             .arg(key)
             .query_async(&mut conn)
             .await
             .unwrap();
-        if exists {
+        if value.is_some_and(|v| bucket_entry(&v, tag).is_some()) {
             return conn;
         }
     }
-    panic!("no Redis database holds {key}");
+    panic!("no Redis database holds {key} with {tag}");
+}
+
+/// The failures `[[at, id], …]` of the entry tagged `tag` in a stored bucket value.
+fn bucket_entry(value: &[u8], tag: u64) -> Option<Vec<Value>> {
+    let entries: Vec<Value> = serde_json::from_slice(value).ok()?;
+    entries
+        .into_iter()
+        .find(|e| e["t"].as_u64() == Some(tag))
+        .map(|e| e["f"].as_array().cloned().unwrap_or_default())
+}
+
+/// Moves every failure stored under `key` `secs` into the past.
+async fn age_failures(conn: &mut redis::aio::MultiplexedConnection, key: &str, secs: i64) {
+    let value: Vec<u8> = redis::cmd("GET").arg(key).query_async(conn).await.unwrap();
+    let mut entries: Vec<Value> = serde_json::from_slice(&value).unwrap();
+    for e in &mut entries {
+        for f in e["f"].as_array_mut().unwrap() {
+            f[0] = json!(f[0].as_i64().unwrap() - secs);
+        }
+    }
+    let _: () = redis::cmd("SET")
+        .arg(key)
+        .arg(serde_json::to_vec(&entries).unwrap())
+        .query_async(conn)
+        .await
+        .unwrap();
+}
+
+/// 50 simultaneous wrong passwords for one account: at most 5 reach Argon2 (401), the rest are
+/// 429, and so is the right password right after. Returns the app and the account's email.
+///
+/// With `warm`, one wrong password comes first, so that the throttle's keys exist: on Spin's
+/// SQLite store writers racing to *create* a key can both "win" (docs/architecture.md, "What
+/// remains"); once a key exists, every swap compares.
+async fn fifty_simultaneous_wrong_passwords(kv: Kv, warm: bool) -> (TestApp, String) {
+    let app = TestApp::start_with(TestOptions {
+        kv,
+        ..Default::default()
+    })
+    .await;
+    let email = unique_email();
+    register(&app, &email).await;
+    let wrong = json!({"email": email, "password": "wrong password!"});
+    let before = if warm {
+        login(&app, &email, "wrong password!")
+            .await
+            .expect_problem(401);
+        1
+    } else {
+        0
+    };
+
+    let responses = app
+        .post_many(vec![
+            ("/api/auth/login".to_string(), None, wrong);
+            50 - before
+        ])
+        .await;
+
+    let unauthorized = before + responses.iter().filter(|r| r.status == 401).count();
+    assert!(
+        (1..=5).contains(&unauthorized),
+        "{unauthorized} wrong passwords were checked"
+    );
+    for r in responses.iter().filter(|r| r.status != 401) {
+        retry_after_of(r);
+    }
+    // The right password right after is refused too, until the window passes.
+    let retry = retry_after_of(&login(&app, &email, PASSWORD).await);
+    assert!(retry > 800, "{retry}");
+    (app, email)
+}
+
+#[tokio::test]
+async fn fifty_simultaneous_wrong_passwords_get_at_most_five_401s_in_the_sqlite_store() {
+    fifty_simultaneous_wrong_passwords(Kv::Sqlite, true).await;
+}
+
+#[tokio::test]
+async fn fifty_simultaneous_wrong_passwords_get_at_most_five_401s_in_the_redis_store() {
+    // ... and the lock lifts once the window has passed.
+    let (app, email) = fifty_simultaneous_wrong_passwords(Kv::Redis, false).await;
+    let (key, tag) = failures_key(&email);
+    let mut conn = redis_db_with(&key, tag).await;
+    age_failures(&mut conn, &key, 901).await;
+    login(&app, &email, PASSWORD).await.expect(200);
+}
+
+#[tokio::test]
+async fn fifty_failed_logins_from_one_address_lock_out_that_address_only() {
+    let app = TestApp::start_with(TestOptions {
+        kv: Kv::Redis,
+        variables: vec![("trusted_proxies".into(), "10.0.0.0/8".into())],
+        ..Default::default()
+    })
+    .await;
+    let email = unique_email();
+    register(&app, &email).await;
+    let (proxy, client) = ("10.0.0.1:4000", "198.51.100.7");
+    let emails: Vec<String> = (0..55).map(|_| unique_email()).collect();
+
+    // One client behind the ingress tries 55 random emails at once (forging an address to the
+    // left of the one the ingress appends).
+    let forwarded = format!("203.0.113.1, {client}");
+    let responses = futures::future::join_all(
+        emails
+            .iter()
+            .map(|e| login_from(&app, proxy, Some(&forwarded), e, "wrong password!")),
+    )
+    .await;
+
+    let unauthorized = responses.iter().filter(|r| r.status == 401).count();
+    assert!(
+        (40..=50).contains(&unauthorized),
+        "{unauthorized} failures were let through"
+    );
+    for r in responses.iter().filter(|r| r.status != 401) {
+        retry_after_of(r);
+    }
+    // That client is locked out, through the proxy or directly, even with the right password.
+    let retry = retry_after_of(
+        &login_from(
+            &app,
+            proxy,
+            Some(client),
+            &unique_email(),
+            "wrong password!",
+        )
+        .await,
+    );
+    assert!(retry <= 300, "{retry}");
+    retry_after_of(&login_from(&app, &format!("{client}:5555"), None, &email, PASSWORD).await);
+    // Another client behind the same proxy is not, and neither is a peer that is no proxy
+    // but claims to forward for the locked client.
+    login_from(
+        &app,
+        proxy,
+        Some("198.51.100.8"),
+        &unique_email(),
+        "wrong!!",
+    )
+    .await
+    .expect_problem(401);
+    login_from(
+        &app,
+        "203.0.113.9:1234",
+        Some(client),
+        &unique_email(),
+        "wrong!!",
+    )
+    .await
+    .expect_problem(401);
+    login_from(&app, "203.0.113.9:1234", Some(client), &email, PASSWORD)
+        .await
+        .expect(200);
+}
+
+#[tokio::test]
+async fn failed_logins_for_ever_new_emails_keep_the_throttle_keys_few_and_small() {
+    let app = TestApp::start_with(TestOptions {
+        kv: Kv::Redis,
+        ..Default::default()
+    })
+    .await;
+    // 24 random emails whose failures share one key: more than a key keeps (16).
+    let first = unique_email();
+    let (key, first_tag) = failures_key(&first);
+    let mut emails = vec![first];
+    while emails.len() < 24 {
+        let e = unique_email();
+        if failures_key(&e).0 == key {
+            emails.push(e);
+        }
+    }
+
+    for e in &emails {
+        login(&app, e, "wrong password!").await.expect_problem(401);
+    }
+
+    let last_tag = failures_key(emails.last().unwrap()).1;
+    let mut conn = redis_db_with(&key, last_tag).await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("login-failures/*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // One account key and one address key, however many emails were tried.
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    let value: Vec<u8> = redis::cmd("GET")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let entries: Vec<Value> = serde_json::from_slice(&value).unwrap();
+    assert_eq!(entries.len(), 16, "{entries:?}");
+    assert!(value.len() <= 2450, "{} bytes", value.len());
+    // The oldest subject with as few failures as the others made room.
+    assert!(bucket_entry(&value, first_tag).is_none());
 }
 
 #[tokio::test]
@@ -509,25 +760,25 @@ async fn the_lock_is_kept_in_the_shared_store_and_lifts_when_the_window_passes()
             .expect_problem(401);
     }
     login(&app, &email, PASSWORD).await.expect_problem(429);
-    let key = failures_key(&email);
-    let mut conn = redis_db_with(&key).await;
+    let (key, tag) = failures_key(&email);
+    let mut conn = redis_db_with(&key, tag).await;
+    assert_eq!(
+        bucket_entry(&redis_get(&mut conn, &key).await, tag).map(|f| f.len()),
+        Some(5)
+    );
 
     // Fifteen minutes and one second later, as far as the stored failures are concerned.
-    let old: Vec<i64> = (0..5).map(|i| now() - 901 - i).collect();
-    let _: () = redis::cmd("SET")
-        .arg(&key)
-        .arg(serde_json::to_vec(&old).unwrap())
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    age_failures(&mut conn, &key, 901).await;
 
     login(&app, &email, PASSWORD).await.expect(200);
-    let exists: bool = redis::cmd("EXISTS")
-        .arg(&key)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert!(!exists, "a successful login resets the failures");
+    assert!(
+        bucket_entry(&redis_get(&mut conn, &key).await, tag).is_none(),
+        "a successful login resets the failures"
+    );
+}
+
+async fn redis_get(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> Vec<u8> {
+    redis::cmd("GET").arg(key).query_async(conn).await.unwrap()
 }
 
 #[tokio::test]
@@ -787,7 +1038,8 @@ async fn a_user_reads_and_updates_their_profile_and_logs_in_with_the_new_email()
         .patch(
             "/api/users/me",
             Some(&access),
-            json!({"display_name": "Renamed", "email": format!(" {new_email} ")}),
+            json!({"display_name": "Renamed", "email": format!(" {new_email} "),
+                   "current_password": PASSWORD}),
         )
         .await
         .expect(200)
@@ -825,7 +1077,7 @@ async fn taking_another_accounts_email_is_409_and_a_bootstrap_admin_email_is_422
     app.patch(
         "/api/users/me",
         Some(&access),
-        json!({"email": other_email.to_uppercase()}),
+        json!({"email": other_email.to_uppercase(), "current_password": PASSWORD}),
     )
     .await
     .expect_problem(409);
@@ -833,11 +1085,92 @@ async fn taking_another_accounts_email_is_409_and_a_bootstrap_admin_email_is_422
         .patch(
             "/api/users/me",
             Some(&access),
-            json!({"email": ADMIN_EMAIL}),
+            json!({"email": ADMIN_EMAIL, "current_password": PASSWORD}),
         )
         .await
         .expect_problem(422);
     assert!(doc["errors"]["email"].is_array());
+}
+
+#[tokio::test]
+async fn changing_the_email_needs_the_current_password_403_when_wrong_422_when_missing() {
+    let app = TestApp::start().await;
+    let (_, access, _, email) = account(&app).await;
+    let new_email = unique_email();
+
+    let doc = app
+        .patch("/api/users/me", Some(&access), json!({"email": new_email}))
+        .await
+        .expect_problem(422);
+    assert!(doc["errors"]["current_password"].is_array(), "{doc}");
+    let doc = app
+        .patch(
+            "/api/users/me",
+            Some(&access),
+            json!({"email": new_email, "current_password": ""}),
+        )
+        .await
+        .expect_problem(422);
+    assert!(doc["errors"]["current_password"].is_array(), "{doc}");
+    app.patch(
+        "/api/users/me",
+        Some(&access),
+        json!({"email": new_email, "display_name": "Thief", "current_password": "not my password"}),
+    )
+    .await
+    .expect_problem(403);
+
+    // Nothing changed, and the name alone needs no password.
+    let me = app
+        .get("/api/users/me", Some(&access))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(me["email"], email);
+    assert_eq!(me["display_name"], "Ann Example");
+    app.patch(
+        "/api/users/me",
+        Some(&access),
+        json!({"display_name": "Ann"}),
+    )
+    .await
+    .expect(200);
+    let moved = app
+        .patch(
+            "/api/users/me",
+            Some(&access),
+            json!({"email": new_email, "current_password": PASSWORD}),
+        )
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(moved["email"], new_email);
+}
+
+#[tokio::test]
+async fn wrong_passwords_for_an_email_change_count_as_failed_logins() {
+    let app = TestApp::start().await;
+    let (_, access, _, email) = account(&app).await;
+
+    for _ in 0..5 {
+        app.patch(
+            "/api/users/me",
+            Some(&access),
+            json!({"email": unique_email(), "current_password": "not my password"}),
+        )
+        .await
+        .expect_problem(403);
+    }
+
+    retry_after_of(
+        &app.patch(
+            "/api/users/me",
+            Some(&access),
+            json!({"email": unique_email(), "current_password": PASSWORD}),
+        )
+        .await,
+    );
+    retry_after_of(&login(&app, &email, PASSWORD).await);
 }
 
 #[tokio::test]

@@ -1,9 +1,11 @@
 //! The user service's rules, with no I/O: parsing of emails, names, passwords and roles;
-//! password hashing; refresh-token material; the login-failure window; the JWKS document.
+//! password hashing; refresh-token material; the login-failure windows and the client address
+//! they count; the JWKS document.
 //!
 //! Everything here runs natively under `cargo test -p marketplace-user`.
 
 pub mod account;
+pub mod client;
 pub mod jwks;
 pub mod password;
 pub mod refresh;
@@ -11,7 +13,6 @@ pub mod throttle;
 
 pub use account::{DisplayName, Email, RegistrationRole, is_admin_email};
 pub use password::{Password, PasswordCheck};
-pub use throttle::FailureWindow;
 
 /// Lifetime of an access token (contract: 15 minutes).
 pub const ACCESS_TOKEN_TTL_SECS: i64 = 15 * 60;

@@ -1,89 +1,281 @@
-//! The login-failure window: after [`MAX_FAILURES`] failed logins for one account within
-//! [`WINDOW_SECS`], its logins answer 429 until the oldest of those failures leaves the window.
+//! The login-failure windows, pure: who may try a password now, and how the windows are laid
+//! out in the key-value store so that they stay bounded.
 //!
-//! The window is one key-value entry per account holding the times of its most recent
-//! failures (at most [`MAX_FAILURES`]; older ones can never matter again). The component
-//! updates it with `wasi:keyvalue` compare-and-swap and reads it back, looking for its own
-//! failure's id, so concurrent failures on several instances are all counted (see
-//! `store::LoginFailures`). This module is the pure part:
-//! encoding, recording, and deciding.
+//! Two limits apply to every password check ([`ACCOUNTS`], [`ADDRESSES`]): a sliding window of
+//! failures per account (normalised email, known or not) and one per client address. A check
+//! *reserves* a slot in both windows before it hashes anything, so N simultaneous wrong
+//! passwords count as N failures before any of them is answered and at most
+//! [`Limit::max`] of them ever reach Argon2; a success gives its slots back (the account's
+//! window is forgotten, the address keeps its other failures). The component writes with
+//! `wasi:keyvalue` compare-and-swap and reads back, looking for its slot's random id
+//! (`store::Throttle`); this module decides and encodes.
+//!
+//! **Bounded storage.** Subjects are hashed into a fixed number of keys per table
+//! ([`Table::buckets`]); each key holds at most [`Table::entries`] subjects with at most
+//! [`Limit::max`] failures each, and every write drops what has left the window. So the store
+//! holds at most `buckets` keys of at most [`Table::max_value_bytes`] bytes per table, however
+//! many random emails or addresses are tried. When a key is full of live entries, the entry
+//! that matters least goes (fewest recent failures, then the stalest): pushing out an account
+//! that is close to its lock takes `entries` other subjects with as many failures, which the
+//! per-address limit makes expensive.
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
-/// Failed logins tolerated within the window.
-pub const MAX_FAILURES: usize = 5;
-/// Length of the sliding window (15 minutes).
-pub const WINDOW_SECS: i64 = 15 * 60;
-
-/// One failed login: when (unix seconds) and a random id. The id makes every writer's value
-/// its own, so that after a compare-and-swap the writer can tell whether its failure is in
-/// the stored window (Spin's Redis store reports success for a swap it did not make; two
-/// failures in the same second would otherwise write the very same bytes).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Failure {
-    pub at: i64,
-    pub id: u64,
+/// At most `max` failures within any `window_secs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    pub max: usize,
+    pub window_secs: i64,
 }
 
-/// The recent failures (oldest first) of one account.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FailureWindow(Vec<Failure>);
+/// One kind of window and its layout in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Table {
+    /// Key prefix; keys are `<prefix>/<bucket number>`.
+    pub prefix: &'static str,
+    pub limit: Limit,
+    /// Number of keys the table may use.
+    pub buckets: u16,
+    /// Subjects kept per key.
+    pub entries: usize,
+}
 
-impl FailureWindow {
+/// Per account: 5 failures within 15 minutes (unchanged from v1). 1024 keys of 16 accounts
+/// each track 16 384 accounts with recent failures at once, in at most 2.5 MB.
+pub const ACCOUNTS: Table = Table {
+    prefix: "login-failures/account",
+    limit: Limit {
+        max: 5,
+        window_secs: 15 * 60,
+    },
+    buckets: 1024,
+    entries: 16,
+};
+
+/// Per client address (IPv4, or the /64 of an IPv6 address): 50 failures within 5 minutes.
+/// People mistyping behind one NAT fail perhaps once in ten logins, so this admits about 100
+/// logins a minute through one address; one client gets at most 10 accounts locked and 50
+/// Argon2 checks (a few CPU-seconds) per 5 minutes out of it. 256 keys of 8 addresses, at most
+/// 2.5 MB.
+pub const ADDRESSES: Table = Table {
+    prefix: "login-failures/address",
+    limit: Limit {
+        max: 50,
+        window_secs: 5 * 60,
+    },
+    buckets: 256,
+    entries: 8,
+};
+
+/// A subject (normalised email, canonical address) as a table sees it: which key holds it and
+/// the tag it is stored under. No email or address appears in the store in clear.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subject {
+    pub key: String,
+    pub tag: u64,
+}
+
+impl Table {
+    pub fn subject(&self, name: &str) -> Subject {
+        let digest = Sha256::digest(name.as_bytes());
+        let bucket = u16::from_be_bytes([digest[0], digest[1]]) % self.buckets;
+        let mut tag = [0u8; 8];
+        tag.copy_from_slice(&digest[2..10]);
+        Subject {
+            key: format!("{}/{bucket}", self.prefix),
+            tag: u64::from_be_bytes(tag),
+        }
+    }
+
+    /// The largest value a key of this table can hold: a full key, every number at its widest
+    /// (times are unix seconds, 10 digits until the year 2286).
+    pub fn max_value_bytes(&self) -> usize {
+        // `{"t":<u64>,"f":[…]}` and `[<at>,<u32>]` per failure, separators included.
+        let failure = 1 + 10 + 1 + 10 + 1 + 1;
+        let entry = 12 + 20 + self.limit.max * failure + 1;
+        2 + self.entries * entry
+    }
+}
+
+/// One counted attempt: when (unix seconds) and a random id. The id makes every writer's value
+/// its own, so that after a compare-and-swap the writer can tell whether its slot is in the
+/// stored value (Spin's Redis store reports the same for a swap it made and one it did not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(from = "(i64, u32)", into = "(i64, u32)")]
+pub struct Failure {
+    pub at: i64,
+    pub id: u32,
+}
+
+impl From<(i64, u32)> for Failure {
+    fn from((at, id): (i64, u32)) -> Self {
+        Self { at, id }
+    }
+}
+
+impl From<Failure> for (i64, u32) {
+    fn from(f: Failure) -> Self {
+        (f.at, f.id)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Entry {
+    #[serde(rename = "t")]
+    tag: u64,
+    /// Oldest first.
+    #[serde(rename = "f")]
+    failures: Vec<Failure>,
+}
+
+/// The decoded value of one key: the recent failures of the subjects it holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Bucket(Vec<Entry>);
+
+impl Bucket {
     /// Decodes the stored value; anything unreadable counts as no failures (the value is
     /// written only by this code, and failing open here is bounded by the next write).
     pub fn decode(bytes: Option<&[u8]>) -> Self {
         let Some(bytes) = bytes else {
             return Self::default();
         };
-        let mut failures: Vec<Failure> = serde_json::from_slice(bytes).unwrap_or_default();
-        failures.sort_unstable();
-        Self(failures)
+        let mut entries: Vec<Entry> = serde_json::from_slice(bytes).unwrap_or_default();
+        for e in &mut entries {
+            e.failures.sort_unstable();
+        }
+        Self(entries)
     }
 
     pub fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(&self.0).unwrap_or_default()
     }
 
-    /// Failure times still inside the window at `now`.
-    pub fn recent(&self, now: i64) -> impl Iterator<Item = i64> + '_ {
-        self.0
-            .iter()
-            .map(|f| f.at)
-            .filter(move |t| now - t < WINDOW_SECS)
+    /// Number of subjects held.
+    pub fn len(&self) -> usize {
+        self.0.len()
     }
 
-    /// Whether the failure with this id is in the window.
-    pub fn holds(&self, id: u64) -> bool {
-        self.0.iter().any(|f| f.id == id)
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 
-    /// Seconds until logins are accepted again, or `None` when they are accepted now.
-    pub fn retry_after(&self, now: i64) -> Option<u64> {
-        let recent: Vec<i64> = self.recent(now).collect();
-        if recent.len() < MAX_FAILURES {
+    fn entry(&self, tag: u64) -> Option<&Entry> {
+        self.0.iter().find(|e| e.tag == tag)
+    }
+
+    /// Failure times of `tag` still inside the window at `now`, oldest first.
+    pub fn recent(&self, limit: Limit, tag: u64, now: i64) -> Vec<i64> {
+        self.entry(tag)
+            .map(|e| {
+                e.failures
+                    .iter()
+                    .map(|f| f.at)
+                    .filter(|t| now - t < limit.window_secs)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Whether the slot with this id of `tag` is stored.
+    pub fn holds(&self, tag: u64, id: u32) -> bool {
+        self.entry(tag)
+            .is_some_and(|e| e.failures.iter().any(|f| f.id == id))
+    }
+
+    /// Seconds until `tag` may try again, or `None` when it may try now.
+    pub fn retry_after(&self, limit: Limit, tag: u64, now: i64) -> Option<u64> {
+        let recent = self.recent(limit, tag, now);
+        if recent.len() < limit.max {
             return None;
         }
         // The window reopens when the failure that made the count reach the limit, counted
         // from the newest, expires.
-        let oldest_that_counts = recent[recent.len() - MAX_FAILURES];
-        Some((oldest_that_counts + WINDOW_SECS - now).max(1) as u64)
+        let oldest_that_counts = recent[recent.len() - limit.max];
+        Some((oldest_that_counts + limit.window_secs - now).max(1) as u64)
     }
 
-    /// This window with one more failure, keeping only what can still matter.
-    pub fn with_failure(&self, failure: Failure) -> Self {
-        let now = failure.at;
-        let mut failures: Vec<Failure> = self
-            .0
-            .iter()
-            .copied()
-            .filter(|f| now - f.at < WINDOW_SECS)
-            .collect();
-        failures.push(failure);
-        failures.sort_unstable();
-        let excess = failures.len().saturating_sub(MAX_FAILURES);
-        failures.drain(..excess);
-        Self(failures)
+    /// This bucket with one more slot for `tag`, or the `Retry-After` when its window is full.
+    /// Stale failures of every subject go, and the bucket keeps at most `table.entries`
+    /// subjects (see the module documentation for which one is pushed out).
+    pub fn reserve(&self, table: &Table, tag: u64, slot: Failure) -> Result<Self, u64> {
+        let now = slot.at;
+        if let Some(retry_after) = self.retry_after(table.limit, tag, now) {
+            return Err(retry_after);
+        }
+        let mut next = self.pruned(table.limit, now);
+        match next.0.iter_mut().find(|e| e.tag == tag) {
+            Some(e) => {
+                if !e.failures.contains(&slot) {
+                    e.failures.push(slot);
+                    e.failures.sort_unstable();
+                }
+            }
+            None => next.0.push(Entry {
+                tag,
+                failures: vec![slot],
+            }),
+        }
+        while next.0.len() > table.entries {
+            let victim = next
+                .0
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| e.tag != tag)
+                .min_by_key(|(_, e)| (e.failures.len(), e.failures.last().map(|f| f.at)))
+                .map(|(i, _)| i);
+            match victim {
+                Some(i) => next.0.remove(i),
+                None => break,
+            };
+        }
+        Ok(next)
+    }
+
+    /// This bucket without the slot `id` of `tag` (a check that did not happen or succeeded).
+    pub fn release(&self, tag: u64, id: u32) -> Self {
+        let mut next = self.clone();
+        for e in &mut next.0 {
+            if e.tag == tag {
+                e.failures.retain(|f| f.id != id);
+            }
+        }
+        next.0.retain(|e| !e.failures.is_empty());
+        next
+    }
+
+    /// This bucket without `tag` at all (a successful login forgets the account's failures).
+    pub fn forget(&self, tag: u64) -> Self {
+        Self(self.0.iter().filter(|e| e.tag != tag).cloned().collect())
+    }
+
+    /// Whether `tag` has an entry.
+    pub fn has(&self, tag: u64) -> bool {
+        self.entry(tag).is_some()
+    }
+
+    /// Without the failures that left the window and the subjects left with none.
+    fn pruned(&self, limit: Limit, now: i64) -> Self {
+        Self(
+            self.0
+                .iter()
+                .filter_map(|e| {
+                    let mut failures: Vec<Failure> = e
+                        .failures
+                        .iter()
+                        .copied()
+                        .filter(|f| now - f.at < limit.window_secs)
+                        .collect();
+                    // More than `max` can never matter (reservations stop at `max`).
+                    let excess = failures.len().saturating_sub(limit.max);
+                    failures.drain(..excess);
+                    (!failures.is_empty()).then_some(Entry {
+                        tag: e.tag,
+                        failures,
+                    })
+                })
+                .collect(),
+        )
     }
 }
 
@@ -92,62 +284,136 @@ mod tests {
     use super::*;
 
     const T0: i64 = 1_800_000_000;
+    const LIMIT: Limit = ACCOUNTS.limit;
+    const WINDOW: i64 = ACCOUNTS.limit.window_secs;
 
-    fn after(n: usize, start: i64, step: i64) -> FailureWindow {
-        (0..n).fold(FailureWindow::default(), |w, i| {
-            w.with_failure(Failure {
-                at: start + i as i64 * step,
-                id: i as u64,
-            })
+    fn slot(at: i64, id: u32) -> Failure {
+        Failure { at, id }
+    }
+
+    /// `n` reservations of `tag`, `step` seconds apart from `start`.
+    fn after(bucket: Bucket, tag: u64, n: usize, start: i64, step: i64) -> Bucket {
+        (0..n).fold(bucket, |b, i| {
+            b.reserve(&ACCOUNTS, tag, slot(start + i as i64 * step, i as u32))
+                .expect("open")
         })
     }
 
     #[test]
     fn four_failures_leave_logins_open_and_the_fifth_closes_them() {
-        assert_eq!(after(4, T0, 10).retry_after(T0 + 40), None);
-        let w = after(5, T0, 10);
-        assert_eq!(w.retry_after(T0 + 40), Some(WINDOW_SECS as u64 - 40));
+        let b = after(Bucket::default(), 1, 4, T0, 10);
+        assert_eq!(b.retry_after(LIMIT, 1, T0 + 40), None);
+        let b = after(Bucket::default(), 1, 5, T0, 10);
+        assert_eq!(b.retry_after(LIMIT, 1, T0 + 40), Some(WINDOW as u64 - 40));
+    }
+
+    #[test]
+    fn a_full_window_refuses_the_sixth_reservation_with_its_retry_after() {
+        let b = after(Bucket::default(), 1, 5, T0, 0);
+        assert_eq!(
+            b.reserve(&ACCOUNTS, 1, slot(T0 + 60, 99)),
+            Err(WINDOW as u64 - 60)
+        );
+        // Another subject of the same key is not affected.
+        assert!(b.reserve(&ACCOUNTS, 2, slot(T0 + 60, 99)).is_ok());
     }
 
     #[test]
     fn logins_reopen_when_the_oldest_counted_failure_leaves_the_window() {
-        let w = after(5, T0, 60);
-        assert!(w.retry_after(T0 + WINDOW_SECS - 1).is_some());
-        assert_eq!(w.retry_after(T0 + WINDOW_SECS), None);
+        let b = after(Bucket::default(), 1, 5, T0, 60);
+        assert!(b.retry_after(LIMIT, 1, T0 + WINDOW - 1).is_some());
+        assert_eq!(b.retry_after(LIMIT, 1, T0 + WINDOW), None);
     }
 
     #[test]
     fn failures_spread_over_more_than_the_window_never_lock() {
-        let w = after(10, T0, WINDOW_SECS / 4);
-        assert_eq!(w.retry_after(T0 + 10 * WINDOW_SECS / 4), None);
+        let b = after(Bucket::default(), 1, 10, T0, WINDOW / 4);
+        assert_eq!(b.retry_after(LIMIT, 1, T0 + 10 * WINDOW / 4), None);
     }
 
     #[test]
-    fn the_stored_value_keeps_at_most_five_times_and_round_trips() {
-        let w = after(12, T0, 1);
-        let decoded = FailureWindow::decode(Some(&w.encode()));
-        assert_eq!(decoded, w);
-        assert_eq!(decoded.recent(T0 + 12).count(), MAX_FAILURES);
-        assert_eq!(
-            FailureWindow::decode(Some(b"garbage")),
-            FailureWindow::default()
-        );
-        assert_eq!(FailureWindow::decode(None), FailureWindow::default());
+    fn released_and_forgotten_slots_are_gone() {
+        let b = after(Bucket::default(), 1, 3, T0, 1);
+        let released = b.release(1, 1);
+        assert_eq!(released.recent(LIMIT, 1, T0 + 3).len(), 2);
+        assert!(!released.holds(1, 1) && released.holds(1, 0));
+        assert!(!b.forget(1).has(1));
+        assert!(b.release(1, 0).release(1, 1).release(1, 2).is_empty());
     }
 
     #[test]
-    fn failures_in_the_same_second_stay_apart_by_their_ids() {
-        let w = FailureWindow::default()
-            .with_failure(Failure { at: T0, id: 7 })
-            .with_failure(Failure { at: T0, id: 3 });
-        assert_eq!(w.recent(T0).count(), 2);
-        assert!(w.holds(7) && w.holds(3) && !w.holds(5));
-        let alone = FailureWindow::default().with_failure(Failure { at: T0, id: 3 });
-        assert_ne!(
-            alone.encode(),
-            FailureWindow::default()
-                .with_failure(Failure { at: T0, id: 7 })
-                .encode()
+    fn slots_in_the_same_second_stay_apart_by_their_ids_and_round_trip() {
+        let b = Bucket::default()
+            .reserve(&ACCOUNTS, 1, slot(T0, 7))
+            .unwrap()
+            .reserve(&ACCOUNTS, 1, slot(T0, 3))
+            .unwrap();
+        assert_eq!(b.recent(LIMIT, 1, T0).len(), 2);
+        assert!(b.holds(1, 7) && b.holds(1, 3) && !b.holds(1, 5));
+        assert_eq!(Bucket::decode(Some(&b.encode())), b);
+        assert_eq!(Bucket::decode(Some(b"garbage")), Bucket::default());
+        assert_eq!(Bucket::decode(None), Bucket::default());
+    }
+
+    #[test]
+    fn a_write_drops_the_subjects_whose_failures_left_the_window() {
+        let b = after(Bucket::default(), 1, 5, T0, 0);
+        let later = b.reserve(&ACCOUNTS, 2, slot(T0 + WINDOW, 1)).unwrap();
+        assert!(!later.has(1), "stale entry kept: {later:?}");
+        assert_eq!(later.len(), 1);
+    }
+
+    #[test]
+    fn a_full_key_pushes_out_the_subject_with_the_fewest_failures_never_a_locked_one() {
+        // Subject 1 is locked; then many subjects with one failure each arrive.
+        let mut b = after(Bucket::default(), 1, 5, T0, 0);
+        for tag in 2..100 {
+            b = b.reserve(&ACCOUNTS, tag, slot(T0 + tag as i64, 0)).unwrap();
+        }
+        assert_eq!(b.len(), ACCOUNTS.entries);
+        assert!(b.retry_after(LIMIT, 1, T0 + 100).is_some(), "the lock held");
+        assert!(b.has(99), "the newest subject is kept");
+    }
+
+    #[test]
+    fn any_number_of_subjects_stays_within_the_keys_and_bytes_of_each_table() {
+        for table in [ACCOUNTS, ADDRESSES] {
+            let keys: std::collections::HashSet<String> = (0..50_000)
+                .map(|i| table.subject(&format!("{i}@example.test")).key)
+                .collect();
+            assert_eq!(keys.len(), table.buckets as usize, "{}", table.prefix);
+            // One key receiving more subjects than it keeps, each with as many failures as
+            // the limit allows, every number at its widest.
+            let mut b = Bucket::default();
+            for tag in u64::MAX - 3 * table.entries as u64..=u64::MAX {
+                for n in 0..table.limit.max as u32 {
+                    b = b
+                        .reserve(&table, tag, slot(9_999_999_999, u32::MAX - n))
+                        .unwrap();
+                }
+            }
+            assert_eq!(b.len(), table.entries);
+            let bytes = b.encode().len();
+            assert!(bytes <= table.max_value_bytes(), "{bytes}");
+            assert!(
+                bytes * 10 > table.max_value_bytes() * 9,
+                "a tight bound: {bytes}"
+            );
+        }
+    }
+
+    #[test]
+    fn keys_name_a_bucket_and_tags_tell_subjects_apart() {
+        let a = ACCOUNTS.subject("ann@example.test");
+        assert_eq!(a, ACCOUNTS.subject("ann@example.test"));
+        assert_ne!(a.tag, ACCOUNTS.subject("bob@example.test").tag);
+        let n: u16 = a.key.rsplit('/').next().unwrap().parse().unwrap();
+        assert!(a.key.starts_with("login-failures/account/") && n < ACCOUNTS.buckets);
+        assert!(
+            ADDRESSES
+                .subject("192.0.2.1")
+                .key
+                .starts_with("login-failures/address/")
         );
     }
 }
