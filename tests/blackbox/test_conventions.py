@@ -246,7 +246,15 @@ def test_a_body_over_1_mib_is_a_413_problem_in_every_service(writers):
     def check(svc):
         body = write_endpoint(svc, writers)[3]
         raw = json.dumps({**body, "padding": "x" * (1024 * 1024 + 16)}).encode()
-        send_raw(svc, writers, raw).expect_problem(413)
+        # The server answers as soon as the first MiB is in and closes without reading the
+        # rest; the unread bytes make the kernel reset the connection, which can discard the
+        # answer before this client reads it (status 0). That is TCP, not the service: try
+        # again, a few times at most, for an answer to check.
+        for _ in range(4):
+            r = send_raw(svc, writers, raw)
+            if r.status != 0:
+                break
+        r.expect_problem(413)
     each(SERVICES, check)
 
 

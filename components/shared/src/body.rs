@@ -42,43 +42,155 @@ pub fn parse_value(body: &[u8]) -> Result<serde_json::Value, Problem> {
         .map_err(|e| Problem::bad_request(format!("malformed JSON: {}", strip_position(&e))))
 }
 
-/// Converts a parsed document into `T`, naming unknown, missing and mistyped fields (422).
+/// How many bad fields one answer names at most (each costs one more deserialization).
+const MAX_FIELD_ERRORS: usize = 32;
+
+/// Converts a parsed document into `T`, naming **every** unknown, missing and mistyped field
+/// (422), as the contract asks.
+///
+/// serde stops at the first error, so each bad field is named, then patched in a copy of the
+/// document with a stand-in value (`""`, `0`, `false`, `[]`, `{}`, in that order, until one
+/// has the right type) and the copy is deserialized again, until it passes or
+/// [`MAX_FIELD_ERRORS`] fields are named. Errors inside a stand-in are not reported.
 pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, Problem> {
     if !value.is_object() {
         return Err(Problem::invalid_field("body", "must be a JSON object"));
     }
-    let mut unknown = Vec::new();
-    let result: Result<T, serde_path_to_error::Error<serde_json::Error>> = {
-        let mut on_ignored = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
-        let ignored = serde_ignored::Deserializer::new(&value, &mut on_ignored);
-        serde_path_to_error::deserialize(ignored)
-    };
+    let mut doc = value;
     let mut errors = FieldErrors::new();
+    let mut unknown: Vec<String> = Vec::new();
+    // Field path → how many stand-ins were tried there.
+    let mut patched: Vec<(String, usize)> = Vec::new();
+    let mut named = 0;
+    loop {
+        let (result, ignored) = attempt::<T>(&doc);
+        for path in ignored {
+            if !unknown.contains(&path) {
+                unknown.push(path);
+            }
+        }
+        let e = match result {
+            Ok(v) if errors.is_empty() && unknown.is_empty() => return Ok(v),
+            Ok(_) => break,
+            Err(e) => e,
+        };
+        let (field, message) = describe(&e);
+        let inside_stand_in = patched.iter().any(|(p, _)| {
+            field.len() > p.len()
+                && field.starts_with(p.as_str())
+                && matches!(field.as_bytes()[p.len()], b'.' | b'[')
+        });
+        let tries = match patched.iter_mut().find(|(p, _)| *p == field) {
+            Some((_, tries)) => {
+                *tries += 1;
+                *tries
+            }
+            None => {
+                if !inside_stand_in {
+                    errors.add(field.clone(), message);
+                    named += 1;
+                }
+                patched.push((field.clone(), 0));
+                0
+            }
+        };
+        let Some(stand_in) = STAND_INS.get(tries) else {
+            break;
+        };
+        if named >= MAX_FIELD_ERRORS || !set_at(&mut doc, &field, stand_in()) {
+            break;
+        }
+    }
     for path in unknown {
         errors.add(path, "unknown field");
     }
-    match result {
-        Ok(v) if errors.is_empty() => Ok(v),
-        Ok(_) => Err(Problem::validation(errors)),
-        Err(e) => {
-            let path = e.path().to_string();
-            let message = strip_position(e.inner());
-            // serde reports a missing field against its parent; name the field itself.
-            let field = match missing_field_name(&message) {
-                Some(name) if path == "." || path.is_empty() => name.to_string(),
-                Some(name) => format!("{path}.{name}"),
-                None if path == "." || path.is_empty() => "body".to_string(),
-                None => path,
+    Err(Problem::validation(errors))
+}
+
+/// Stand-in values for a bad field, tried in order until one has the right type.
+const STAND_INS: [fn() -> serde_json::Value; 5] = [
+    || serde_json::json!(""),
+    || serde_json::json!(0),
+    || serde_json::json!(false),
+    || serde_json::json!([]),
+    || serde_json::json!({}),
+];
+
+type Attempt<T> = (
+    Result<T, serde_path_to_error::Error<serde_json::Error>>,
+    Vec<String>,
+);
+
+/// One deserialization of `doc`: the result and the paths of the fields it ignored.
+fn attempt<T: DeserializeOwned>(doc: &serde_json::Value) -> Attempt<T> {
+    let mut ignored = Vec::new();
+    let result = {
+        let mut on_ignored = |path: serde_ignored::Path<'_>| ignored.push(path.to_string());
+        let de = serde_ignored::Deserializer::new(doc, &mut on_ignored);
+        serde_path_to_error::deserialize(de)
+    };
+    (result, ignored)
+}
+
+/// The bad field's path (`items[0].quantity`, `email`) and the message for it.
+fn describe(e: &serde_path_to_error::Error<serde_json::Error>) -> (String, String) {
+    let path = e.path().to_string();
+    let message = strip_position(e.inner());
+    // serde reports a missing field against its parent; name the field itself.
+    let field = match missing_field_name(&message) {
+        Some(name) if path == "." || path.is_empty() => name.to_string(),
+        Some(name) => format!("{path}.{name}"),
+        None if path == "." || path.is_empty() => "body".to_string(),
+        None => path,
+    };
+    let message = if message.starts_with("missing field") {
+        "is required".to_string()
+    } else {
+        message
+    };
+    (field, message)
+}
+
+/// Sets the value at a serde path (`a.b[2].c`) in `doc`, creating the last object member if
+/// needed; false when the path does not lead into the document.
+fn set_at(doc: &mut serde_json::Value, path: &str, new: serde_json::Value) -> bool {
+    let mut steps: Vec<Result<usize, &str>> = Vec::new();
+    for part in path.split('.') {
+        let (name, mut rest) = part.split_once('[').map_or((part, ""), |(n, r)| (n, r));
+        if !name.is_empty() {
+            steps.push(Err(name));
+        }
+        while !rest.is_empty() {
+            let Some((index, after)) = rest.split_once(']') else {
+                return false;
             };
-            let message = if message.starts_with("missing field") {
-                "is required".to_string()
-            } else {
-                message
+            let Ok(index) = index.parse() else {
+                return false;
             };
-            errors.add(field, message);
-            Err(Problem::validation(errors))
+            steps.push(Ok(index));
+            rest = after.strip_prefix('[').unwrap_or(after);
         }
     }
+    let Some((last, parents)) = steps.split_last() else {
+        return false;
+    };
+    let mut at = doc;
+    for step in parents {
+        let next = match step {
+            Ok(i) => at.get_mut(*i),
+            Err(name) => at.get_mut(*name),
+        };
+        let Some(next) = next else { return false };
+        at = next;
+    }
+    match (last, at) {
+        (Ok(i), serde_json::Value::Array(items)) if *i < items.len() => items[*i] = new,
+        (Err(name), serde_json::Value::Object(members)) => {
+            members.insert((*name).to_string(), new);
+        }
+        _ => return false,
+    }
+    true
 }
 
 /// True for `application/json` and `application/<x>+json`, with or without parameters.
@@ -220,6 +332,46 @@ mod tests {
         let p = problem(JSON, r#"{"items":[{"product_id":"a","quantity":-1}]}"#);
         assert_eq!(p.status, 422);
         assert!(p.errors.unwrap().contains("items[0].quantity"));
+    }
+
+    #[test]
+    fn names_every_missing_and_mistyped_field_at_once() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Address {
+            city: String,
+            country: String,
+        }
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Register {
+            email: String,
+            password: String,
+            count: u32,
+            tags: Vec<String>,
+            address: Address,
+        }
+        let p = parse_json::<Register>(JSON, br#"{"count": "many", "extra": 1}"#).unwrap_err();
+        assert_eq!(p.status, 422);
+        let errors = p.errors.unwrap();
+        for field in ["email", "password", "count", "tags", "address", "extra"] {
+            assert!(errors.contains(field), "{field} not named: {errors:?}");
+        }
+        // Nothing inside a stand-in (the missing address) is named.
+        assert!(!errors.contains("address.city"), "{errors:?}");
+        let p = parse_json::<Body>(
+            JSON,
+            br#"{"items":[{"product_id":1,"quantity":-1},{"quantity":2}]}"#,
+        )
+        .unwrap_err();
+        let errors = p.errors.unwrap();
+        for field in [
+            "items[0].product_id",
+            "items[0].quantity",
+            "items[1].product_id",
+        ] {
+            assert!(errors.contains(field), "{field} not named: {errors:?}");
+        }
     }
 
     #[test]

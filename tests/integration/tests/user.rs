@@ -1938,3 +1938,24 @@ async fn the_served_openapi_document_matches_what_the_component_does() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_empty_registration_names_every_missing_field_in_one_answer() {
+    let app = TestApp::start().await;
+    let r = app.post("/api/auth/register", None, json!({})).await;
+    let doc = r.expect_problem(422);
+    for field in ["email", "password", "display_name"] {
+        assert!(doc["errors"][field].is_array(), "{field} not named: {doc}");
+    }
+    let r = app
+        .post(
+            "/api/auth/register",
+            None,
+            json!({"email": 7, "display_name": "x", "colour": "red"}),
+        )
+        .await;
+    let doc = r.expect_problem(422);
+    for field in ["email", "password", "colour"] {
+        assert!(doc["errors"][field].is_array(), "{field} not named: {doc}");
+    }
+}
