@@ -141,7 +141,9 @@ def check(world, ledger):
             problems.append(f"GET order {oid}: {s} {doc}")
 
     # Every live order of this round has exactly one shipment, the one the order names, whose
-    # status the order follows; a cancelled order has at most one.
+    # status the order follows; a cancelled order has at most one. Cancellation stops the
+    # parcel: a cancelled order's shipment is `cancelled` (never past `pending`), and no live
+    # order's shipment is.
     shipments = {}
     for oid in ledger.orders:
         status, _, shipment_id, _ = orders.get(oid, (None, None, None, None))
@@ -155,6 +157,10 @@ def check(world, ledger):
         if status == "cancelled":
             if len(items) > 1:
                 problems.append(f"cancelled order {oid} has {len(items)} shipments")
+            for i in items:
+                if i["status"] != "cancelled":
+                    problems.append(f"cancelled order {oid} (stock released): its shipment "
+                                    f"{i['id']} is {i['status']}")
             continue
         if len(items) != 1 or items[0]["id"] != shipment_id:
             problems.append(f"order {oid} ({status}, shipment_id {shipment_id}): shipments "
@@ -162,6 +168,9 @@ def check(world, ledger):
             continue
         shipments[items[0]["id"]] = items[0]
         ship = items[0]["status"]
+        if ship == "cancelled":
+            problems.append(f"live order {oid} ({status}): its shipment {items[0]['id']} is cancelled")
+            continue
         expect = {"pending": "confirmed", "delivered": "delivered", "returned": "returned"}.get(
             ship, "shipped")
         if status != expect:

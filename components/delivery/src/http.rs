@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use crate::config::{Config, SERVICE};
 use crate::domain::shard::label;
+use crate::domain::status;
 use crate::domain::{EventInput, OrderId, ShipmentInput, TrackingNumber};
 use crate::error::{Error, Result};
 use crate::store::kv::{Bucket, Shards};
@@ -87,6 +88,10 @@ async fn route(req: &Request) -> Result<Response> {
         ["internal", "deliveries", "outbox", "relay"] => {
             allow(req, &["POST"])?;
             relay(req).await
+        }
+        ["internal", "deliveries", id, "cancel"] => {
+            allow(req, &["POST"])?;
+            cancel(req, id)
         }
         _ => Err(Problem::not_found("no such resource").into()),
     }
@@ -229,6 +234,11 @@ async fn record_event(req: &Request, raw_id: &str) -> Result<Response> {
     let id = parse_id(raw_id)?;
     let input: EventInput = parse_body(req)?;
     let event = input.parse(time::now()).map_err(Error::Invalid)?;
+    if !status::is_carrier_status(event.status) {
+        return Err(Error::Conflict(
+            "`cancelled` is not a carrier event: the order service cancels shipments".into(),
+        ));
+    }
     let shards = WasiShards::new();
     let recorded = store::record_event(&shards, id, &event)?;
     let shipment = store::load(&shards, id)?.ok_or(Error::NotFound)?;
@@ -354,6 +364,34 @@ fn create(req: &Request) -> Result<Response> {
     })?;
     // The same answer for a repeat: the order service may retry after a lost response.
     Ok(json(201, &shipment_view(&shipment)))
+}
+
+/// `POST /internal/deliveries/{id}/cancel` (service `order`): `pending → cancelled`, recorded
+/// by the same compare-and-swap append as carrier events (a racing `picked_up` either lands
+/// first and this is 409, or finds the shipment cancelled and is 409 itself). Idempotent: a
+/// cancelled shipment answers 200 again.
+fn cancel(req: &Request, raw_id: &str) -> Result<Response> {
+    let config = Config::load()?;
+    config
+        .verifier
+        .authenticate_service(authorization(req), &["order"])?;
+    let id = parse_id(raw_id)?;
+    optional_empty_body(req)?;
+    let shards = WasiShards::new();
+    store::cancel(&shards, id, time::now())?;
+    let shipment = store::load(&shards, id)?.ok_or(Error::NotFound)?;
+    Ok(json(200, &shipment_view(&shipment)))
+}
+
+/// The body of an action endpoint: nothing, or an empty JSON object.
+fn optional_empty_body(req: &Request) -> Result<()> {
+    if req.body().is_empty() {
+        return Ok(());
+    }
+    #[derive(serde::Deserialize)]
+    struct Empty {}
+    let _: Empty = parse_body(req)?;
+    Ok(())
 }
 
 async fn relay(req: &Request) -> Result<Response> {

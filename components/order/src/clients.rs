@@ -1,7 +1,7 @@
 //! Calls to the product and delivery services' internal endpoints, with service tokens.
 
 use marketplace_shared::wit::{Reservation, ReservationItem, ReservationRequest, ShipmentRequest};
-use marketplace_shared::{FieldErrors, ShortItem};
+use marketplace_shared::{FieldErrors, ShipmentStatus, ShortItem};
 use spin_sdk::http::{Method, Request, Response};
 use uuid::Uuid;
 
@@ -140,18 +140,68 @@ pub async fn release(cfg: &Config, reservation_id: &str) -> Result<(), String> {
 
 /// `POST {delivery}/internal/deliveries` (idempotent per order id there); the shipment id.
 pub async fn create_shipment(cfg: &Config, request: &ShipmentRequest) -> Result<Uuid, String> {
+    ensure_shipment(cfg, request).await.map(|s| s.id)
+}
+
+/// A shipment as the delivery service answered it: its id and status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShipmentState {
+    pub id: Uuid,
+    pub status: Option<ShipmentStatus>,
+}
+
+fn shipment_state(body: &[u8]) -> Result<ShipmentState, String> {
+    let v: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| format!("delivery answered unreadable JSON: {e}"))?;
+    let id = v
+        .get("id")
+        .and_then(|id| id.as_str())
+        .and_then(|id| Uuid::try_parse(id).ok())
+        .ok_or_else(|| "delivery answered a shipment without an id".to_string())?;
+    let status = v
+        .get("status")
+        .and_then(|s| s.as_str())
+        .and_then(ShipmentStatus::parse);
+    Ok(ShipmentState { id, status })
+}
+
+/// `POST {delivery}/internal/deliveries`: the order's shipment, created if it has none yet
+/// (idempotent per order id: a repeat answers the existing shipment as it is now).
+pub async fn ensure_shipment(
+    cfg: &Config,
+    request: &ShipmentRequest,
+) -> Result<ShipmentState, String> {
     let body = serde_json::to_vec(request).map_err(|e| e.to_string())?;
     let url = format!("{}/internal/deliveries", cfg.delivery_url);
     let resp = call(cfg, "delivery", Method::Post, url, Some(body)).await?;
     match *resp.status() {
-        200..=299 => {
-            let v: serde_json::Value = serde_json::from_slice(resp.body())
-                .map_err(|e| format!("delivery answered unreadable JSON: {e}"))?;
-            v.get("id")
-                .and_then(|id| id.as_str())
-                .and_then(|id| Uuid::try_parse(id).ok())
-                .ok_or_else(|| "delivery answered a shipment without an id".to_string())
-        }
+        200..=299 => shipment_state(resp.body()),
         s => Err(format!("delivery answered {s} to a shipment request")),
+    }
+}
+
+/// The delivery service's definite answers to a cancel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShipmentCancel {
+    /// 200: the shipment is `cancelled` (now or before: idempotent there).
+    Cancelled,
+    /// 409: the shipment has left `pending`; the delivery service's detail.
+    TooLate(String),
+}
+
+/// `POST {delivery}/internal/deliveries/{id}/cancel`. `Err`: no definite answer (unreachable,
+/// timeout, 5xx, anything unexpected): the shipment may or may not be cancelled.
+pub async fn cancel_shipment(cfg: &Config, shipment: Uuid) -> Result<ShipmentCancel, String> {
+    let url = format!("{}/internal/deliveries/{shipment}/cancel", cfg.delivery_url);
+    let resp = call(cfg, "delivery", Method::Post, url, None).await?;
+    match *resp.status() {
+        200 => match shipment_state(resp.body())?.status {
+            Some(ShipmentStatus::Cancelled) => Ok(ShipmentCancel::Cancelled),
+            other => Err(format!(
+                "delivery answered 200 to a cancel with shipment status {other:?}"
+            )),
+        },
+        409 => Ok(ShipmentCancel::TooLate(problem_detail(resp.body()).0)),
+        s => Err(format!("delivery answered {s} to a cancel of {shipment}")),
     }
 }

@@ -6,16 +6,25 @@
 //! commit, or two CronJob pods) never send the same row twice; a relay that dies mid-way
 //! leaves its rows unclaimed for the next run. The callees are idempotent (delivery per order
 //! id, product per reservation id), so a row sent again after a lost answer does no harm.
+//!
+//! A `cancel_shipment` row is an unresolved cancel (see `service::cancel`): it is due only once
+//! its request's lease has passed (the request died, or had no definite answer from the
+//! delivery service), and the relay resolves it by looking at the shipment, never by
+//! cancelling it: `cancelled` → the cancel is finished (order cancelled, release queued);
+//! anything else → the intent is dropped and the order stays as it is.
 
-use marketplace_shared::OrderStatus;
 use marketplace_shared::wit::{ShipmentItem, ShipmentRequest};
+use marketplace_shared::{OrderStatus, ShipmentStatus};
 use serde::Serialize;
+use uuid::Uuid;
 
 use crate::clients;
 use crate::config::Config;
-use crate::domain::outbox::{self, Kind, Release};
+use crate::domain::outbox::{self, CancelIntent, Kind, Release};
+use crate::domain::shard::OrderId;
 use crate::error::Error;
-use crate::store::{Db, OutboxRow};
+use crate::service;
+use crate::store::{Db, OrderView, OutboxRow};
 
 /// What one relay run did.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -27,6 +36,11 @@ pub struct Stats {
     pub outbox_rows_purged: u64,
     /// Completed idempotency keys past their retention, forgotten.
     pub idempotency_keys_purged: u64,
+    /// Unresolved cancels whose shipment was cancelled: finished (order cancelled, release
+    /// queued for the next run).
+    pub cancels_finished: u32,
+    /// Unresolved cancels whose shipment was not cancelled: dropped, the order unchanged.
+    pub cancels_dropped: u32,
     pub skipped: u32,
     pub failed: u32,
 }
@@ -81,7 +95,12 @@ async fn relay_shard(
                     match kind {
                         Kind::CreateShipment => stats.shipments_requested += 1,
                         Kind::ReleaseReservation => stats.reservations_released += 1,
+                        Kind::CancelShipment => stats.cancels_finished += 1,
                     }
+                }
+                Ok(None) if row.kind == Some(Kind::CancelShipment) => {
+                    db.outbox_done(row.id)?;
+                    stats.cancels_dropped += 1;
                 }
                 Ok(None) => {
                     db.outbox_done(row.id)?;
@@ -128,21 +147,7 @@ async fn deliver(
                 // Cancelled before the shipment was requested: nothing to ship.
                 return Ok(Ok(None));
             }
-            let request = ShipmentRequest {
-                order_id: order.id.clone(),
-                buyer_id: order.buyer_id.to_string(),
-                shipping_address: serde_json::from_value(order.shipping_address.clone())
-                    .map_err(|e| Error::Internal(format!("stored address: {e}")))?,
-                items: order
-                    .items
-                    .iter()
-                    .map(|l| ShipmentItem {
-                        product_id: l.product_id.to_string(),
-                        title: l.title.clone(),
-                        quantity: l.quantity,
-                    })
-                    .collect(),
-            };
+            let request = shipment_request(&order)?;
             match clients::create_shipment(cfg, &request).await {
                 Ok(shipment) => {
                     if db.set_shipment(&row.order_id, shipment)? {
@@ -184,8 +189,90 @@ async fn deliver(
                 Err(e) => Ok(Err(e)),
             }
         }
+        Some(Kind::CancelShipment) => resolve_cancel(cfg, db, row).await,
         None => Ok(Err("unknown outbox kind".to_string())),
     }
+}
+
+/// The delivery service's shipment request for an order.
+pub(crate) fn shipment_request(order: &OrderView) -> Result<ShipmentRequest, Error> {
+    Ok(ShipmentRequest {
+        order_id: order.id.clone(),
+        buyer_id: order.buyer_id.to_string(),
+        shipping_address: serde_json::from_value(order.shipping_address.clone())
+            .map_err(|e| Error::Internal(format!("stored address: {e}")))?,
+        items: order
+            .items
+            .iter()
+            .map(|l| ShipmentItem {
+                product_id: l.product_id.to_string(),
+                title: l.title.clone(),
+                quantity: l.quantity,
+            })
+            .collect(),
+    })
+}
+
+/// Resolves an unresolved cancel from the shipment's status (module documentation).
+/// `Ok(Some)`: finished; `Ok(None)`: dropped (also when the order is no longer `confirmed`:
+/// cancelled by a later request, or shipped); inner `Err`: no answer, retried later.
+async fn resolve_cancel(
+    cfg: &Config,
+    db: &Db,
+    row: &OutboxRow,
+) -> Result<Result<Option<Kind>, String>, Error> {
+    let Some(id) = OrderId::parse(&row.order_id) else {
+        return Ok(Ok(None));
+    };
+    let Some(order) = db.load_order(&id)? else {
+        return Ok(Ok(None));
+    };
+    if order.status() != Some(OrderStatus::Confirmed) {
+        return Ok(Ok(None));
+    }
+    let intent: CancelIntent = serde_json::from_value(row.payload.clone())
+        .map_err(|e| Error::Internal(format!("outbox row {} payload: {e}", row.id)))?;
+    // The idempotent create answers the order's shipment as it is (and creates it if the
+    // order had none, which a live order needs anyway): a read that needs no new endpoint.
+    let shipment = match clients::ensure_shipment(cfg, &shipment_request(&order)?).await {
+        Ok(s) => s,
+        Err(e) => return Ok(Err(e)),
+    };
+    if shipment.status == Some(ShipmentStatus::Cancelled) {
+        // Terminal at the delivery service: it cannot change while we write.
+        service::apply_cancel(db, &id, &intent, shipment.id, true)?;
+        Ok(Ok(Some(Kind::CancelShipment)))
+    } else {
+        // Not cancelled, and it never will be by this intent (nobody sends it again): the
+        // order stays as it is. Record the shipment id the answer named, as the create row
+        // would have.
+        if order.shipment_id.is_none() {
+            record_shipment(db, &row.order_id, shipment.id, "relay")?;
+        }
+        Ok(Ok(None))
+    }
+}
+
+/// Stores the shipment id of an order that had none, with its history entry.
+pub(crate) fn record_shipment(
+    db: &Db,
+    order_id: &str,
+    shipment: Uuid,
+    actor: &str,
+) -> Result<(), Error> {
+    if db.set_shipment(order_id, shipment)? {
+        let s = db.status_of(order_id)?.unwrap_or(OrderStatus::Confirmed);
+        db.history(
+            order_id,
+            "shipment_requested",
+            Some(s),
+            s,
+            actor,
+            &serde_json::json!({ "shipment_id": shipment }),
+            None,
+        )?;
+    }
+    Ok(())
 }
 
 /// Releases the reservations of create attempts that never finished (their key row is still

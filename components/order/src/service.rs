@@ -7,12 +7,12 @@ use marketplace_shared::tokens::Principal;
 use marketplace_shared::{FieldErrors, OrderStatus, Problem};
 use uuid::Uuid;
 
-use crate::clients::{self, ReserveError};
+use crate::clients::{self, ReserveError, ShipmentCancel};
 use crate::config::Config;
 use crate::domain::order::{
     self, CancelOutcome, DeliveryStatus, IdempotencyKey, NewOrder, PricingError, Transition,
 };
-use crate::domain::outbox::{self, Kind, Release};
+use crate::domain::outbox::{self, CancelIntent, Kind, Release};
 use crate::domain::shard::{OrderId, VShard};
 use crate::error::Error;
 use crate::relay;
@@ -328,59 +328,254 @@ pub fn list(
     Ok((items, next))
 }
 
-/// `POST /api/orders/{id}/cancel`: cancelled + release queued in one transaction, then relayed.
+/// How many times a cancel starts over after the intent it waited for was resolved by someone
+/// else (a relay or a concurrent cancel of the same order).
+const CANCEL_ROUNDS: u32 = 3;
+
+/// `POST /api/orders/{id}/cancel` (API v1.1, "Cancellation stops the parcel"): the shipment is
+/// cancelled first, then the order, then its stock is released. Never a cancelled order whose
+/// parcel is on its way, and never a cancelled shipment under a live order once settled:
+///
+/// 1. **Intent** (under the order's row lock): only a `confirmed` order goes on (cancelled:
+///    200 as it is; shipped, delivered, returned: 409). A `cancel_shipment` outbox row is
+///    written (or the order's unresolved one reused), not due for `CANCEL_LEASE_SECS`, and
+///    committed: from here on a crash leaves a trace.
+/// 2. **Ask** (in a transaction holding the intent's row lock, so no relay resolves it under
+///    us): the delivery service cancels the shipment, created first if the order has none yet
+///    (idempotent per order id, so a shipment whose creation answer was lost is found, never
+///    left pending behind a cancelled order).
+/// 3. **Settle**, in that same transaction, by the answer:
+///    - cancelled → order `cancelled`, history, `release_reservation` row, intent done;
+///      commit; the release is relayed at once → 200;
+///    - 409 (picked up first) → the intent is deleted, nothing changed → 409;
+///    - no definite answer (unreachable, timeout, 5xx) → the intent is made due, nothing else
+///      changes → 503. The relay then resolves it from the shipment's status: cancelled (the
+///      answer was lost) → step 3's first branch; anything else → dropped.
+///
+/// A crash after step 2 leaves the intent locked by nobody; once its lease is over the relay
+/// resolves it the same way.
 pub async fn cancel(cfg: &Config, who: &Principal, id: &str) -> Result<OrderView, Error> {
     let id = OrderId::parse(id).ok_or_else(not_found)?;
     let db = Db::for_vshard(cfg, id.vshard())?;
     let oid = id.to_string();
+    for _ in 0..CANCEL_ROUNDS {
+        let (intent, order) = match claim_cancel(&db, who, &id)? {
+            Claimed::AlreadyCancelled => {
+                // Idempotent; a release that failed before is retried.
+                relay::run_for_order(cfg, &db, &oid).await;
+                return db.load_order(&id)?.ok_or_else(not_found);
+            }
+            Claimed::Intent(intent, order) => (intent, order),
+        };
+        if let Some(order) = attempt_cancel(cfg, &db, &id, intent, &order).await? {
+            return Ok(order);
+        }
+    }
+    Err(Problem::conflict("a cancel of this order is still being processed; retry later").into())
+}
+
+/// What step 1 of [`cancel`] found.
+enum Claimed {
+    AlreadyCancelled,
+    /// The intent's outbox row id, and the order as it was under the lock.
+    Intent(i64, Box<OrderView>),
+}
+
+/// Step 1 of [`cancel`]: one short transaction under the order's row lock.
+fn claim_cancel(db: &Db, who: &Principal, id: &OrderId) -> Result<Claimed, Error> {
     db.begin()?;
     let result = (|| {
-        let Some((buyer, status)) = db.lock_order(&id)? else {
+        let Some((buyer, status)) = db.lock_order(id)? else {
             return Err(not_found());
         };
         if !may_access(who, buyer) {
             return Err(not_found());
         }
         match order::on_cancel(status) {
-            CancelOutcome::Cancel => {
-                db.set_status(&id, OrderStatus::Cancelled)?;
-                let actor = if who.user_id == buyer {
-                    "buyer"
-                } else {
-                    "admin"
-                };
-                db.history(
-                    &oid,
-                    "cancelled",
-                    Some(status),
-                    OrderStatus::Cancelled,
-                    actor,
-                    &serde_json::json!({ "by": who.user_id }),
-                    None,
-                )?;
-                let payload = serde_json::to_value(Release {
-                    reservation_id: oid.clone(),
-                })
-                .map_err(|e| Error::Internal(e.to_string()))?;
-                db.enqueue(&id, Kind::ReleaseReservation, &payload)?;
-                Ok(())
-            }
-            CancelOutcome::AlreadyCancelled => Ok(()),
+            CancelOutcome::AlreadyCancelled => Ok(Claimed::AlreadyCancelled),
             CancelOutcome::TooLate => Err(Problem::conflict(format!(
                 "the order is {status} and can no longer be cancelled"
             ))
             .into()),
+            CancelOutcome::Cancel => {
+                let intent = match db.pending_cancel(&id.to_string())? {
+                    Some(intent) => intent,
+                    None => {
+                        let actor = if who.user_id == buyer {
+                            "buyer"
+                        } else {
+                            "admin"
+                        };
+                        let payload = serde_json::to_value(CancelIntent {
+                            actor: actor.to_string(),
+                            by: who.user_id,
+                        })
+                        .map_err(|e| Error::Internal(e.to_string()))?;
+                        db.enqueue_in(
+                            id,
+                            Kind::CancelShipment,
+                            &payload,
+                            outbox::CANCEL_LEASE_SECS,
+                        )?
+                    }
+                };
+                let order = db.load_order(id)?.ok_or_else(not_found)?;
+                Ok(Claimed::Intent(intent, Box::new(order)))
+            }
         }
     })();
-    match result.and_then(|()| db.commit()) {
-        Ok(()) => {}
+    match result.and_then(|c| db.commit().map(|()| c)) {
+        Ok(c) => Ok(c),
+        Err(e) => {
+            db.rollback();
+            Err(e)
+        }
+    }
+}
+
+/// How step 3 of [`cancel`] settled.
+enum Settled {
+    Cancelled,
+    TooLate,
+    Unknown(String),
+}
+
+/// Steps 2 and 3 of [`cancel`]. `Ok(None)`: the intent was resolved by someone else while we
+/// waited for its lock; look again.
+async fn attempt_cancel(
+    cfg: &Config,
+    db: &Db,
+    id: &OrderId,
+    intent: i64,
+    order: &OrderView,
+) -> Result<Option<OrderView>, Error> {
+    db.begin()?;
+    let row = match db.lock_outbox_row(intent) {
+        Ok(Some(row)) => row,
+        Ok(None) => {
+            db.rollback();
+            return Ok(None);
+        }
         Err(e) => {
             db.rollback();
             return Err(e);
         }
+    };
+    let answer = match cancel_shipment_of(cfg, order).await {
+        Ok(answer) => answer,
+        Err(e) => {
+            db.rollback();
+            return Err(e);
+        }
+    };
+    let settled = (|| match answer {
+        Ok((shipment, ShipmentCancel::Cancelled)) => {
+            let intent: CancelIntent = serde_json::from_value(row.payload.clone())
+                .map_err(|e| Error::Internal(format!("outbox row {} payload: {e}", row.id)))?;
+            apply_cancel(db, id, &intent, shipment, false)?;
+            db.outbox_done(row.id)?;
+            db.commit().map(|()| Settled::Cancelled)
+        }
+        Ok((_, ShipmentCancel::TooLate(_))) => {
+            db.delete_outbox_row(row.id)?;
+            db.commit().map(|()| Settled::TooLate)
+        }
+        Err(cause) => {
+            db.outbox_failed(&row, &cause)?;
+            db.commit().map(|()| Settled::Unknown(cause))
+        }
+    })();
+    match settled {
+        Err(e) => {
+            db.rollback();
+            Err(e)
+        }
+        Ok(Settled::Cancelled) => {
+            relay::run_for_order(cfg, db, &id.to_string()).await;
+            db.load_order(id)?.ok_or_else(not_found).map(Some)
+        }
+        Ok(Settled::TooLate) => Err(Problem::conflict(
+            "the order's shipment has already been picked up; the order can no longer be cancelled",
+        )
+        .into()),
+        Ok(Settled::Unknown(cause)) => Err(Error::Unavailable {
+            dependency: "delivery-service".into(),
+            cause,
+        }),
     }
-    relay::run_for_order(cfg, &db, &oid).await;
-    db.load_order(&id)?.ok_or_else(not_found)
+}
+
+/// Asks the delivery service to cancel the order's shipment (the shipment is looked up, or
+/// created, first when the order does not know it yet). Inner `Err`: no definite answer.
+async fn cancel_shipment_of(
+    cfg: &Config,
+    order: &OrderView,
+) -> Result<Result<(Uuid, ShipmentCancel), String>, Error> {
+    let shipment = match order.shipment_id {
+        Some(shipment) => shipment,
+        None => match clients::ensure_shipment(cfg, &relay::shipment_request(order)?).await {
+            Ok(s) => s.id,
+            Err(e) => return Ok(Err(e)),
+        },
+    };
+    Ok(clients::cancel_shipment(cfg, shipment)
+        .await
+        .map(|answer| (shipment, answer)))
+}
+
+/// The order's side of a cancel whose shipment is `cancelled` (inside a transaction; the
+/// request's step 3, or the relay finishing an unresolved cancel): under the order's row lock,
+/// a `confirmed` order becomes `cancelled` with its history entry and its `release_reservation`
+/// row; an order cancelled meanwhile is left as it is. The shipment id is recorded if the order
+/// did not know it. Returns whether the order was cancelled now.
+pub(crate) fn apply_cancel(
+    db: &Db,
+    id: &OrderId,
+    intent: &CancelIntent,
+    shipment: Uuid,
+    by_relay: bool,
+) -> Result<bool, Error> {
+    let oid = id.to_string();
+    let Some((_, status)) = db.lock_order(id)? else {
+        return Err(Error::Internal(format!("order {oid} vanished")));
+    };
+    let actor = if by_relay {
+        "relay"
+    } else {
+        intent.actor.as_str()
+    };
+    relay::record_shipment(db, &oid, shipment, actor)?;
+    match order::on_cancel(status) {
+        CancelOutcome::Cancel => {
+            db.set_status(id, OrderStatus::Cancelled)?;
+            let mut detail = serde_json::json!({ "by": intent.by, "shipment_id": shipment });
+            if by_relay {
+                detail["finished_by"] = "relay".into();
+            }
+            db.history(
+                &oid,
+                "cancelled",
+                Some(status),
+                OrderStatus::Cancelled,
+                &intent.actor,
+                &detail,
+                None,
+            )?;
+            let payload = serde_json::to_value(Release {
+                reservation_id: oid.clone(),
+            })
+            .map_err(|e| Error::Internal(e.to_string()))?;
+            db.enqueue(id, Kind::ReleaseReservation, &payload)?;
+            Ok(true)
+        }
+        CancelOutcome::AlreadyCancelled => Ok(false),
+        CancelOutcome::TooLate => {
+            // Cannot happen: a cancelled shipment was never picked up, so nothing reported it
+            // shipped. Logged, and the order left as it is.
+            eprintln!("order: {oid} is {status} but its shipment {shipment} is cancelled");
+            Ok(false)
+        }
+    }
 }
 
 /// `POST /internal/orders/{id}/delivery-status`: forward-only, idempotent.

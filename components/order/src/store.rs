@@ -361,6 +361,84 @@ impl Db {
         .map(|_| ())
     }
 
+    /// Adds an outbox row due in `delay_secs` (the lease of a `cancel_shipment` intent); its id.
+    pub fn enqueue_in(
+        &self,
+        order_id: &OrderId,
+        kind: Kind,
+        payload: &serde_json::Value,
+        delay_secs: i64,
+    ) -> Result<i64, Error> {
+        let rows = self.query(
+            "insert into outbox (order_id, vshard, kind, payload, next_attempt_at) \
+             values ($1, $2, $3, $4, now() + make_interval(secs => $5)) returning id",
+            &[
+                text(&order_id.to_string()),
+                ParameterValue::Int16(order_id.vshard().get() as i16),
+                text(kind.as_str()),
+                json(payload)?,
+                ParameterValue::Floating64(delay_secs as f64),
+            ],
+        )?;
+        let row = rows
+            .rows
+            .first()
+            .ok_or_else(|| Error::Internal("insert into outbox returned no id".into()))?;
+        get(row, 0)
+    }
+
+    /// The undelivered `cancel_shipment` intent of an order, if any (not locked).
+    pub fn pending_cancel(&self, order_id: &str) -> Result<Option<i64>, Error> {
+        let rows = self.query(
+            "select id from outbox where order_id = $1 and delivered_at is null \
+             and kind = 'cancel_shipment' order by id limit 1",
+            &[text(order_id)],
+        )?;
+        rows.rows.first().map(|r| get(r, 0)).transpose()
+    }
+
+    /// Locks one undelivered outbox row (inside a transaction), waiting up to 20 s for whoever
+    /// holds it (a relay resolving it, another request). `Ok(None)`: delivered or gone.
+    pub fn lock_outbox_row(&self, id: i64) -> Result<Option<OutboxRow>, Error> {
+        self.execute("set local lock_timeout = '20s'", &[])?;
+        let rows = pg::query(
+            &self.conn,
+            "select id, order_id, kind, payload, attempts from outbox \
+             where id = $1 and delivered_at is null for update",
+            &[ParameterValue::Int64(id)],
+        )
+        .map_err(|e| {
+            if pg::sqlstate(&e).as_deref() == Some("55P03") {
+                Error::Client(marketplace_shared::Problem::conflict(
+                    "a cancel of this order is still being processed; retry later",
+                ))
+            } else {
+                Error::db(self.index, e)
+            }
+        })?;
+        rows.rows
+            .first()
+            .map(|r| {
+                Ok(OutboxRow {
+                    id: get(r, 0)?,
+                    order_id: get(r, 1)?,
+                    kind: Kind::parse(&get::<String>(r, 2)?),
+                    payload: get(r, 3)?,
+                    attempts: get(r, 4)?,
+                })
+            })
+            .transpose()
+    }
+
+    /// Deletes an outbox row (an intent whose attempt changed nothing).
+    pub fn delete_outbox_row(&self, id: i64) -> Result<(), Error> {
+        self.execute(
+            "delete from outbox where id = $1",
+            &[ParameterValue::Int64(id)],
+        )
+        .map(|_| ())
+    }
+
     fn order_from_row(r: &[DbValue]) -> Result<OrderView, Error> {
         let items: serde_json::Value = get(r, 9)?;
         Ok(OrderView {

@@ -75,6 +75,7 @@ wire_names!(ShipmentStatus {
     FailedAttempt => "failed_attempt",
     Delivered => "delivered",
     Returned => "returned",
+    Cancelled => "cancelled",
 });
 
 #[cfg(test)]

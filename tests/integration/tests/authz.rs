@@ -621,13 +621,13 @@ async fn every_endpoint_answers_every_caller_exactly_as_the_contract_says() {
             to("product"),
             [401, 401, 401, 401, 403, 403, 201, 201, 403, 201],
         ),
-        // Search answers the same to everyone and does not read the Authorization header.
+        // Search answers the same to everyone, but a presented token must be valid (as detail).
         row(
             "GET /api/products",
             "/api/products".into(),
             None,
             to("product"),
-            ALL_200,
+            PUBLIC_READ,
         ),
         row(
             "GET /api/products/{id}",
@@ -750,6 +750,13 @@ async fn every_endpoint_answers_every_caller_exactly_as_the_contract_says() {
             })),
             (("order", "delivery"), ("delivery", "delivery")),
             INTERNAL_201,
+        ),
+        row(
+            "POST /internal/deliveries/{id}/cancel",
+            format!("/internal/deliveries/{nobody}/cancel"),
+            None,
+            (("order", "delivery"), ("delivery", "delivery")),
+            [401, 401, 404, 403, 403, 403, 403, 403, 403, 403],
         ),
         row(
             "GET /api/deliveries/{id}",

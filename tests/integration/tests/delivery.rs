@@ -55,6 +55,11 @@ on_both_backends!(
     a_permanent_refusal_by_the_order_service_is_not_retried,
     the_relay_accepts_only_the_delivery_services_own_token,
     wrong_methods_get_405_with_allow,
+    the_cancel_endpoint_accepts_only_the_order_services_token,
+    the_order_service_cancels_a_pending_shipment_idempotently,
+    a_shipment_that_left_pending_cannot_be_cancelled,
+    no_carrier_event_lands_on_a_cancelled_shipment_not_even_a_late_one,
+    cancels_racing_pickups_let_exactly_one_win_per_shipment,
 );
 
 // ------------------------------------------------------------------ helpers
@@ -1120,6 +1125,7 @@ async fn wrong_methods_get_405_with_allow(kv: Kv) {
         ("POST", "/api/deliveries".to_string(), "GET"),
         ("GET", "/internal/deliveries".to_string(), "POST"),
         ("PUT", "/api/deliveries/healthz".to_string(), "GET"),
+        ("GET", format!("/internal/deliveries/{id}/cancel"), "POST"),
     ] {
         let r = app
             .request(
@@ -1135,4 +1141,307 @@ async fn wrong_methods_get_405_with_allow(kv: Kv) {
     app.get("/api/deliveries/x/y/z", Some(&token))
         .await
         .expect_problem(404);
+}
+
+// ------------------------------------------------------------------ cancellation (API v1.1)
+
+async fn cancel(app: &TestApp, token: Option<&str>, id: &str) -> marketplace_tests::TestResponse {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
+    app.request(
+        "POST",
+        &format!("/internal/deliveries/{id}/cancel"),
+        &headers,
+        Vec::new(),
+    )
+    .await
+}
+
+/// A `POST` on a task of its own, so that racing requests run in parallel on the runtime's
+/// workers rather than merely interleaved on one.
+fn spawn_post(
+    app: &TestApp,
+    path: String,
+    token: &str,
+    body: Option<Value>,
+) -> tokio::task::JoinHandle<marketplace_tests::TestResponse> {
+    let host = app.app.clone();
+    let auth = format!("Bearer {token}");
+    tokio::spawn(async move {
+        let mut req = http::Request::builder()
+            .method("POST")
+            .uri(format!("http://127.0.0.1:3000{path}"))
+            .header("host", "127.0.0.1:3000")
+            .header("authorization", auth);
+        let bytes = match body {
+            Some(v) => {
+                req = req.header("content-type", "application/json");
+                serde_json::to_vec(&v).unwrap()
+            }
+            None => Vec::new(),
+        };
+        let resp = host
+            .handle(req.body(bytes::Bytes::from(bytes)).unwrap())
+            .await
+            .unwrap_or_else(|e| panic!("POST {path}: host error: {e:#}"));
+        let (parts, body) = resp.into_parts();
+        marketplace_tests::TestResponse {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+        }
+    })
+}
+
+async fn the_cancel_endpoint_accepts_only_the_order_services_token(kv: Kv) {
+    let app = app(kv).await;
+    let id = create_shipment(&app, Uuid::now_v7()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let anonymous = cancel(&app, None, &id).await;
+    let admin = cancel(&app, Some(&app.token(Uuid::now_v7(), "admin")), &id).await;
+    let carrier = cancel(&app, Some(&carrier(&app)), &id).await;
+    let delivery = cancel(&app, Some(&app.service_token("delivery", "delivery")), &id).await;
+    let wrong_audience = cancel(&app, Some(&app.service_token("order", "product")), &id).await;
+
+    anonymous.expect_problem(401);
+    assert_eq!(anonymous.header("www-authenticate"), Some("Bearer"));
+    admin.expect_problem(403);
+    carrier.expect_problem(403);
+    delivery.expect_problem(403);
+    wrong_audience.expect_problem(401);
+    assert_eq!(
+        shipment(&app, &id).await["status"],
+        "pending",
+        "nothing changed"
+    );
+    assert!(history_ids(&shipment(&app, &id).await).is_empty());
+    // The order service's own token: unknown and malformed ids are 404.
+    let order = order_token(&app);
+    cancel(&app, Some(&order), &Uuid::now_v7().to_string())
+        .await
+        .expect_problem(404);
+    cancel(&app, Some(&order), "not-a-uuid")
+        .await
+        .expect_problem(404);
+    // A body, if any, is an empty JSON object.
+    app.post(
+        &format!("/internal/deliveries/{id}/cancel"),
+        Some(&order),
+        json!({"reason": "x"}),
+    )
+    .await
+    .expect_problem(422);
+    app.post(
+        &format!("/internal/deliveries/{id}/cancel"),
+        Some(&order),
+        json!({}),
+    )
+    .await
+    .expect(200);
+}
+
+async fn the_order_service_cancels_a_pending_shipment_idempotently(kv: Kv) {
+    let app = app(kv).await;
+    let spy = OrderSpy::default();
+    spy.answer(Some(200));
+    spy.install(&app);
+    let s = create_shipment(&app, Uuid::now_v7()).await;
+    let (id, number) = (
+        s["id"].as_str().unwrap().to_string(),
+        s["tracking_number"].as_str().unwrap().to_string(),
+    );
+    let order = order_token(&app);
+
+    let first = cancel(&app, Some(&order), &id).await;
+    let again = cancel(&app, Some(&order), &id).await;
+
+    first.expect(200);
+    let body = first.json();
+    assert_eq!(body["status"], "cancelled");
+    assert_eq!(body["id"], id.as_str());
+    assert_eq!(history_ids(&body), ["order/cancel"]);
+    assert_eq!(body["history"][0]["status"], "cancelled");
+    again.expect(200);
+    assert_eq!(again.json()["status"], "cancelled");
+    assert_eq!(
+        again.json()["history"],
+        body["history"],
+        "a repeat changes nothing"
+    );
+    let stored = shipment(&app, &id).await;
+    assert_eq!(stored["status"], "cancelled");
+    assert_eq!(stored["history"].as_array().unwrap().len(), 1);
+    // The public tracking view shows it like any status.
+    let t = app
+        .get(&format!("/api/deliveries/track/{number}"), None)
+        .await;
+    t.expect(200);
+    assert_eq!(t.json()["status"], "cancelled");
+    assert_eq!(t.json()["history"][0]["status"], "cancelled");
+    // The order service asked: nothing is reported back to it, now or by the relay.
+    relay(&app).await;
+    assert!(spy.calls().is_empty(), "{:?}", spy.calls());
+}
+
+async fn a_shipment_that_left_pending_cannot_be_cancelled(kv: Kv) {
+    let app = app(kv).await;
+    let spy = OrderSpy::default();
+    spy.answer(Some(200));
+    spy.install(&app);
+    let token = carrier(&app);
+    let order = order_token(&app);
+    for path in [
+        &["picked_up"][..],
+        &["picked_up", "in_transit"],
+        &["returned"],
+        &["picked_up", "in_transit", "out_for_delivery", "delivered"],
+    ] {
+        let id = create_shipment(&app, Uuid::now_v7()).await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        walk(&app, &token, &id, path).await;
+        let before = shipment(&app, &id).await;
+
+        let doc = cancel(&app, Some(&order), &id).await.expect_problem(409);
+
+        assert!(doc["detail"].as_str().unwrap().contains("pending"), "{doc}");
+        assert_eq!(
+            shipment(&app, &id).await,
+            before,
+            "{path:?}: nothing changed"
+        );
+    }
+}
+
+async fn no_carrier_event_lands_on_a_cancelled_shipment_not_even_a_late_one(kv: Kv) {
+    let app = app(kv).await;
+    let token = carrier(&app);
+    let admin = app.token(Uuid::now_v7(), "admin");
+    let id = create_shipment(&app, Uuid::now_v7()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A carrier cannot cancel: `cancelled` is not a carrier event (409 like `pending`).
+    post_event(
+        &app,
+        &token,
+        &id,
+        json!({"event_id": "c-1", "status": "cancelled"}),
+    )
+    .await
+    .expect_problem(409);
+    assert_eq!(shipment(&app, &id).await["status"], "pending");
+    cancel(&app, Some(&order_token(&app)), &id)
+        .await
+        .expect(200);
+    let before = shipment(&app, &id).await;
+
+    let hour_ago = ts(Utc::now() - Duration::hours(1));
+    for (who, body) in [
+        (&token, json!({"event_id": "p-1", "status": "picked_up"})),
+        (&admin, json!({"event_id": "p-2", "status": "picked_up"})),
+        (
+            &token,
+            json!({"event_id": "late-1", "status": "in_transit", "occurred_at": hour_ago}),
+        ),
+        (
+            &token,
+            json!({"event_id": "late-2", "status": "picked_up", "occurred_at": hour_ago}),
+        ),
+        (&token, json!({"event_id": "r-1", "status": "returned"})),
+        (&token, json!({"event_id": "d-1", "status": "delivered"})),
+        (&token, json!({"event_id": "c-2", "status": "cancelled"})),
+        (
+            &token,
+            json!({"event_id": "order-cancel", "status": "in_transit"}),
+        ),
+    ] {
+        post_event(&app, who, &id, body.clone())
+            .await
+            .expect_problem(409);
+    }
+
+    assert_eq!(shipment(&app, &id).await, before, "nothing was recorded");
+}
+
+async fn cancels_racing_pickups_let_exactly_one_win_per_shipment(kv: Kv) {
+    let app = app(kv).await;
+    let spy = OrderSpy::default();
+    spy.answer(Some(200));
+    spy.install(&app);
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        ids.push(
+            create_shipment(&app, Uuid::now_v7()).await["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let order = order_token(&app);
+    let token = carrier(&app);
+
+    // Every pair is started at once, each request on a task of its own.
+    let pairs: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            (
+                id.clone(),
+                spawn_post(
+                    &app,
+                    format!("/internal/deliveries/{id}/cancel"),
+                    &order,
+                    None,
+                ),
+                spawn_post(
+                    &app,
+                    format!("/api/deliveries/{id}/events"),
+                    &token,
+                    Some(json!({"event_id": "race-pickup", "status": "picked_up"})),
+                ),
+            )
+        })
+        .collect();
+    let mut results = Vec::new();
+    for (id, c, p) in pairs {
+        results.push((id, c.await.unwrap(), p.await.unwrap()));
+    }
+
+    let (mut cancelled, mut picked) = (0, 0);
+    for (id, c, p) in results {
+        let s = shipment(&app, &id).await;
+        match (c.status, p.status) {
+            (200, 409) => {
+                cancelled += 1;
+                assert_eq!(s["status"], "cancelled", "{id}");
+                assert_eq!(history_ids(&s), ["order/cancel"]);
+            }
+            (409, 201) => {
+                picked += 1;
+                assert_eq!(s["status"], "picked_up", "{id}");
+                assert_eq!(history_ids(&s), ["race-pickup"]);
+            }
+            other => panic!(
+                "{id}: cancel {} / pickup {} ({other:?}): {} / {}",
+                c.status,
+                p.status,
+                String::from_utf8_lossy(&c.body),
+                String::from_utf8_lossy(&p.body)
+            ),
+        }
+    }
+    assert_eq!(cancelled + picked, 20);
+    // Only the pickups are reported (`shipped`), each once.
+    relay(&app).await;
+    let reports = spy
+        .calls()
+        .into_iter()
+        .filter(|(_, path, _)| path.ends_with("/delivery-status"))
+        .count();
+    assert!(reports >= picked, "{reports} reports for {picked} pickups");
+    eprintln!("race: {cancelled} cancels won, {picked} pickups won");
 }

@@ -9,13 +9,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use marketplace_tests::{Db, InterceptAction, TestApp, TestOptions, TestResponse};
+use marketplace_tests::{Db, InterceptAction, Kv, TestApp, TestOptions, TestResponse};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 const PRODUCT_HOST: &str = "product.spin.internal";
 const DELIVERY_HOST: &str = "delivery.spin.internal";
+const ORDER_HOST: &str = "order.spin.internal";
 
 // ------------------------------------------------------------------ helpers
 
@@ -942,6 +943,561 @@ async fn cancelling_releases_the_stock_once_and_is_refused_once_shipped() {
         .await;
     r.expect(200);
     assert_eq!(m.stock(&p).await, 9);
+}
+
+// ------------------------------------------------------------------ cancellation stops the parcel
+
+impl Market {
+    /// Places an order of `quantity` units of `product`; returns (order id, shipment id).
+    async fn order_of(
+        &self,
+        token: &str,
+        product: &str,
+        quantity: i64,
+    ) -> (String, Option<String>) {
+        let r = self
+            .place(
+                token,
+                Some(&Uuid::new_v4().to_string()),
+                &order_body(&[(product, quantity)]),
+            )
+            .await;
+        r.expect(201);
+        let o = r.json();
+        (
+            o["id"].as_str().unwrap().to_string(),
+            o["shipment_id"].as_str().map(str::to_string),
+        )
+    }
+
+    async fn cancel(&self, token: &str, order: &str) -> TestResponse {
+        self.app
+            .post(
+                &format!("/api/orders/{order}/cancel"),
+                Some(token),
+                json!({}),
+            )
+            .await
+    }
+
+    async fn order(&self, order: &str) -> Value {
+        let admin = self.app.token(Uuid::now_v7(), "admin");
+        let r = self
+            .app
+            .get(&format!("/api/orders/{order}"), Some(&admin))
+            .await;
+        r.expect(200);
+        r.json()
+    }
+
+    /// The shipment as the delivery service holds it (read as a carrier).
+    async fn shipment(&self, id: &str) -> Value {
+        let carrier = self.app.token(Uuid::now_v7(), "carrier");
+        let r = self
+            .app
+            .get(&format!("/api/deliveries/{id}"), Some(&carrier))
+            .await;
+        r.expect(200);
+        r.json()
+    }
+
+    /// Every shipment the delivery service holds for `order`.
+    async fn shipments_of(&self, order: &str) -> Vec<Value> {
+        let carrier = self.app.token(Uuid::now_v7(), "carrier");
+        let r = self
+            .app
+            .get(&format!("/api/deliveries?order_id={order}"), Some(&carrier))
+            .await;
+        r.expect(200);
+        r.json()["items"].as_array().unwrap().clone()
+    }
+
+    async fn scan(&self, shipment: &str, event_id: &str, status: &str) -> TestResponse {
+        let carrier = self.app.token(Uuid::now_v7(), "carrier");
+        self.app
+            .post(
+                &format!("/api/deliveries/{shipment}/events"),
+                Some(&carrier),
+                json!({"event_id": event_id, "status": status}),
+            )
+            .await
+    }
+
+    async fn delivery_relay(&self) -> Value {
+        let r = self
+            .app
+            .post(
+                "/internal/deliveries/outbox/relay",
+                Some(&self.app.service_token("delivery", "delivery")),
+                json!({}),
+            )
+            .await;
+        r.expect(200);
+        r.json()
+    }
+
+    /// Whether the product service still holds reservation `order` (not released).
+    async fn holds_reservation(&self, order: &str) -> bool {
+        self.app
+            .db(Db::Product)
+            .await
+            .query_one(
+                "select count(*) from reservations where reservation_id = $1 \
+                 and released_at is null",
+                &[&order],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+            == 1
+    }
+
+    /// `cancel_shipment` intents of one shard not yet settled.
+    async fn open_intents(&self, shard: usize) -> i64 {
+        self.count(
+            shard,
+            "select count(*) from outbox where kind = 'cancel_shipment' and delivered_at is null",
+        )
+        .await
+    }
+
+    /// A `POST` on a task of its own, after `delay`, so that racing requests run in parallel.
+    fn spawn_post(
+        &self,
+        path: String,
+        token: &str,
+        body: Value,
+        delay: Duration,
+    ) -> tokio::task::JoinHandle<TestResponse> {
+        let host = self.app.app.clone();
+        let auth = format!("Bearer {token}");
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let req = http::Request::builder()
+                .method("POST")
+                .uri(format!("http://127.0.0.1:3000{path}"))
+                .header("host", "127.0.0.1:3000")
+                .header("authorization", auth)
+                .header("content-type", "application/json")
+                .body(bytes::Bytes::from(serde_json::to_vec(&body).unwrap()))
+                .unwrap();
+            let resp = host
+                .handle(req)
+                .await
+                .unwrap_or_else(|e| panic!("POST {path}: host error: {e:#}"));
+            let (parts, body) = resp.into_parts();
+            TestResponse {
+                status: parts.status.as_u16(),
+                headers: parts.headers,
+                body,
+            }
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cancelling_cancels_the_shipment_first_then_the_order_and_releases_the_stock() {
+    let m = Market::start().await;
+    let p = m.product(100, "EUR", 10).await;
+    let buyer = Uuid::now_v7();
+    let token = m.app.token(buyer, "buyer");
+    let (id, shipment) = m.order_of(&token, &p, 4).await;
+    let shipment = shipment.expect("shipment requested at placement");
+
+    let r = m.cancel(&token, &id).await;
+
+    r.expect(200);
+    assert_eq!(r.json()["status"], "cancelled");
+    assert_eq!(r.json()["shipment_id"], shipment.as_str());
+    let s = m.shipment(&shipment).await;
+    assert_eq!(s["status"], "cancelled");
+    assert_eq!(s["history"][0]["event_id"], "order/cancel");
+    assert_eq!(m.stock(&p).await, 10);
+    assert!(!m.holds_reservation(&id).await);
+    assert_eq!(m.open_intents(shard_of(buyer)).await, 0);
+    // Idempotent: the same answer, nothing more released or recorded.
+    let again = m.cancel(&token, &id).await;
+    again.expect(200);
+    assert_eq!(again.json()["status"], "cancelled");
+    assert_eq!(m.stock(&p).await, 10);
+    assert_eq!(m.shipment(&shipment).await, s);
+    assert_eq!(
+        m.history(shard_of(buyer), &id).await,
+        vec![
+            "placed",
+            "shipment_requested",
+            "cancelled",
+            "stock_released"
+        ]
+    );
+    // The parcel stays put: a late pickup scan is refused and the order stays cancelled.
+    m.scan(&shipment, "late-pickup", "picked_up")
+        .await
+        .expect_problem(409);
+    assert_eq!(m.order(&id).await["status"], "cancelled");
+    assert_eq!(m.shipment(&shipment).await["status"], "cancelled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancel_after_the_pickup_is_a_409_that_changes_nothing() {
+    let m = Market::start().await;
+    let p = m.product(100, "EUR", 10).await;
+    let buyer = Uuid::now_v7();
+    let token = m.app.token(buyer, "buyer");
+    let (id, shipment) = m.order_of(&token, &p, 3).await;
+    let shipment = shipment.unwrap();
+    // The pickup is recorded, but its report to the order service is held back: the order
+    // still says `confirmed`, so only the delivery service can refuse the cancel.
+    m.break_calls(ORDER_HOST, None, refused);
+    m.scan(&shipment, "pickup", "picked_up").await.expect(201);
+    assert_eq!(m.order(&id).await["status"], "confirmed");
+
+    let doc = m.cancel(&token, &id).await.expect_problem(409);
+
+    assert!(
+        doc["detail"].as_str().unwrap().contains("picked up"),
+        "{doc}"
+    );
+    assert_eq!(m.order(&id).await["status"], "confirmed");
+    assert_eq!(m.stock(&p).await, 7);
+    assert!(m.holds_reservation(&id).await);
+    assert_eq!(m.shipment(&shipment).await["status"], "picked_up");
+    assert_eq!(
+        m.open_intents(shard_of(buyer)).await,
+        0,
+        "the intent is gone"
+    );
+    assert_eq!(
+        m.history(shard_of(buyer), &id).await,
+        vec!["placed", "shipment_requested"]
+    );
+    // Once the report lands the order is shipped, and the order itself refuses the cancel.
+    m.heal();
+    m.delivery_relay().await;
+    assert_eq!(m.order(&id).await["status"], "shipped");
+    m.cancel(&token, &id).await.expect_problem(409);
+    m.relay().await;
+    assert_eq!(m.stock(&p).await, 7);
+    assert!(m.holds_reservation(&id).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancel_while_the_delivery_service_is_down_is_a_503_that_changes_nothing() {
+    let m = Market::start().await;
+    let p = m.product(100, "EUR", 10).await;
+    let buyer = Uuid::now_v7();
+    let token = m.app.token(buyer, "buyer");
+    let mut orders = Vec::new();
+    for action in [
+        refused as fn() -> InterceptAction,
+        timeout,
+        server_error,
+        unavailable,
+    ] {
+        let (id, shipment) = m.order_of(&token, &p, 1).await;
+        m.break_calls(DELIVERY_HOST, None, action);
+
+        let doc = within(m.cancel(&token, &id))
+            .await
+            .expect("the cancel answers")
+            .expect_problem(503);
+
+        m.heal();
+        assert!(
+            doc["detail"].as_str().unwrap().contains("delivery"),
+            "{doc}"
+        );
+        assert_eq!(m.order(&id).await["status"], "confirmed");
+        assert!(m.holds_reservation(&id).await);
+        orders.push((id, shipment.unwrap()));
+    }
+    assert_eq!(m.stock(&p).await, 6);
+    for (id, shipment) in &orders {
+        assert_eq!(m.shipment(shipment).await["status"], "pending", "{id}");
+        assert_eq!(
+            m.history(shard_of(buyer), id).await,
+            vec!["placed", "shipment_requested"]
+        );
+    }
+    // The relay settles the unresolved attempts from the shipments' status: not cancelled,
+    // so they are dropped and the orders stay as they are.
+    let r = m.relay().await;
+    assert_eq!(r["cancels_dropped"], 4, "{r}");
+    assert_eq!(r["cancels_finished"], 0, "{r}");
+    assert_eq!(m.open_intents(shard_of(buyer)).await, 0);
+    for (id, shipment) in &orders {
+        assert_eq!(m.order(id).await["status"], "confirmed");
+        assert_eq!(m.shipment(shipment).await["status"], "pending");
+    }
+    assert_eq!(m.stock(&p).await, 6);
+    // With the delivery service back, the buyer's retry cancels.
+    m.cancel(&token, &orders[0].0).await.expect(200);
+    assert_eq!(m.shipment(&orders[0].1).await["status"], "cancelled");
+    assert_eq!(m.stock(&p).await, 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancel_whose_answer_was_lost_is_finished_by_the_relay() {
+    let m = Market::start().await;
+    let p = m.product(100, "EUR", 10).await;
+    let buyer = Uuid::now_v7();
+    let token = m.app.token(buyer, "buyer");
+    let (id, shipment) = m.order_of(&token, &p, 2).await;
+    let shipment = shipment.unwrap();
+    // What a lost answer looks like from the order service: the delivery service cancelled
+    // the shipment, and the order service heard only a 503.
+    m.app
+        .post(
+            &format!("/internal/deliveries/{shipment}/cancel"),
+            Some(&m.app.service_token("order", "delivery")),
+            json!({}),
+        )
+        .await
+        .expect(200);
+    m.break_calls(DELIVERY_HOST, Some("POST"), unavailable);
+
+    m.cancel(&token, &id).await.expect_problem(503);
+
+    m.heal();
+    let r = m.relay().await;
+    assert_eq!(r["cancels_finished"], 1, "{r}");
+    assert_eq!(m.order(&id).await["status"], "cancelled");
+    m.relay().await;
+    assert_eq!(m.stock(&p).await, 10);
+    assert!(!m.holds_reservation(&id).await);
+    assert_eq!(
+        m.history(shard_of(buyer), &id).await,
+        vec![
+            "placed",
+            "shipment_requested",
+            "cancelled",
+            "stock_released"
+        ]
+    );
+    assert_eq!(m.open_intents(shard_of(buyer)).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancel_that_crashed_midway_is_finished_or_rolled_back_by_the_relay() {
+    let m = Market::start().await;
+    let p = m.product(100, "EUR", 10).await;
+    let buyer = Uuid::now_v7();
+    let shard = shard_of(buyer);
+    let token = m.app.token(buyer, "buyer");
+    let (after_call, after_shipment) = m.order_of(&token, &p, 1).await;
+    let (before_call, before_shipment) = m.order_of(&token, &p, 2).await;
+    let (in_lease, lease_shipment) = m.order_of(&token, &p, 3).await;
+    let (after_shipment, before_shipment, lease_shipment) = (
+        after_shipment.unwrap(),
+        before_shipment.unwrap(),
+        lease_shipment.unwrap(),
+    );
+    // What crashed cancel requests leave: an intent row each (written and committed before
+    // the delivery service is called), and for two of them a shipment the call cancelled.
+    let db = m.app.db(Db::Order(shard)).await;
+    for (order, due) in [
+        (&after_call, "now() - interval '1 minute'"),
+        (&before_call, "now() - interval '1 minute'"),
+        (&in_lease, "now() + interval '1 hour'"),
+    ] {
+        db.execute(
+            &format!(
+                "insert into outbox (order_id, vshard, kind, payload, next_attempt_at) \
+                 values ($1, $2, 'cancel_shipment', $3, {due})"
+            ),
+            &[
+                order,
+                &(vshard_of(buyer) as i16),
+                &json!({"actor": "buyer", "by": buyer}),
+            ],
+        )
+        .await
+        .unwrap();
+    }
+    let order_token = m.app.service_token("order", "delivery");
+    for shipment in [&after_shipment, &lease_shipment] {
+        m.app
+            .post(
+                &format!("/internal/deliveries/{shipment}/cancel"),
+                Some(&order_token),
+                json!({}),
+            )
+            .await
+            .expect(200);
+    }
+
+    let r = m.relay().await;
+
+    // Cancelled shipment: the cancel is finished. Pending shipment: the intent is dropped.
+    assert_eq!(r["cancels_finished"], 1, "{r}");
+    assert_eq!(r["cancels_dropped"], 1, "{r}");
+    assert_eq!(m.order(&after_call).await["status"], "cancelled");
+    assert_eq!(m.order(&before_call).await["status"], "confirmed");
+    assert_eq!(m.shipment(&before_shipment).await["status"], "pending");
+    // An intent still inside its lease belongs to a request that may be running: untouched.
+    assert_eq!(m.order(&in_lease).await["status"], "confirmed");
+    assert_eq!(m.open_intents(shard).await, 1);
+    m.relay().await;
+    assert!(!m.holds_reservation(&after_call).await);
+    assert!(m.holds_reservation(&before_call).await);
+    assert_eq!(m.stock(&p).await, 10 - 2 - 3);
+    let detail: Value = db
+        .query_one(
+            "select detail from order_history where order_id = $1 and event = 'cancelled'",
+            &[&after_call],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(detail["finished_by"], "relay");
+    assert_eq!(detail["shipment_id"], after_shipment.as_str());
+    // Once the lease is over (the request is gone), the relay settles that one too.
+    db.execute(
+        "update outbox set next_attempt_at = now() where kind = 'cancel_shipment' \
+         and delivered_at is null",
+        &[],
+    )
+    .await
+    .unwrap();
+    assert_eq!(m.relay().await["cancels_finished"], 1);
+    m.relay().await;
+    assert_eq!(m.order(&in_lease).await["status"], "cancelled");
+    assert_eq!(m.stock(&p).await, 10 - 2);
+    assert_eq!(m.open_intents(shard).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cancelling_an_order_whose_shipment_was_never_created_cancels_one_made_for_it() {
+    let m = Market::start().await;
+    let p = m.product(100, "EUR", 10).await;
+    let buyer = Uuid::now_v7();
+    let token = m.app.token(buyer, "buyer");
+    m.break_calls(DELIVERY_HOST, None, refused);
+    let (id, shipment) = m.order_of(&token, &p, 2).await;
+    assert!(shipment.is_none());
+    m.heal();
+
+    let r = m.cancel(&token, &id).await;
+
+    r.expect(200);
+    let o = r.json();
+    assert_eq!(o["status"], "cancelled");
+    let shipment = o["shipment_id"]
+        .as_str()
+        .expect("the shipment is known now");
+    let all = m.shipments_of(&id).await;
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0]["id"], shipment);
+    assert_eq!(all[0]["status"], "cancelled");
+    assert_eq!(m.stock(&p).await, 10);
+    // The create row left from the placement has nothing to do any more.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let r = m.relay().await;
+    assert_eq!(r["shipments_requested"], 0, "{r}");
+    assert_eq!(m.shipments_of(&id).await.len(), 1);
+    assert_eq!(
+        m.count(
+            shard_of(buyer),
+            "select count(*) from outbox where delivered_at is null"
+        )
+        .await,
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cancels_racing_pickups_end_in_exactly_one_outcome_per_order() {
+    let m = Market::on(
+        TestApp::start_with(TestOptions {
+            kv: Kv::Redis,
+            ..Default::default()
+        })
+        .await,
+    );
+    let p = m.product(100, "EUR", 100).await;
+    let carrier = m.app.token(Uuid::now_v7(), "carrier");
+    let mut orders = Vec::new();
+    for i in 0..20 {
+        let buyer = Uuid::now_v7();
+        let token = m.app.token(buyer, "buyer");
+        let quantity = i % 3 + 1;
+        let (id, shipment) = m.order_of(&token, &p, quantity).await;
+        orders.push((buyer, token, id, shipment.unwrap(), quantity));
+    }
+
+    // Every order's cancel and its shipment's pickup scan run at once, each on a task. A
+    // cancel has more to do before it reaches the delivery service (a transaction for its
+    // intent, another around the call), so the scans start 0 to 380 ms late, 20 ms apart:
+    // early scans win, late ones lose, and the pairs in between race head to head (on this
+    // host both outcomes show up in every run; the assertions hold for either).
+    let races: Vec<_> = orders
+        .iter()
+        .enumerate()
+        .map(|(i, (_, token, id, shipment, _))| {
+            (
+                m.spawn_post(
+                    format!("/api/orders/{id}/cancel"),
+                    token,
+                    json!({}),
+                    Duration::ZERO,
+                ),
+                m.spawn_post(
+                    format!("/api/deliveries/{shipment}/events"),
+                    &carrier,
+                    json!({"event_id": "race-pickup", "status": "picked_up"}),
+                    Duration::from_millis(20 * i as u64),
+                ),
+            )
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for (c, s) in races {
+        answers.push((c.await.unwrap(), s.await.unwrap()));
+    }
+    // Let every report and release land.
+    m.delivery_relay().await;
+    m.relay().await;
+    m.relay().await;
+
+    let (mut cancelled, mut shipped, mut held) = (0, 0, 0);
+    for ((buyer, _, id, shipment, quantity), (c, s)) in orders.iter().zip(&answers) {
+        let order = m.order(id).await;
+        let parcel = m.shipment(shipment).await;
+        let holds = m.holds_reservation(id).await;
+        let outcome = (
+            c.status,
+            s.status,
+            order["status"].as_str().unwrap(),
+            parcel["status"].as_str().unwrap(),
+            holds,
+        );
+        match outcome {
+            (200, 409, "cancelled", "cancelled", false) => cancelled += 1,
+            (409, 201, "shipped", "picked_up", true) => {
+                shipped += 1;
+                held += quantity;
+            }
+            other => panic!(
+                "{id} (buyer {buyer}): neither outcome: {other:?}; cancel {} / scan {}",
+                String::from_utf8_lossy(&c.body),
+                String::from_utf8_lossy(&s.body)
+            ),
+        }
+    }
+    assert_eq!(cancelled + shipped, 20);
+    assert_eq!(m.stock(&p).await, 100 - held, "stock = live orders exactly");
+    for shard in 0..2 {
+        assert_eq!(
+            m.count(
+                shard,
+                "select count(*) from outbox where delivered_at is null"
+            )
+            .await,
+            0,
+            "shard {shard}: everything settled"
+        );
+    }
+    eprintln!("race: {cancelled} cancels won, {shipped} pickups won");
 }
 
 // ------------------------------------------------------------------ delivery updates

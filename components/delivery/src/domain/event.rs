@@ -148,7 +148,26 @@ impl EventInput {
     }
 }
 
+/// The `event_id` of the history entry a cancellation records. `/` is outside the carriers'
+/// alphabet ([`valid_event_id`]), so no scan can ever share it: a repeated cancel is a
+/// duplicate of this entry (idempotent) and nothing else is.
+pub const CANCEL_EVENT_ID: &str = "order/cancel";
+
 impl NewEvent {
+    /// The history entry of `POST /internal/deliveries/{id}/cancel`: status `cancelled`, now.
+    pub fn cancellation(now: DateTime<Utc>) -> NewEvent {
+        let now = to_millis(now);
+        NewEvent {
+            event_id: CANCEL_EVENT_ID.to_string(),
+            status: ShipmentStatus::Cancelled,
+            occurred_at: now,
+            recorded_at: now,
+            location: None,
+            note: Some("cancelled at the order service's request".to_string()),
+            occurred_at_given: false,
+        }
+    }
+
     /// Whether a retry carrying `other` describes this same event (same status, place, note,
     /// and time when the retry states one).
     pub fn same_event_as(&self, other: &NewEvent) -> bool {
@@ -239,6 +258,15 @@ mod tests {
         assert!(!valid_event_id(&"a".repeat(65)));
         assert!(!valid_event_id("a b"));
         assert!(!valid_event_id("é"));
+    }
+
+    #[test]
+    fn a_cancellation_has_an_id_no_carrier_can_send_and_repeats_are_the_same_event() {
+        assert!(!valid_event_id(CANCEL_EVENT_ID));
+        let first = NewEvent::cancellation(now());
+        assert_eq!(first.status, ShipmentStatus::Cancelled);
+        let again = NewEvent::cancellation(now() + Duration::seconds(30));
+        assert!(first.same_event_as(&again));
     }
 
     #[test]

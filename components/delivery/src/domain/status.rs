@@ -5,6 +5,11 @@
 //! `out_for_delivery` and leads back to `in_transit` or `out_for_delivery`; `returned` may
 //! follow any non-terminal status; `delivered` and `returned` are terminal.
 //!
+//! `cancelled` (API v1.1) is legal only from `pending` and is terminal. It is recorded like any
+//! event (the same compare-and-swap append), so a cancel and a `picked_up` scan racing on one
+//! shipment are decided by whichever the store records first. Nothing at all is recorded on a
+//! cancelled shipment, not even a late scan: the parcel never left, so a scan of it is wrong.
+//!
 //! An event is *late* when it happened before the newest event already recorded. A late event
 //! is kept in the history but never moves the status (so the status never goes backwards). A
 //! late event may not be terminal or `pending`: a shipment cannot have moved on after being
@@ -16,16 +21,22 @@ use serde::{Deserialize, Serialize};
 
 use ShipmentStatus as S;
 
-/// True for `delivered` and `returned`.
+/// True for `delivered`, `returned` and `cancelled`.
 pub fn is_terminal(status: ShipmentStatus) -> bool {
-    matches!(status, S::Delivered | S::Returned)
+    matches!(status, S::Delivered | S::Returned | S::Cancelled)
+}
+
+/// Whether a carrier may report `status` (`cancelled` is the order service's alone, through
+/// `POST /internal/deliveries/{id}/cancel`; `pending` is refused by the machine itself).
+pub fn is_carrier_status(status: ShipmentStatus) -> bool {
+    status != S::Cancelled
 }
 
 /// Whether an event with status `to` may follow the current status `from`.
 pub fn can_move(from: ShipmentStatus, to: ShipmentStatus) -> bool {
     match (from, to) {
         (from, S::Returned) => !is_terminal(from),
-        (S::Pending, S::PickedUp) => true,
+        (S::Pending, S::PickedUp | S::Cancelled) => true,
         (S::PickedUp, S::InTransit) => true,
         (S::InTransit, S::InTransit | S::OutForDelivery) => true,
         (S::OutForDelivery, S::Delivered | S::FailedAttempt) => true,
@@ -73,7 +84,19 @@ pub struct TransitionError {
 
 impl std::fmt::Display for TransitionError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.late {
+        if self.from == S::Cancelled {
+            write!(
+                f,
+                "the shipment was cancelled: no `{}` event can be recorded on it",
+                self.to
+            )
+        } else if self.to == S::Cancelled {
+            write!(
+                f,
+                "the shipment is `{}`: only a pending shipment can be cancelled",
+                self.from
+            )
+        } else if self.late {
             write!(
                 f,
                 "a late `{}` event cannot be recorded: only non-terminal scans may arrive late (current status `{}`)",
@@ -105,6 +128,14 @@ impl Progress {
         occurred_at: DateTime<Utc>,
     ) -> Result<Effect, TransitionError> {
         let late = self.newest.is_some_and(|newest| occurred_at < newest);
+        if self.status == S::Cancelled {
+            // Also late scans: a cancelled parcel never left, so no scan of it can be true.
+            return Err(TransitionError {
+                from: self.status,
+                to: status,
+                late,
+            });
+        }
         if late {
             if is_terminal(status) || status == S::Pending {
                 return Err(TransitionError {
@@ -267,6 +298,56 @@ mod tests {
             newest: Some(t),
         };
         assert_eq!(p.decide(S::OutForDelivery, t), Ok(Effect::Advance));
+    }
+
+    #[test]
+    fn only_a_pending_shipment_can_be_cancelled_and_cancelled_is_terminal() {
+        assert!(can_move(S::Pending, S::Cancelled));
+        for from in [
+            S::PickedUp,
+            S::InTransit,
+            S::OutForDelivery,
+            S::FailedAttempt,
+            S::Delivered,
+            S::Returned,
+            S::Cancelled,
+        ] {
+            assert!(!can_move(from, S::Cancelled), "{from} -> cancelled");
+        }
+        assert!(is_terminal(S::Cancelled));
+        for to in ShipmentStatus::ALL {
+            assert!(!can_move(S::Cancelled, *to), "cancelled -> {to}");
+        }
+        let p = Progress::new();
+        let t = at("2026-11-28T12:00:00Z");
+        assert_eq!(p.decide(S::Cancelled, t), Ok(Effect::Advance));
+        let after = p.apply(Effect::Advance, S::Cancelled, t);
+        assert_eq!(after.status, S::Cancelled);
+        let picked = p.apply(Effect::Advance, S::PickedUp, t);
+        let e = picked.decide(S::Cancelled, t).unwrap_err();
+        assert!(e.to_string().contains("only a pending shipment"), "{e}");
+    }
+
+    #[test]
+    fn no_event_is_recorded_on_a_cancelled_shipment_not_even_a_late_one() {
+        let p = Progress {
+            status: S::Cancelled,
+            newest: Some(at("2026-11-28T12:00:00Z")),
+        };
+        for status in ShipmentStatus::ALL {
+            for t in ["2026-11-28T11:00:00Z", "2026-11-28T13:00:00Z"] {
+                let e = p.decide(*status, at(t)).unwrap_err();
+                assert_eq!(e.from, S::Cancelled);
+                assert!(e.to_string().contains("cancelled"), "{e}");
+            }
+        }
+    }
+
+    #[test]
+    fn carriers_report_everything_but_cancellations() {
+        assert!(!is_carrier_status(S::Cancelled));
+        assert!(is_carrier_status(S::PickedUp));
+        assert_eq!(order_report(S::Cancelled), None);
     }
 
     #[test]

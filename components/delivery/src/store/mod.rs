@@ -26,6 +26,12 @@
 //! at all, so concurrent writers lose no event, retries of one `event_id` land once, and a
 //! refused event leaves nothing reachable (its slot body is deleted). A body whose commit never
 //! happened (crash) is never referenced by the state and so never shown.
+//!
+//! **Cancelling** ([`cancel`]) is recording one more event, [`NewEvent::cancellation`], by the
+//! same protocol: a cancel and a `picked_up` scan racing on a pending shipment both swap the
+//! same state key, the first swap that lands wins, and the other, re-judged against the new
+//! state, is refused by the state machine (409). A repeated cancel is a duplicate of the
+//! cancellation's fixed event id and changes nothing.
 
 pub mod kv;
 pub mod wasi;
@@ -428,6 +434,14 @@ pub fn record_event<S: Shards>(shards: &S, id: Uuid, event: &NewEvent) -> Result
     discard(b);
     unqueue(b);
     Err(Error::Contention)
+}
+
+/// Cancels shipment `id` at the order service's request: `pending → cancelled`, idempotent
+/// (see the module documentation). `Err(Transition)` once the shipment has left `pending`.
+pub fn cancel<S: Shards>(shards: &S, id: Uuid, now: DateTime<Utc>) -> Result<()> {
+    match record_event(shards, id, &NewEvent::cancellation(now))? {
+        Recorded::New { .. } | Recorded::Duplicate => Ok(()),
+    }
 }
 
 /// A retry of an applied event: accepted when it says the same thing, 409 otherwise.

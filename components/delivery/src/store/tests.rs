@@ -310,6 +310,77 @@ fn racing_terminal_events_let_exactly_one_win() {
 }
 
 #[test]
+fn a_pending_shipment_is_cancelled_once_and_nothing_is_recorded_after() {
+    let shards = MemShards::default();
+    let id = created(&shards).record.id;
+    cancel(&shards, id, now()).unwrap();
+    let before = all_keys(&shards);
+    // Idempotent: a repeat changes nothing at all.
+    cancel(&shards, id, now() + Duration::seconds(5)).unwrap();
+    assert_eq!(all_keys(&shards), before);
+    let s = load(&shards, id).unwrap().unwrap();
+    assert_eq!(s.state.progress.status, ShipmentStatus::Cancelled);
+    assert_eq!(s.history.len(), 1);
+    assert_eq!(s.history[0].event_id, crate::domain::CANCEL_EVENT_ID);
+    assert!(s.state.reports.is_empty(), "the order service is not told");
+    // Neither a scan nor a late scan lands on it, and nothing is left behind.
+    for e in [
+        event("e1", "picked_up", None),
+        event("e2", "in_transit", Some(now() - Duration::hours(2))),
+        event("e3", "returned", None),
+    ] {
+        let err = record_event(&shards, id, &e).unwrap_err();
+        assert!(matches!(err, Error::Transition(_)), "{err:?}");
+    }
+    assert_eq!(all_keys(&shards), before);
+}
+
+#[test]
+fn a_picked_up_shipment_cannot_be_cancelled() {
+    let shards = MemShards::default();
+    let id = created(&shards).record.id;
+    record_event(&shards, id, &event("e1", "picked_up", None)).unwrap();
+    let before = all_keys(&shards);
+    let err = cancel(&shards, id, now()).unwrap_err();
+    assert!(matches!(err, Error::Transition(_)), "{err:?}");
+    assert_eq!(all_keys(&shards), before);
+    assert!(matches!(
+        cancel(&shards, Uuid::now_v7(), now()).unwrap_err(),
+        Error::NotFound
+    ));
+}
+
+#[test]
+fn a_cancel_racing_a_pickup_lets_exactly_one_win() {
+    for round in 0..50 {
+        let shards = MemShards::default();
+        let id = created(&shards).record.id;
+        let (cancelled, picked) = std::thread::scope(|s| {
+            let shards = &shards;
+            let c = s.spawn(move || cancel(shards, id, now()));
+            let p = s.spawn(move || record_event(shards, id, &event("pickup", "picked_up", None)));
+            (c.join().unwrap(), p.join().unwrap())
+        });
+        let s = load(&shards, id).unwrap().unwrap();
+        let (want, loser) = match (cancelled, picked) {
+            (Ok(()), Err(loser)) => (ShipmentStatus::Cancelled, loser),
+            (Err(loser), Ok(_)) => (ShipmentStatus::PickedUp, loser),
+            other => panic!("round {round}: not exactly one winner: {other:?}"),
+        };
+        assert!(matches!(loser, Error::Transition(_)), "{loser:?}");
+        assert_eq!(s.state.progress.status, want);
+        assert_eq!(s.history.len(), 1);
+        assert_eq!(s.history[0].status, want);
+        // The loser's body is gone: one event body in the store.
+        let bodies = all_keys(&shards)
+            .into_iter()
+            .filter(|(k, _)| k.contains(":e:"))
+            .count();
+        assert_eq!(bodies, 1);
+    }
+}
+
+#[test]
 fn a_pickup_creates_a_report_that_is_queued_and_acknowledged() {
     let shards = MemShards::default();
     let id = created(&shards).record.id;

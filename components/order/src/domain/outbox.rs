@@ -10,6 +10,11 @@ pub enum Kind {
     CreateShipment,
     /// `DELETE {product}/internal/products/reservations/{reservation_id}` (idempotent there).
     ReleaseReservation,
+    /// A cancel whose outcome is not known yet (the intent written before the delivery service
+    /// is asked to cancel the shipment). The request that wrote it resolves it; if it could
+    /// not (crash, lost answer), the relay does, from the shipment's status: `cancelled` →
+    /// the order is cancelled and its stock released; anything else → the intent is dropped.
+    CancelShipment,
 }
 
 impl Kind {
@@ -17,6 +22,7 @@ impl Kind {
         match self {
             Kind::CreateShipment => "create_shipment",
             Kind::ReleaseReservation => "release_reservation",
+            Kind::CancelShipment => "cancel_shipment",
         }
     }
 
@@ -24,6 +30,7 @@ impl Kind {
         match s {
             "create_shipment" => Some(Kind::CreateShipment),
             "release_reservation" => Some(Kind::ReleaseReservation),
+            "cancel_shipment" => Some(Kind::CancelShipment),
             _ => None,
         }
     }
@@ -34,6 +41,21 @@ impl Kind {
 pub struct Release {
     pub reservation_id: String,
 }
+
+/// Payload of a `cancel_shipment` row: who asked, for the order's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CancelIntent {
+    /// `buyer` or `admin`.
+    pub actor: String,
+    /// The user id of the caller.
+    pub by: uuid::Uuid,
+}
+
+/// How long a fresh `cancel_shipment` intent is not due: the request that wrote it is working
+/// on it (and holds its row lock while it calls the delivery service); only an intent whose
+/// request died is the relay's. Longer than the commit-to-lock gap by far, shorter than the
+/// time a buyer would wait for a crashed cancel to settle.
+pub const CANCEL_LEASE_SECS: i64 = 30;
 
 /// Seconds to wait before the next attempt after `attempts` failed ones.
 ///
@@ -86,7 +108,11 @@ mod tests {
 
     #[test]
     fn kinds_round_trip() {
-        for k in [Kind::CreateShipment, Kind::ReleaseReservation] {
+        for k in [
+            Kind::CreateShipment,
+            Kind::ReleaseReservation,
+            Kind::CancelShipment,
+        ] {
             assert_eq!(Kind::parse(k.as_str()), Some(k));
         }
         assert_eq!(Kind::parse("drop_tables"), None);
