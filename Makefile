@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 
-COMPONENTS := user product order delivery
+COMPONENTS := user product order delivery web
 WASM_PACKAGES := $(addprefix -p marketplace-,$(COMPONENTS)) -p probe-component
 # Test servers on free ports of their own (from these upwards), in a fresh directory per run.
 # Below 32768, outside Linux's ephemeral range: a port there is never taken by a client
@@ -119,3 +119,9 @@ fuzz-quick: build
 # Faults under a steady mixed load on a private scaled topology, each ending in consistency checks.
 soak: build
 	tests/soak/run.sh
+
+# ---------------------------------------------------------------- storefront (docs/storefront.md)
+.PHONY: e2e
+# The buyer journeys in a real headless Chromium against a private app on real Spin.
+e2e: build
+	tests/e2e/run.sh

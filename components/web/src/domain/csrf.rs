@@ -1,0 +1,50 @@
+//! CSRF tokens: one random token per session, stored with the session server-side and
+//! carried by every state-changing form as the hidden field `csrf`.
+//!
+//! A cross-site page cannot read the token (same-origin policy), so it cannot forge a form
+//! post that passes [`check`]; SameSite=Lax on the cookie is a second, independent guard.
+
+use subtle::ConstantTimeEq as _;
+
+/// The form field that carries the token.
+pub const FIELD: &str = "csrf";
+
+/// A new token from 32 random bytes (base64url, 43 characters).
+pub fn token_from(bytes: [u8; 32]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Whether the presented token is the session's, compared in constant time. A missing or
+/// empty token never passes, not even against an empty expectation.
+pub fn check(expected: &str, presented: Option<&str>) -> bool {
+    let Some(presented) = presented else {
+        return false;
+    };
+    if expected.is_empty() || presented.is_empty() {
+        return false;
+    }
+    expected.len() == presented.len() && bool::from(expected.as_bytes().ct_eq(presented.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sessions_own_token_passes() {
+        let t = token_from([7; 32]);
+        assert_eq!(t.len(), 43);
+        assert!(check(&t, Some(&t.clone())));
+    }
+
+    #[test]
+    fn a_missing_empty_or_other_token_is_refused() {
+        let t = token_from([7; 32]);
+        assert!(!check(&t, None));
+        assert!(!check(&t, Some("")));
+        assert!(!check(&t, Some(&token_from([8; 32]))));
+        assert!(!check(&t, Some(&t[..42])));
+        assert!(!check("", Some("")));
+    }
+}
