@@ -76,8 +76,17 @@ async fn every_service_serves_an_openapi_3_1_document_of_its_own_paths() {
 }
 
 #[tokio::test]
-async fn unknown_paths_get_404_from_the_router() {
+async fn unknown_api_paths_are_404_and_every_other_path_belongs_to_the_storefront() {
     let app = TestApp::start().await;
     app.get("/api/nothing-here", None).await.expect(404);
-    app.get("/", None).await.expect(404);
+    app.get("/internal/nothing-here", None).await.expect(404);
+    // API v1.1: every path outside /api/ and /internal/ is the storefront's (HTML for people).
+    let home = app.get("/", None).await;
+    home.expect(200);
+    assert!(
+        home.header("content-type").unwrap_or_default().starts_with("text/html"),
+        "{:?}",
+        home.header("content-type")
+    );
+    app.get("/no-such-page", None).await.expect(404);
 }
