@@ -138,16 +138,22 @@ pub async fn release(cfg: &Config, reservation_id: &str) -> Result<(), String> {
     }
 }
 
-/// `POST {delivery}/internal/deliveries` (idempotent per order id there); the shipment id.
-pub async fn create_shipment(cfg: &Config, request: &ShipmentRequest) -> Result<Uuid, String> {
-    ensure_shipment(cfg, request).await.map(|s| s.id)
+/// `POST {delivery}/internal/deliveries` (idempotent per order id there); the shipment (its
+/// id and tracking number are what the order records).
+pub async fn create_shipment(
+    cfg: &Config,
+    request: &ShipmentRequest,
+) -> Result<ShipmentState, String> {
+    ensure_shipment(cfg, request).await
 }
 
-/// A shipment as the delivery service answered it: its id and status.
+/// A shipment as the delivery service answered it: its id, status and tracking number.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShipmentState {
     pub id: Uuid,
     pub status: Option<ShipmentStatus>,
+    /// Shown to the seller in `GET /api/orders/sales`; `None` if the answer lacked it.
+    pub tracking_number: Option<String>,
 }
 
 fn shipment_state(body: &[u8]) -> Result<ShipmentState, String> {
@@ -162,7 +168,16 @@ fn shipment_state(body: &[u8]) -> Result<ShipmentState, String> {
         .get("status")
         .and_then(|s| s.as_str())
         .and_then(ShipmentStatus::parse);
-    Ok(ShipmentState { id, status })
+    let tracking_number = v
+        .get("tracking_number")
+        .and_then(|t| t.as_str())
+        .filter(|t| !t.is_empty() && t.len() <= 100)
+        .map(str::to_string);
+    Ok(ShipmentState {
+        id,
+        status,
+        tracking_number,
+    })
 }
 
 /// `POST {delivery}/internal/deliveries`: the order's shipment, created if it has none yet

@@ -149,8 +149,13 @@ async fn deliver(
             }
             let request = shipment_request(&order)?;
             match clients::create_shipment(cfg, &request).await {
-                Ok(shipment) => {
-                    if db.set_shipment(&row.order_id, shipment)? {
+                Ok(created) => {
+                    let shipment = created.id;
+                    if db.set_shipment(
+                        &row.order_id,
+                        shipment,
+                        created.tracking_number.as_deref(),
+                    )? {
                         let s = status.unwrap_or(OrderStatus::Confirmed);
                         db.history(
                             &row.order_id,
@@ -247,7 +252,13 @@ async fn resolve_cancel(
         // order stays as it is. Record the shipment id the answer named, as the create row
         // would have.
         if order.shipment_id.is_none() {
-            record_shipment(db, &row.order_id, shipment.id, "relay")?;
+            record_shipment(
+                db,
+                &row.order_id,
+                shipment.id,
+                shipment.tracking_number.as_deref(),
+                "relay",
+            )?;
         }
         Ok(Ok(None))
     }
@@ -258,9 +269,10 @@ pub(crate) fn record_shipment(
     db: &Db,
     order_id: &str,
     shipment: Uuid,
+    tracking_number: Option<&str>,
     actor: &str,
 ) -> Result<(), Error> {
-    if db.set_shipment(order_id, shipment)? {
+    if db.set_shipment(order_id, shipment, tracking_number)? {
         let s = db.status_of(order_id)?.unwrap_or(OrderStatus::Confirmed);
         db.history(
             order_id,

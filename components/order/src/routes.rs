@@ -5,6 +5,7 @@
 //! | GET | /api/orders/healthz, /readyz, /openapi.json | anyone |
 //! | POST | /api/orders | buyer |
 //! | GET | /api/orders | buyer |
+//! | GET | /api/orders/sales | seller (own sales), admin (with `seller_id=`) |
 //! | GET | /api/orders/{id} | its buyer, admin |
 //! | POST | /api/orders/{id}/cancel | its buyer, admin |
 //! | POST | /internal/orders/{id}/delivery-status | service `delivery` |
@@ -22,6 +23,7 @@ use spin_sdk::http::{Request, Response};
 
 use crate::config::Config;
 use crate::domain::order::{CreateOrderBody, DeliveryStatus, IdempotencyKey, NewOrder};
+use crate::domain::sales::{self, Position, SalesQuery};
 use crate::error::Error;
 use crate::{relay, service};
 
@@ -33,6 +35,7 @@ enum Route<'a> {
     Readyz,
     OpenApi,
     Orders,
+    Sales,
     Order(&'a str),
     Cancel(&'a str),
     DeliveryStatus(&'a str),
@@ -46,6 +49,7 @@ fn route(path: &str) -> Option<(Route<'_>, &'static [&'static str])> {
         ["api", "orders", "healthz"] => (Route::Healthz, &["GET"]),
         ["api", "orders", "readyz"] => (Route::Readyz, &["GET"]),
         ["api", "orders", "openapi.json"] => (Route::OpenApi, &["GET"]),
+        ["api", "orders", "sales"] => (Route::Sales, &["GET"]),
         ["api", "orders", id] if !id.is_empty() => (Route::Order(id), &["GET"]),
         ["api", "orders", id, "cancel"] if !id.is_empty() => (Route::Cancel(id), &["POST"]),
         ["internal", "orders", "outbox", "relay"] => (Route::Relay, &["POST"]),
@@ -118,6 +122,16 @@ async fn dispatch(req: &Request) -> Result<Response, Error> {
             let (items, next_cursor) = service::list(&cfg, who.user_id, q.get("cursor"), limit)?;
             Ok(resp::json(200, &Page { items, next_cursor }))
         }
+        Route::Sales => {
+            let who = cfg.verifier.authenticate(auth)?;
+            if !matches!(who.role, Role::Seller | Role::Admin) {
+                return Err(Problem::forbidden("only sellers and admins list sales").into());
+            }
+            let q = Query::parse(req.query(), &["limit", "cursor", "status", "seller_id"])?;
+            let query = sales_query(&who, &q)?;
+            let (items, next_cursor) = service::sales(&cfg, &query)?;
+            Ok(resp::json(200, &Page { items, next_cursor }))
+        }
         Route::Order(id) => {
             let who = cfg.verifier.authenticate(auth)?;
             no_query(req)?;
@@ -168,6 +182,38 @@ fn buyer(cfg: &Config, auth: Option<&str>) -> Result<Principal, Error> {
     Ok(who)
 }
 
+/// The parameters of `GET /api/orders/sales`. A seller lists their own sales (`seller_id`, if
+/// given, must be theirs: 403 otherwise); an admin names the seller (400 without one).
+fn sales_query(who: &Principal, q: &Query) -> Result<SalesQuery, Error> {
+    let limit = page::limit(q)?;
+    let status = sales::parse_status(q.get("status"))?;
+    let named = q
+        .get("seller_id")
+        .map(|s| {
+            uuid::Uuid::try_parse(s).map_err(|_| Problem::bad_request("`seller_id` must be a UUID"))
+        })
+        .transpose()?;
+    let seller = match (who.role, named) {
+        (Role::Admin, Some(seller)) => seller,
+        (Role::Admin, None) => {
+            return Err(
+                Problem::bad_request("admins name the seller: `seller_id` is required").into(),
+            );
+        }
+        (_, Some(seller)) if seller != who.user_id => {
+            return Err(Problem::forbidden("sellers list only their own sales").into());
+        }
+        _ => who.user_id,
+    };
+    let after = q.get("cursor").map(Position::from_cursor).transpose()?;
+    Ok(SalesQuery {
+        seller,
+        status,
+        after,
+        limit,
+    })
+}
+
 fn no_query(req: &Request) -> Result<(), Error> {
     Query::parse(req.query(), &[])?;
     Ok(())
@@ -213,6 +259,7 @@ mod tests {
             ("/api/orders/healthz", Some(vec!["GET"])),
             ("/api/orders/readyz", Some(vec!["GET"])),
             ("/api/orders/openapi.json", Some(vec!["GET"])),
+            ("/api/orders/sales", Some(vec!["GET"])),
             ("/api/orders/o00abc", Some(vec!["GET"])),
             ("/api/orders/o00abc/cancel", Some(vec!["POST"])),
             (
@@ -240,6 +287,7 @@ mod tests {
             "/api/orders/healthz",
             "/api/orders/readyz",
             "/api/orders/openapi.json",
+            "/api/orders/sales",
             "/internal/orders/{id}/delivery-status",
             "/internal/orders/outbox/relay",
         ] {

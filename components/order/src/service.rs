@@ -13,6 +13,7 @@ use crate::domain::order::{
     self, CancelOutcome, DeliveryStatus, IdempotencyKey, NewOrder, PricingError, Transition,
 };
 use crate::domain::outbox::{self, CancelIntent, Kind, Release};
+use crate::domain::sales::{self, Sale, SalesQuery};
 use crate::domain::shard::{OrderId, VShard};
 use crate::error::Error;
 use crate::relay;
@@ -328,6 +329,18 @@ pub fn list(
     Ok((items, next))
 }
 
+/// `GET /api/orders/sales`: a seller's lines on every database, merged into one page
+/// (`domain::sales`). Every database answers at most `limit + 1` lines after the cursor, so a
+/// page costs a bounded amount of work per database; one that does not answer makes the whole
+/// page a 503 naming it (a page without it would skip its lines for good).
+pub fn sales(cfg: &Config, q: &SalesQuery) -> Result<(Vec<Sale>, Option<String>), Error> {
+    let mut pages = Vec::with_capacity(cfg.db_urls.len());
+    for index in 0..cfg.db_urls.len() {
+        pages.push(Db::open(cfg, index)?.sales_page(q, q.limit + 1)?);
+    }
+    Ok(sales::merge(pages, q.limit))
+}
+
 /// How many times a cancel starts over after the intent it waited for was resolved by someone
 /// else (a relay or a concurrent cancel of the same order).
 const CANCEL_ROUNDS: u32 = 3;
@@ -544,7 +557,7 @@ pub(crate) fn apply_cancel(
     } else {
         intent.actor.as_str()
     };
-    relay::record_shipment(db, &oid, shipment, actor)?;
+    relay::record_shipment(db, &oid, shipment, None, actor)?;
     match order::on_cancel(status) {
         CancelOutcome::Cancel => {
             db.set_status(id, OrderStatus::Cancelled)?;

@@ -10,6 +10,7 @@ use uuid::Uuid;
 use crate::config::Config;
 use crate::domain::order::{Priced, PricedLine};
 use crate::domain::outbox::{self, Kind};
+use crate::domain::sales::{Sale, SalesQuery, ShipTo};
 use crate::domain::shard::{OrderId, VShard};
 use crate::error::Error;
 
@@ -289,7 +290,8 @@ impl Db {
         for (n, l) in priced.lines.iter().enumerate() {
             self.execute(
                 "insert into order_items (order_id, line_no, product_id, title, quantity, \
-                 unit_price_cents, currency) values ($1, $2, $3, $4, $5, $6, $7)",
+                 unit_price_cents, currency, seller_id, placed_at) \
+                 values ($1, $2, $3, $4, $5, $6, $7, $8, $9::timestamp at time zone 'utc')",
                 &[
                     text(&oid),
                     ParameterValue::Int32(n as i32),
@@ -298,6 +300,8 @@ impl Db {
                     ParameterValue::Int32(l.quantity as i32),
                     ParameterValue::Int64(l.unit_price_cents),
                     text(&l.currency),
+                    l.seller_id.into(),
+                    created.into(),
                 ],
             )?;
         }
@@ -521,14 +525,91 @@ impl Db {
         .map(|_| ())
     }
 
-    /// Records the shipment the delivery service created; false if one was already known.
-    pub fn set_shipment(&self, order_id: &str, shipment: Uuid) -> Result<bool, Error> {
+    /// Records the shipment the delivery service created (and its tracking number, when the
+    /// answer named it); false if a shipment was already known.
+    pub fn set_shipment(
+        &self,
+        order_id: &str,
+        shipment: Uuid,
+        tracking_number: Option<&str>,
+    ) -> Result<bool, Error> {
         let n = self.execute(
-            "update orders set shipment_id = $2, updated_at = now() \
+            "update orders set shipment_id = $2, tracking_number = $3, updated_at = now() \
              where id = $1 and shipment_id is null",
-            &[text(order_id), shipment.into()],
+            &[
+                text(order_id),
+                shipment.into(),
+                tracking_number.map(str::to_string).into(),
+            ],
         )?;
         Ok(n == 1)
+    }
+
+    /// This database's part of a seller's sales page: at most `limit` lines after the
+    /// cursor, in the list's total order (`domain::sales`). One range scan of
+    /// `order_items_seller_sales_idx` (migration 0004) that stops after `limit` rows; the
+    /// status filter is applied to the joined order, so a rare status reads further. Order
+    /// ids compare bytewise (`collate "C"`, as the index does), the order the merge uses.
+    pub fn sales_page(&self, q: &SalesQuery, limit: u32) -> Result<Vec<Sale>, Error> {
+        let mut sql = String::from(concat!(
+            "select i.order_id, i.line_no, ",
+            ts!("i.placed_at"),
+            ", i.product_id, i.title, i.quantity, i.unit_price_cents, i.currency, o.status, \
+             o.shipment_id, o.tracking_number, o.shipping_address->>'city', \
+             o.shipping_address->>'postal_code', o.shipping_address->>'country' \
+             from order_items i join orders o on o.id = i.order_id \
+             where i.seller_id = $1"
+        ));
+        let mut params: Vec<ParameterValue> = vec![q.seller.into()];
+        if let Some(status) = q.status {
+            params.push(text(status.as_str()));
+            sql.push_str(&format!(" and o.status = ${}", params.len()));
+        }
+        if let Some(after) = &q.after {
+            // Strictly after (placed_at, order_id, line_no) in (desc, desc, asc) order. The
+            // first conjunct is the index's range bound; the rest only sorts out lines of the
+            // cursor's own millisecond.
+            params.push(text(&after.placed_at));
+            let at = params.len();
+            params.push(text(&after.order_id));
+            let order = params.len();
+            params.push(ParameterValue::Int32(after.line_no));
+            let line = params.len();
+            sql.push_str(&format!(
+                " and i.placed_at <= ${at}::text::timestamptz \
+                 and (i.placed_at < ${at}::text::timestamptz or i.order_id collate \"C\" < ${order} \
+                 or (i.order_id = ${order} and i.line_no > ${line}))"
+            ));
+        }
+        params.push(ParameterValue::Int64(i64::from(limit)));
+        sql.push_str(&format!(
+            " order by i.placed_at desc, i.order_id collate \"C\" desc, i.line_no limit ${}",
+            params.len()
+        ));
+        let rows = self.query(&sql, &params)?;
+        rows.rows
+            .iter()
+            .map(|r| {
+                Ok(Sale {
+                    order_id: get(r, 0)?,
+                    line_no: get(r, 1)?,
+                    placed_at: get(r, 2)?,
+                    product_id: get(r, 3)?,
+                    title: get(r, 4)?,
+                    quantity: get(r, 5)?,
+                    unit_price_cents: get(r, 6)?,
+                    currency: get(r, 7)?,
+                    order_status: get(r, 8)?,
+                    shipment_id: get(r, 9)?,
+                    tracking_number: get(r, 10)?,
+                    ship_to: ShipTo {
+                        city: get(r, 11)?,
+                        postal_code: get(r, 12)?,
+                        country: get(r, 13)?,
+                    },
+                })
+            })
+            .collect()
     }
 
     /// Status, buyer, address and lines of an order, share-locked (relay, in a transaction).

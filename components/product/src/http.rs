@@ -333,6 +333,7 @@ fn reserve(req: &Request) -> Result<Response> {
             unit_price_cents: r.product.price_cents,
             currency: r.product.currency.clone(),
             title: r.product.title.clone(),
+            seller_id: Some(r.product.seller_id.to_string()),
         });
     }
     let reservation = Reservation {

@@ -710,6 +710,19 @@ async fn every_endpoint_answers_every_caller_exactly_as_the_contract_says() {
             ),
             Check::OwnOrders,
         ),
+        // The matrix's orders are of the owning seller's product, and their order id is a
+        // victim marker (a stranger must not see it) — but the seller legitimately sees the
+        // order id of what they sold. `status=returned` (no order here is returned) keeps the
+        // row to the authorization question: 200 to the seller (self) and the admin naming
+        // them, 403 to the other seller naming them and every other role, 401 without a
+        // user's token.
+        row(
+            "GET /api/orders/sales",
+            format!("/api/orders/sales?seller_id={seller_id}&status=returned"),
+            None,
+            to("order"),
+            [401, 401, 401, 401, 403, 403, 200, 403, 403, 200],
+        ),
         row(
             "GET /api/orders/{id}",
             format!("/api/orders/{order_id}"),

@@ -2223,3 +2223,383 @@ async fn the_service_is_healthy_ready_and_serves_its_openapi_document() {
     r.expect_problem(405);
     assert_eq!(r.header("allow"), Some("GET"));
 }
+
+// ------------------------------------------------------------------ sales (API v1.1)
+
+/// One seller with a token; products are created through the product service as them.
+struct Seller {
+    id: Uuid,
+    token: String,
+}
+
+impl Market {
+    fn seller(&self) -> Seller {
+        let id = Uuid::now_v7();
+        Seller {
+            id,
+            token: self.app.token(id, "seller"),
+        }
+    }
+
+    async fn product_of(&self, seller: &Seller, stock: i64) -> String {
+        let r = self
+            .app
+            .post(
+                "/api/products",
+                Some(&seller.token),
+                json!({"title": format!("Sold {}", &Uuid::new_v4().simple().to_string()[..6]),
+                       "description": "A thing that sells", "category": "things",
+                       "price_cents": 250, "currency": "EUR", "stock": stock}),
+            )
+            .await;
+        r.expect(201);
+        r.json()["id"].as_str().expect("product id").to_string()
+    }
+
+    /// Places one order of `items` (quantity per product); its id.
+    async fn order_items(&self, token: &str, items: &[(&str, i64)]) -> Value {
+        let r = self
+            .place(token, Some(&Uuid::new_v4().to_string()), &order_body(items))
+            .await;
+        r.expect(201);
+        r.json()
+    }
+
+    async fn sales(&self, token: &str, query: &str) -> TestResponse {
+        self.app
+            .get(&format!("/api/orders/sales?{query}"), Some(token))
+            .await
+    }
+
+    /// Every page of `query` with `limit`, following the cursors.
+    async fn all_sales(&self, token: &str, query: &str, limit: u32) -> Vec<Value> {
+        let mut items = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut q = format!("{query}&limit={limit}");
+            if let Some(c) = &cursor {
+                q.push_str(&format!("&cursor={c}"));
+            }
+            let r = self.sales(token, &q).await;
+            r.expect(200);
+            let page = r.json();
+            let got = page["items"].as_array().unwrap().clone();
+            assert!(got.len() <= limit as usize);
+            items.extend(got);
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_string()),
+                None => return items,
+            }
+        }
+    }
+}
+
+/// (order id, line number) of each listed line.
+fn lines(items: &[Value]) -> Vec<(String, i64)> {
+    items
+        .iter()
+        .map(|s| {
+            (
+                s["order_id"].as_str().unwrap().to_string(),
+                s["line_no"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The lines of `orders` (newest last, as placed) whose product is in `mine`, newest first,
+/// lines of one order in line order.
+fn expected_lines(orders: &[Value], mine: &[&str]) -> Vec<(String, i64)> {
+    let mut out = Vec::new();
+    for o in orders.iter().rev() {
+        for (n, item) in o["items"].as_array().unwrap().iter().enumerate() {
+            if mine.contains(&item["product_id"].as_str().unwrap()) {
+                out.push((o["id"].as_str().unwrap().to_string(), n as i64));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_seller_sees_exactly_their_lines_across_both_shards_newest_first_and_nothing_personal() {
+    let m = Market::start().await;
+    let (a, b) = (m.seller(), m.seller());
+    let (a1, a2, b1) = (
+        m.product_of(&a, 100).await,
+        m.product_of(&a, 100).await,
+        m.product_of(&b, 100).await,
+    );
+    let (buyer0, buyer1) = (buyer_on(0), buyer_on(1));
+    let (t0, t1) = (m.app.token(buyer0, "buyer"), m.app.token(buyer1, "buyer"));
+    let orders = vec![
+        m.order_items(&t0, &[(&a1, 1), (&b1, 1)]).await,
+        m.order_items(&t1, &[(&b1, 2), (&a2, 3)]).await,
+        m.order_items(&t0, &[(&a2, 1)]).await,
+        m.order_items(&t1, &[(&a1, 2), (&a2, 1)]).await,
+        m.order_items(&t1, &[(&b1, 1)]).await,
+    ];
+
+    let r = m.sales(&a.token, "").await;
+    r.expect(200);
+    let page = r.json();
+    assert!(page["next_cursor"].is_null());
+    let items = page["items"].as_array().unwrap().clone();
+    assert_eq!(lines(&items), expected_lines(&orders, &[&a1, &a2]));
+    // Both shards contributed.
+    for shard in 0..2 {
+        assert!(
+            m.count(
+                shard,
+                "select count(*) from order_items where seller_id is not null"
+            )
+            .await
+                > 0
+        );
+    }
+    let allowed = [
+        "order_id",
+        "line_no",
+        "placed_at",
+        "product_id",
+        "title",
+        "quantity",
+        "unit_price_cents",
+        "currency",
+        "order_status",
+        "shipment_id",
+        "tracking_number",
+        "ship_to",
+    ];
+    for s in &items {
+        let mut keys: Vec<&str> = s.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort();
+        let mut want = allowed.to_vec();
+        want.sort();
+        assert_eq!(keys, want, "{s}");
+        assert_eq!(
+            s["ship_to"],
+            json!({"city": "London", "postal_code": "SW1A 1AA", "country": "GB"})
+        );
+        let order = orders
+            .iter()
+            .find(|o| o["id"] == s["order_id"])
+            .expect("a listed order");
+        let line = &order["items"][s["line_no"].as_u64().unwrap() as usize];
+        assert_eq!(s["product_id"], line["product_id"]);
+        assert_eq!(s["title"], line["title"]);
+        assert_eq!(s["quantity"], line["quantity"]);
+        assert_eq!(s["unit_price_cents"], 250);
+        assert_eq!(s["currency"], "EUR");
+        assert_eq!(s["placed_at"], order["created_at"]);
+        assert_eq!(s["order_status"], "confirmed");
+        // The shipment was created at placement; its tracking number was recorded with it.
+        let shipment = s["shipment_id"].as_str().expect("shipment id");
+        assert_eq!(
+            s["tracking_number"],
+            m.shipment(shipment).await["tracking_number"]
+        );
+    }
+    let text = String::from_utf8_lossy(&r.body).to_string();
+    for personal in [
+        "Ada Lovelace",
+        "1 Main Street",
+        &buyer0.to_string(),
+        &buyer1.to_string(),
+        "buyer_id",
+    ] {
+        assert!(!text.contains(personal), "{personal} in {text}");
+    }
+
+    // The other seller sees only theirs; an admin sees a seller's list by naming them.
+    let theirs = m.all_sales(&b.token, "", 20).await;
+    assert_eq!(lines(&theirs), expected_lines(&orders, &[&b1]));
+    let admin = m.app.token(Uuid::now_v7(), "admin");
+    let as_admin = m.sales(&admin, &format!("seller_id={}", a.id)).await;
+    as_admin.expect(200);
+    assert_eq!(as_admin.json()["items"], json!(items));
+    // A seller may name themselves, nobody else.
+    m.sales(&a.token, &format!("seller_id={}", a.id))
+        .await
+        .expect(200);
+    m.sales(&a.token, &format!("seller_id={}", b.id))
+        .await
+        .expect_problem(403);
+    // A seller who sold nothing gets an empty page.
+    let nobody = m.seller();
+    let r = m.sales(&nobody.token, "").await;
+    assert_eq!(r.json(), json!({"items": [], "next_cursor": null}));
+
+    // Who may ask, and what is a bad question.
+    m.app
+        .get("/api/orders/sales", None)
+        .await
+        .expect_problem(401);
+    for role in ["buyer", "carrier"] {
+        let t = m.app.token(Uuid::now_v7(), role);
+        m.sales(&t, "").await.expect_problem(403);
+    }
+    // A service token is no user's access token (like every public endpoint: 401).
+    let service = m.app.service_token("delivery", "order");
+    m.sales(&service, "").await.expect_problem(401);
+    m.sales(&admin, "").await.expect_problem(400);
+    for bad in [
+        "status=lost",
+        "limit=0",
+        "limit=101",
+        "cursor=%21%21",
+        "seller_id=nope",
+        "sort=oldest",
+        "limit=1&limit=2",
+    ] {
+        m.sales(&a.token, bad).await.expect_problem(400);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn paging_sales_while_new_orders_arrive_never_skips_or_repeats_a_line() {
+    let m = Market::start().await;
+    let (a, b) = (m.seller(), m.seller());
+    let (a1, a2, b1) = (
+        m.product_of(&a, 1000).await,
+        m.product_of(&a, 1000).await,
+        m.product_of(&b, 1000).await,
+    );
+    let tokens = [
+        m.app.token(buyer_on(0), "buyer"),
+        m.app.token(buyer_on(1), "buyer"),
+    ];
+    // Orders with one and with two of the seller's lines (two lines share a placed_at, so a
+    // cursor inside one order is exercised), on both shards.
+    let shapes: [&[(&str, i64)]; 4] = [
+        &[(&a1, 1)],
+        &[(&a1, 1), (&b1, 1), (&a2, 2)],
+        &[(&b1, 1)],
+        &[(&a2, 1), (&a1, 1)],
+    ];
+    for i in 0..6 {
+        m.order_items(&tokens[i % 2], shapes[i % 4]).await;
+    }
+    let mut placed = 0;
+    for limit in 1..=3u32 {
+        let before = m.all_sales(&a.token, "", 100).await;
+        let before_lines = lines(&before);
+        let mut seen = Vec::new();
+        let mut new_orders = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut q = format!("limit={limit}");
+            if let Some(c) = &cursor {
+                q.push_str(&format!("&cursor={c}"));
+            }
+            let r = m.sales(&a.token, &q).await;
+            r.expect(200);
+            let page = r.json();
+            let items = page["items"].as_array().unwrap().clone();
+            assert!(items.len() <= limit as usize);
+            seen.extend(lines(&items));
+            let Some(c) = page["next_cursor"].as_str() else {
+                break;
+            };
+            cursor = Some(c.to_string());
+            // A new order between pages, alternating shards.
+            let o = m.order_items(&tokens[placed % 2], shapes[placed % 4]).await;
+            placed += 1;
+            new_orders.push(o);
+        }
+        let new_lines = expected_lines(&new_orders, &[&a1, &a2]);
+        assert!(!new_lines.is_empty());
+        // Exactly the lines that existed when paging started, in order: nothing skipped,
+        // nothing repeated, none of the new ones (they sort before the first cursor).
+        assert_eq!(seen, before_lines, "limit {limit}");
+        // A fresh listing has the new lines first, then the old ones.
+        let after = lines(&m.all_sales(&a.token, "", 100).await);
+        let mut want = new_lines;
+        want.extend(before_lines);
+        assert_eq!(after, want, "limit {limit}");
+    }
+    // The other seller's lines never appeared.
+    let mine = m.all_sales(&a.token, "", 7).await;
+    let b_lines = lines(&m.all_sales(&b.token, "", 7).await);
+    assert!(lines(&mine).iter().all(|l| !b_lines.contains(l)));
+    assert!(mine.iter().all(|s| s["product_id"] != b1.as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_status_filter_lists_only_lines_of_orders_in_that_status() {
+    let m = Market::start().await;
+    let a = m.seller();
+    let p = m.product_of(&a, 100).await;
+    let (t0, t1) = (
+        m.app.token(buyer_on(0), "buyer"),
+        m.app.token(buyer_on(1), "buyer"),
+    );
+    let kept = m.order_items(&t0, &[(&p, 1)]).await;
+    let cancelled = m.order_items(&t1, &[(&p, 1)]).await;
+    let shipped = m.order_items(&t0, &[(&p, 2)]).await;
+    m.cancel(&t1, cancelled["id"].as_str().unwrap())
+        .await
+        .expect(200);
+    m.delivery_status(
+        shipped["id"].as_str().unwrap(),
+        "shipped",
+        "2026-12-01T10:00:00Z",
+    )
+    .await
+    .expect(200);
+
+    for (status, order) in [
+        ("confirmed", &kept),
+        ("cancelled", &cancelled),
+        ("shipped", &shipped),
+    ] {
+        let items = m.all_sales(&a.token, &format!("status={status}"), 1).await;
+        assert_eq!(
+            lines(&items),
+            vec![(order["id"].as_str().unwrap().to_string(), 0)]
+        );
+        assert_eq!(items[0]["order_status"], status);
+    }
+    for status in ["delivered", "returned"] {
+        assert!(
+            m.all_sales(&a.token, &format!("status={status}"), 5)
+                .await
+                .is_empty()
+        );
+    }
+    assert_eq!(m.all_sales(&a.token, "", 1).await.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sales_are_merged_from_sixteen_order_databases() {
+    let m = Market::on(
+        TestApp::start_with(TestOptions {
+            order_shards: Some(16),
+            ..Default::default()
+        })
+        .await,
+    );
+    let a = m.seller();
+    let p = m.product_of(&a, 100).await;
+    let q = m.product_of(&a, 100).await;
+    let mut orders = Vec::new();
+    for i in 0..6 {
+        let t = m.app.token(Uuid::now_v7(), "buyer");
+        orders.push(m.order_items(&t, &[(&p, 1), (&q, 1 + i)]).await);
+    }
+    let mut databases = std::collections::BTreeSet::new();
+    for o in &orders {
+        // An even map over 16 databases: 4 virtual shards each.
+        let vshard = usize::from_str_radix(&o["id"].as_str().unwrap()[1..3], 16).unwrap();
+        databases.insert(vshard / 4);
+    }
+    assert!(databases.len() >= 2, "orders on {databases:?}");
+    let want = expected_lines(&orders, &[&p, &q]);
+    for limit in [1, 5, 100] {
+        assert_eq!(
+            lines(&m.all_sales(&a.token, "", limit).await),
+            want,
+            "limit {limit}"
+        );
+    }
+}

@@ -1394,7 +1394,8 @@ async fn concurrent_reservations_over_the_same_products_in_opposite_orders_never
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_reservation_is_all_or_nothing_and_reports_price_title_and_short_products() {
     let app = TestApp::start().await;
-    let (_, token) = seller(&app);
+    let (seller_id, token) = seller(&app);
+    let seller_id = seller_id.to_string();
     let a = create(
         &app,
         &token,
@@ -1430,9 +1431,9 @@ async fn a_reservation_is_all_or_nothing_and_reports_price_title_and_short_produ
     assert_eq!(
         r.json(),
         json!({"reservation_id": "fits", "items": [
-            {"product_id": a, "quantity": 2, "unit_price_cents": 450, "currency": "EUR", "title": "plenty"},
-            {"product_id": b, "quantity": 1, "unit_price_cents": 1999, "currency": "EUR", "title": "scarce"},
-            {"product_id": a, "quantity": 1, "unit_price_cents": 450, "currency": "EUR", "title": "plenty"},
+            {"product_id": a, "quantity": 2, "unit_price_cents": 450, "currency": "EUR", "title": "plenty", "seller_id": seller_id},
+            {"product_id": b, "quantity": 1, "unit_price_cents": 1999, "currency": "EUR", "title": "scarce", "seller_id": seller_id},
+            {"product_id": a, "quantity": 1, "unit_price_cents": 450, "currency": "EUR", "title": "plenty", "seller_id": seller_id},
         ]})
     );
     assert_eq!(stock_in_db(&app, &a).await, 7);

@@ -2,4 +2,5 @@
 
 pub mod order;
 pub mod outbox;
+pub mod sales;
 pub mod shard;

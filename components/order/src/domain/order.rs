@@ -225,6 +225,10 @@ pub struct PricedLine {
     pub quantity: u32,
     pub unit_price_cents: i64,
     pub currency: String,
+    /// The product's seller (stored per line for `GET /api/orders/sales`); not part of the
+    /// buyer's view of the order. `None` when the product service did not name it.
+    #[serde(default, skip_serializing)]
+    pub seller_id: Option<Uuid>,
 }
 
 /// The priced order: lines in the request's order, one currency, the total.
@@ -273,6 +277,7 @@ pub fn price(requested: &[Line], reserved: &[ReservedItem]) -> Result<Priced, Pr
             quantity: line.quantity,
             unit_price_cents: r.unit_price_cents,
             currency: r.currency.clone(),
+            seller_id: r.seller_id.as_deref().and_then(|s| Uuid::try_parse(s).ok()),
         });
     }
     let mut currencies: Vec<String> = lines.iter().map(|l| l.currency.clone()).collect();
@@ -463,6 +468,7 @@ mod tests {
             unit_price_cents: price,
             currency: cur.into(),
             title: format!("p{n}"),
+            seller_id: Some(Uuid::nil().to_string()),
         }
     }
 
