@@ -84,7 +84,9 @@ async fn unknown_api_paths_are_404_and_every_other_path_belongs_to_the_storefron
     let home = app.get("/", None).await;
     home.expect(200);
     assert!(
-        home.header("content-type").unwrap_or_default().starts_with("text/html"),
+        home.header("content-type")
+            .unwrap_or_default()
+            .starts_with("text/html"),
         "{:?}",
         home.header("content-type")
     );
