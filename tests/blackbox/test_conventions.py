@@ -65,7 +65,8 @@ CONTRACT_PATHS = {
                ("post", "/internal/orders/{id}/delivery-status")],
     "deliveries": [("post", "/internal/deliveries"), ("get", "/api/deliveries/{id}"),
                    ("get", "/api/deliveries"), ("get", "/api/deliveries/track/{tracking_number}"),
-                   ("post", "/api/deliveries/{id}/events")],
+                   ("post", "/api/deliveries/{id}/events"),
+                   ("post", "/internal/deliveries/{id}/cancel")],  # v1.1
 }
 
 
@@ -373,6 +374,7 @@ INTERNAL = [
       "shipping_address": {"name": "N", "line1": "L", "city": "C", "postal_code": "1",
                            "country": "DE"},
       "items": [{"product_id": ZERO_UUID, "quantity": 1, "title": "Lamp"}]}),
+    ("POST", f"/internal/deliveries/{ZERO_UUID}/cancel", {}),  # v1.1
 ]
 
 
@@ -401,7 +403,8 @@ def test_internal_endpoints_refuse_a_service_token_signed_by_an_untrusted_key():
 
 
 def test_internal_endpoints_refuse_the_token_of_a_service_that_is_not_their_caller(mint):
-    # POST /internal/deliveries is for the order service, delivery-status for the delivery one.
+    # POST /internal/deliveries is for the order service, delivery-status for the delivery one
+    # (v1.1 .../cancel, for the order service: test_deliveries.py, on a real shipment).
     post(INTERNAL[3][1], INTERNAL[3][2], token=mint.service("delivery", "delivery")).expect_problem(403)
     post(INTERNAL[2][1], INTERNAL[2][2], token=mint.service("order", "order")).expect_problem(403)
 

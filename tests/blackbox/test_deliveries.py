@@ -10,6 +10,7 @@ from conftest import (
     ADDRESS,
     PATH_TO,
     admin_user,
+    cancel_shipment,
     concurrently,
     drive,
     each,
@@ -25,6 +26,7 @@ from conftest import (
     order_of,
     parse_time,
     post,
+    read_shipment,
     rfc3339_ms,
     wait_order_status,
 )
@@ -33,6 +35,8 @@ SHIPMENT_FIELDS = {"id", "order_id", "buyer_id", "tracking_number", "status", "s
                    "history", "created_at", "updated_at"}
 EVENT_FIELDS = {"event_id", "status", "occurred_at", "recorded_at", "location", "note"}
 NON_TERMINAL = ["pending", "picked_up", "in_transit", "out_for_delivery", "failed_attempt"]
+CARRIER_EVENTS = ["picked_up", "in_transit", "out_for_delivery", "failed_attempt", "delivered",
+                  "returned"]
 
 
 @pytest.fixture(scope="module")
@@ -292,6 +296,61 @@ def test_only_carriers_and_admins_record_events_others_403(shipment, buyer_m, se
     _, s = shipment
     each([buyer_m, seller_m], lambda u: event(s["id"], "picked_up", u.token).expect_problem(403))
     assert get(f"/api/deliveries/{s['id']}", token=buyer_m.token).json()["status"] == "pending"
+
+
+# ---------------------------------------------------------------- v1.1 cancelled
+
+
+def test_internal_cancel_of_a_pending_shipment_is_200_cancelled_and_idempotent(mint, shipment,
+                                                                            buyer_m):
+    """v1.1 "Cancellation stops the parcel": `POST /internal/deliveries/{id}/cancel`."""
+    _, s = shipment
+    first = cancel_shipment(mint, s["id"]).expect(200).json()
+    assert first["id"] == s["id"] and first["status"] == "cancelled", first
+    again = cancel_shipment(mint, s["id"]).expect(200).json()
+    assert again["status"] == "cancelled" and len(again["history"]) == len(first["history"]), \
+        (first["history"], again["history"])
+    got = read_shipment(buyer_m, s["id"])
+    assert got["status"] == "cancelled" and len(got["history"]) == len(first["history"]), got
+
+
+@pytest.mark.parametrize("frm", ["picked_up", "in_transit", "returned"])
+def test_internal_cancel_once_the_shipment_left_pending_is_409_and_changes_nothing(mint, buyer_m,
+                                                                                seller_m, carrier,
+                                                                                frm):
+    _, s = new_shipment(buyer_m, seller_m)
+    drive(s["id"], PATH_TO[frm], carrier.token)
+    before = read_shipment(carrier, s["id"])
+    cancel_shipment(mint, s["id"]).expect_problem(409)
+    after = read_shipment(carrier, s["id"])
+    assert after["status"] == frm and len(after["history"]) == len(before["history"]), after
+
+
+def test_internal_cancel_of_an_unknown_shipment_is_404(mint):
+    cancel_shipment(mint, str(uuid.uuid4())).expect_problem(404)
+
+
+def test_internal_cancel_is_for_the_order_service_only(mint, shipment, buyer_m):
+    # No token, user and admin tokens, untrusted keys: test_conventions.py (INTERNAL).
+    _, s = shipment
+    post(f"/internal/deliveries/{s['id']}/cancel",
+         token=mint.service("delivery", "delivery")).expect_problem(403)
+    assert read_shipment(buyer_m, s["id"])["status"] == "pending"
+
+
+def test_cancelled_is_terminal_every_carrier_event_is_409(mint, shipment, carrier):
+    _, s = shipment
+    cancel_shipment(mint, s["id"]).expect(200)
+    each(CARRIER_EVENTS, lambda to: _refuses(s["id"], to, carrier))
+    assert read_shipment(carrier, s["id"])["status"] == "cancelled"
+
+
+def test_tracking_shows_a_cancelled_shipment_as_cancelled(mint, shipment):
+    _, s = shipment
+    cancel_shipment(mint, s["id"]).expect(200)
+    t = get(f"/api/deliveries/track/{s['tracking_number']}").expect(200).json()
+    assert t["status"] == "cancelled", t
+    assert [h["status"] for h in t["history"]][-1:] == ["cancelled"], t["history"]
 
 
 # ---------------------------------------------------------------- idempotency, late events

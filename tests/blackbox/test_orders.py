@@ -1,6 +1,7 @@
 """API.md "Order service — orders"."""
 
 import datetime
+import time
 import uuid
 
 from conftest import (
@@ -11,6 +12,7 @@ from conftest import (
     delete,
     drive,
     each,
+    event,
     eventually,
     get,
     ids,
@@ -24,7 +26,9 @@ from conftest import (
     patch,
     place_order,
     post,
+    read_shipment,
     rfc3339,
+    shipments_of,
     stock_of,
     wait_order_status,
     wait_shipment,
@@ -299,6 +303,96 @@ def test_cancelling_a_shipped_order_is_409_and_keeps_its_stock(shared_seller, bu
     wait_order_status(buyer, o["id"], "shipped")
     post(f"/api/orders/{o['id']}/cancel", token=buyer.token).expect_problem(409)
     assert order_of(buyer, o["id"])["status"] == "shipped" and stock_of(p["id"]) == 2
+    assert read_shipment(buyer, s["id"])["status"] == "picked_up"
+
+
+# v1.1 "Cancellation stops the parcel".
+
+
+def test_cancelling_an_order_cancels_its_pending_shipment(shared_seller, buyer, carrier):
+    p, o = new_order(buyer, shared_seller, quantity=2, stock=5)
+    s = wait_shipment(buyer, o["id"])
+    assert s["status"] == "pending"
+    c = post(f"/api/orders/{o['id']}/cancel", token=buyer.token).expect(200).json()
+    assert c["status"] == "cancelled"
+    # The parcel is stopped by the time the cancel is answered.
+    assert read_shipment(buyer, s["id"])["status"] == "cancelled"
+    assert order_of(buyer, o["id"])["status"] == "cancelled"
+    eventually(lambda: stock_of(p["id"]) == 5, "the stock released")
+    event(s["id"], "picked_up", carrier.token).expect_problem(409)
+
+
+def test_cancelling_an_order_twice_is_200_and_releases_its_stock_once(shared_seller, buyer):
+    # The contract leaves a repeated cancel open; the order service's OpenAPI: idempotent, 200.
+    p, o = new_order(buyer, shared_seller, quantity=2, stock=5)
+    wait_shipment(buyer, o["id"])
+    post(f"/api/orders/{o['id']}/cancel", token=buyer.token).expect(200)
+    eventually(lambda: stock_of(p["id"]) == 5, "the stock released")
+    again = post(f"/api/orders/{o['id']}/cancel", token=buyer.token).expect(200).json()
+    assert again["status"] == "cancelled"
+    time.sleep(0.5)
+    assert stock_of(p["id"]) == 5, "a repeated cancel released the stock again"
+
+
+def test_an_order_cancelled_before_its_shipment_was_made_gets_no_parcel_on_its_way(shared_seller,
+                                                                                   buyer, carrier):
+    p, o = new_order(buyer, shared_seller, stock=2)
+    post(f"/api/orders/{o['id']}/cancel", token=buyer.token).expect(200)
+    eventually(lambda: stock_of(p["id"]) == 2, "the stock released")
+    # Whenever the order's shipment is made, it is cancelled: a carrier cannot pick it up.
+    shipments = eventually(lambda: (lambda got: got if got and all(
+        x["status"] == "cancelled" for x in got) else None)(shipments_of(buyer, o["id"])),
+        "the cancelled order's shipment, cancelled")
+    each(shipments, lambda x: event(x["id"], "picked_up", carrier.token).expect_problem(409))
+    assert order_of(buyer, o["id"])["status"] == "cancelled"
+
+
+def test_a_cancel_right_after_the_pick_up_scan_is_409_and_changes_nothing(shared_seller, buyer,
+                                                                         carrier):
+    # Not waiting for the order to become shipped: the delivery service decides.
+    p, o = new_order(buyer, shared_seller, quantity=2, stock=5)
+    s = wait_shipment(buyer, o["id"])
+    drive(s["id"], ["picked_up"], carrier.token)
+    post(f"/api/orders/{o['id']}/cancel", token=buyer.token).expect_problem(409)
+    wait_order_status(buyer, o["id"], "shipped")
+    assert read_shipment(buyer, s["id"])["status"] == "picked_up"
+    time.sleep(0.5)
+    assert stock_of(p["id"]) == 3
+
+
+def test_a_cancel_racing_a_pick_up_scan_ends_in_exactly_one_outcome(shared_seller, buyer, carrier):
+    """Whichever the delivery service records first wins and the other gets 409: either the
+    order is cancelled, its stock back and its shipment cancelled, or the parcel is picked up,
+    the order shipped and its stock kept; never a mix. Several orders, each pair at once."""
+    made = [new_order(buyer, shared_seller, quantity=2, stock=5) for _ in range(6)]
+    ships = [wait_shipment(buyer, o["id"]) for _, o in made]
+    calls = []
+    for (_, o), s in zip(made, ships):
+        calls += [lambda o=o: post(f"/api/orders/{o['id']}/cancel", token=buyer.token),
+                  lambda s=s: event(s["id"], "picked_up", carrier.token)]
+    results = concurrently(calls)
+    cases = [(p, o, s, results[2 * i], results[2 * i + 1])
+             for i, ((p, o), s) in enumerate(zip(made, ships))]
+
+    def check(case):
+        p, o, s, cancel, scan = case
+        outcome = (cancel.status, scan.status)
+        if outcome not in ((200, 409), (409, 201)):
+            time.sleep(1)
+            raise AssertionError(
+                f"cancel {cancel.status} {cancel.body[:200]!r}, scan {scan.status} "
+                f"{scan.body[:200]!r}; then order {order_of(buyer, o['id'])['status']}, shipment "
+                f"{read_shipment(buyer, s['id'])['status']}, stock {stock_of(p['id'])} of 5")
+        if cancel.status == 200:
+            assert cancel.json()["status"] == "cancelled"
+            assert read_shipment(buyer, s["id"])["status"] == "cancelled"
+            assert order_of(buyer, o["id"])["status"] == "cancelled"
+            eventually(lambda: stock_of(p["id"]) == 5, "the stock released")
+        else:
+            assert read_shipment(buyer, s["id"])["status"] == "picked_up"
+            wait_order_status(buyer, o["id"], "shipped")
+            assert stock_of(p["id"]) == 3, "a picked-up order's stock was released"
+    each(cases, check)
 
 
 # ---------------------------------------------------------------- internal delivery-status
