@@ -73,10 +73,17 @@ def search_statements(queries, replica_url):
     ceiling runs exactly the service's SQL. A relevance-ranked text query is two statements
     and the service runs the second only when the first leaves the page short: the same
     decision is made here, against the seeded replica."""
-    out = subprocess.run(
-        ["cargo", "run", "-q", "-p", "marketplace-product", "--example", "search_sql"],
-        cwd=ROOT, input="\n".join(queries) + "\n", capture_output=True, text=True, check=True,
-    ).stdout
+    stdin = "\n".join(queries) + "\n"
+    cache = os.environ.get("BENCH_SEARCH_SQL_CACHE")  # development runs: reuse a saved output
+    if cache and os.path.exists(cache) and json.load(open(cache))["input"] == stdin:
+        out = json.load(open(cache))["output"]
+    else:
+        out = subprocess.run(
+            ["cargo", "run", "-q", "-p", "marketplace-product", "--example", "search_sql"],
+            cwd=ROOT, input=stdin, capture_output=True, text=True, check=True,
+        ).stdout
+        if cache:
+            json.dump({"input": stdin, "output": out}, open(cache, "w"))
     result = []
     for line in out.splitlines():
         record = json.loads(line)
@@ -139,8 +146,11 @@ class RssSampler:
 
     def loop(self):
         while not self.stop_flag.is_set():
+            children = _ppids()
             for p in self.pids:
-                self.peak[p] = max(self.peak[p], rss_kib(p))
+                # The serving process and its children (`spin up` forks `spin trigger http`).
+                rss = sum(rss_kib(c) for c in _with_descendants([p], children))
+                self.peak[p] = max(self.peak[p], rss)
             time.sleep(0.2)
 
     def __enter__(self):
@@ -181,6 +191,18 @@ def _ppids():
     return out
 
 
+def _with_descendants(pids, children=None):
+    children = _ppids() if children is None else children
+    out, todo = [], [p for p in pids if p]
+    while todo:
+        p = todo.pop()
+        if p in out:
+            continue
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
 def _pidfile(path):
     try:
         return int(open(path).read().split()[0])
@@ -210,16 +232,17 @@ class CpuAccount:
 
     def snapshot(self):
         snap = {}
+        children = _ppids()
         for g, pids in self.groups.items():
             t = 0
-            for p in pids:
+            # `spin up` serves from a child process (`spin trigger http`): count descendants.
+            for p in _with_descendants(pids, children):
                 try:
                     f = _stat(p)
                     t += int(f[11]) + int(f[12])
                 except (OSError, TypeError, IndexError):
                     pass
             snap[g] = t
-        children = _ppids()
         for name, pm in self.postmasters.items():
             t = 0
             try:
@@ -293,19 +316,149 @@ def write_lines(path, values):
         f.write("\n".join(values) + "\n")
 
 
+
+class AppSet:
+    """Two app instances of one runtime behind one haproxy: the topology's own (real Spin, from
+    tools/scaled/up.sh) or the project's test host, started here beside it on the same
+    databases, Redis servers, keys and runtime config."""
+
+    def __init__(self, name, base_url, pids, direct_port, log_path=None, procs=()):
+        self.name = name
+        self.base = base_url
+        self.pids = pids
+        self.direct_port = direct_port
+        self.log_path = log_path
+        self.procs = list(procs)
+
+    def stop(self):
+        for p in self.procs:
+            p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def haproxy_cfg(path, name, listen_port, ports):
+    with open(path, "w") as f:
+        f.write(f"""global
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 60s
+    timeout server 60s
+    option http-keep-alive
+    http-reuse always
+frontend {name}
+    bind 127.0.0.1:{listen_port}
+    default_backend apps
+backend apps
+    balance roundrobin
+""" + "".join(f"    server c{i} 127.0.0.1:{p}\n" for i, p in enumerate(ports, 1)))
+
+
+def wait_ok(url, seconds):
+    for _ in range(seconds * 10):
+        try:
+            if http("GET", url, timeout=2)[0] == 200:
+                return True
+        except OSError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
+def serve_args(runtime, manifest, port, run, tag, runtime_config=None):
+    """`up` arguments both runtimes take; Spin also gets a log directory in the run dir (it
+    would otherwise write `.spin/logs` beside the manifest)."""
+    args = [runtime, "up", "-f", manifest, "--listen", f"127.0.0.1:{port}"]
+    if runtime_config:
+        args += ["--runtime-config-file", runtime_config]
+    if not runtime.endswith("spin-test-host"):
+        args += ["--log-dir", os.path.join(run, f"logs-{tag}"),
+                 "--state-dir", os.path.join(run, f"state-{tag}")]
+    return args
+
+
+def start_host_set(env, work):
+    """The test host's two instances (ports base+23/24) and their haproxy (base+35)."""
+    base = int(env["SCALED_PORT_BASE_NUM"])
+    ports, lb = [base + 23, base + 24], base + 35
+    run = env["RUN"]
+    child_env = dict(os.environ)
+    child_env.update({k: v for k, v in env.items() if k.startswith("SPIN_VARIABLE_")})
+    procs = []
+    for i, port in enumerate(ports, 1):
+        logf = open(os.path.join(run, f"host-{i}.log"), "w")
+        procs.append(subprocess.Popen(
+            serve_args(env["HOST_BIN"], os.path.join(ROOT, "spin.toml"), port, run, f"host-{i}",
+                       os.path.join(run, "runtime-config.toml")),
+            env=child_env, stdout=logf, stderr=logf, stdin=subprocess.DEVNULL))
+    cfg = os.path.join(run, "host-haproxy.cfg")
+    haproxy_cfg(cfg, "host", lb, ports)
+    logf = open(os.path.join(run, "host-haproxy.log"), "w")
+    procs.append(subprocess.Popen(["haproxy", "-db", "-f", cfg], stdout=logf, stderr=logf,
+                                  stdin=subprocess.DEVNULL))
+    t = time.time()
+    for port in ports + [lb]:
+        if not wait_ok(f"http://127.0.0.1:{port}/api/users/healthz", 120):
+            for p in procs:
+                p.kill()
+            raise RuntimeError(f"test host on {port} did not start")
+    log(f"test host: 2 instances on {ports}, haproxy on {lb} ({time.time() - t:.1f} s to serve)")
+    return AppSet("host", f"http://127.0.0.1:{lb}", [p.pid for p in procs[:2]], ports[0],
+                  os.path.join(run, "host-1.log"), procs)
+
+
+def start_ceiling(env, runtime, tag, offset):
+    """Two instances of `runtime` serving the constant component, behind their own haproxy
+    (ports base+offset+1/+2, haproxy base+offset)."""
+    base = int(env["SCALED_PORT_BASE_NUM"])
+    ports = [base + offset + 1, base + offset + 2]
+    lb = base + offset
+    run = env["RUN"]
+    # The default key-value store (Spin opens it for every app) in the run dir, not beside
+    # the manifest.
+    rc = os.path.join(run, "ceiling-runtime-config.toml")
+    with open(rc, "w") as f:
+        f.write(f'[key_value_store.default]\ntype = "spin"\npath = "{run}/ceiling-kv.db"\n')
+    procs = []
+    t = time.time()
+    for i, port in enumerate(ports, 1):
+        logf = open(os.path.join(run, f"ceiling-{tag}-{i}.log"), "w")
+        procs.append(subprocess.Popen(
+            serve_args(runtime, os.path.join(ROOT, "bench/ceiling/spin.toml"), port, run,
+                       f"ceiling-{tag}-{i}", rc),
+            stdout=logf, stderr=logf, stdin=subprocess.DEVNULL))
+    cfg = os.path.join(run, f"ceiling-{tag}-haproxy.cfg")
+    haproxy_cfg(cfg, "ceiling", lb, ports)
+    logf = open(os.path.join(run, f"ceiling-{tag}-haproxy.log"), "w")
+    procs.append(subprocess.Popen(["haproxy", "-db", "-f", cfg], stdout=logf, stderr=logf,
+                                  stdin=subprocess.DEVNULL))
+    for port in ports + [lb]:
+        if not wait_ok(f"http://127.0.0.1:{port}/c/state", 120):
+            for p in procs:
+                p.kill()
+            raise RuntimeError(f"{tag} ceiling app on {port} did not start")
+    log(f"{tag} ceiling: constant component on {ports}, haproxy on {lb} "
+        f"({time.time() - t:.1f} s to serve)")
+    return procs, f"http://127.0.0.1:{lb}", f"http://127.0.0.1:{ports[0]}"
+
+
 class Runner:
     def __init__(self, env, work):
         self.env = env
         self.work = work
-        self.base = env["SCALED_BASE_URL"]
-        self.app_pids = [int(open(os.path.join(env["RUN"], f"app-{i}.pid")).read())
-                         for i in (1, 2)]
         self.results = {}
         self.cpu = CpuAccount(env)
 
     def wrk(self, name, url, script, data_lua, conns=CONNS, duration=DURATION, extra_env=None,
-            record=True):
-        out = os.path.join(self.work, f"{name}.json")
+            record=True, rt=None, app=None):
+        """One wrk run; recorded under results[rt][name] when `record`."""
+        tag = f"{rt}_{name}" if rt else name
+        out = os.path.join(self.work, f"{tag}.json")
         env = dict(os.environ)
         env.update({"BENCH_DATA": data_lua, "BENCH_OUT": out,
                     "BENCH_LIB": os.path.join(ROOT, "bench/wrk/common.lua"),
@@ -313,11 +466,12 @@ class Runner:
         env.update(extra_env or {})
         cmd = ["wrk", f"-t{min(THREADS, conns)}", f"-c{conns}", f"-d{duration}s", "--timeout", "10s",
                "-s", os.path.join(ROOT, "bench/wrk", script), url]
-        log(f"{name}: wrk -c{conns} -d{duration}s {url}")
+        log(f"{tag}: wrk -c{conns} -d{duration}s {url}")
         if record:
             statements_reset(self.env)
+        pids = app.pids if app else []
         before = self.cpu.snapshot()
-        with RssSampler(self.app_pids) as s:
+        with RssSampler(pids) as s:
             p = subprocess.run(cmd, env=env, capture_output=True, text=True)
         after = self.cpu.snapshot()
         if p.returncode != 0:
@@ -328,6 +482,7 @@ class Runner:
         non2xx = sum(n for code, n in r["statuses"].items() if not 200 <= int(code) < 300)
         e = r["errors"]
         res = {
+            "runtime": rt,
             "connections": conns,
             "seconds": round(secs, 2),
             "requests": r["requests"],
@@ -341,7 +496,7 @@ class Runner:
             "errors": non2xx + e["connect"] + e["read"] + e["write"] + e["timeout"],
             "statuses": r["statuses"],
             "socket_errors": e,
-            "app_rss_peak_kib": [s.peak[p] for p in self.app_pids],
+            "app_rss_peak_kib": [s.peak[p] for p in pids],
             "cpu": CpuAccount.per_request(before, after, r["requests"], secs),
         }
         if record:
@@ -349,7 +504,7 @@ class Runner:
         log(f"  {res['rps']} req/s, p50 {res['p50_ms']} ms, p99 {res['p99_ms']} ms, "
             f"errors {res['errors']} {r['statuses']}")
         if record:
-            self.results[name] = res
+            self.results.setdefault(rt or "-", {})[name] = res
         return res
 
 
@@ -368,53 +523,6 @@ def data_file(work, name, lists, scalars=None):
     return path
 
 
-# ---------------------------------------------------------------- the ceilings
-
-
-def start_ceiling(env, work):
-    """Two host instances serving the constant component, behind their own haproxy."""
-    base = int(env.get("SCALED_PORT_BASE_NUM", "26500"))
-    ports = [base + 41, base + 42]
-    lb = base + 40
-    run = env["RUN"]
-    procs = []
-    for i, port in enumerate(ports, 1):
-        logf = open(os.path.join(run, f"ceiling-{i}.log"), "w")
-        procs.append(subprocess.Popen(
-            [env["HOST_BIN"], "up", "-f", os.path.join(ROOT, "bench/ceiling/spin.toml"),
-             "--listen", f"127.0.0.1:{port}"], stdout=logf, stderr=logf,
-            stdin=subprocess.DEVNULL))
-    cfg = os.path.join(run, "ceiling-haproxy.cfg")
-    with open(cfg, "w") as f:
-        f.write(f"""global
-    maxconn 4096
-defaults
-    mode http
-    timeout connect 2s
-    timeout client 60s
-    timeout server 60s
-    option http-keep-alive
-    http-reuse always
-frontend ceiling
-    bind 127.0.0.1:{lb}
-    default_backend apps
-backend apps
-    balance roundrobin
-""" + "".join(f"    server c{i} 127.0.0.1:{p}\n" for i, p in enumerate(ports, 1)))
-    logf = open(os.path.join(run, "ceiling-haproxy.log"), "w")
-    procs.append(subprocess.Popen(["haproxy", "-db", "-f", cfg], stdout=logf, stderr=logf,
-                                  stdin=subprocess.DEVNULL))
-    for port in ports + [lb]:
-        for _ in range(600):
-            try:
-                if http("GET", f"http://127.0.0.1:{port}/c/state", timeout=2)[0] == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.1)
-        else:
-            raise RuntimeError(f"ceiling app on {port} did not start")
-    return procs, f"http://127.0.0.1:{lb}", f"http://127.0.0.1:{ports[0]}"
 
 
 def pgbench_search(env, work, queries, clients, duration=DURATION):
@@ -442,12 +550,16 @@ def pgbench_search(env, work, queries, clients, duration=DURATION):
             "statements": sum(len(q) for q in queries)}
 
 
+
+
 def seeding_pg_bin(name):
     for d in sorted(os.listdir("/usr/lib/postgresql"), reverse=True):
         p = f"/usr/lib/postgresql/{d}/bin/{name}"
         if os.path.exists(p):
             return p
     raise RuntimeError(f"{name} not found")
+
+
 
 
 def redis_ceiling(env, value_size):
@@ -467,6 +579,8 @@ def redis_ceiling(env, value_size):
     return {"value_bytes": value_size, **out}
 
 
+
+
 def argon2_ceiling():
     from argon2 import PasswordHasher, Type
 
@@ -484,7 +598,6 @@ def argon2_ceiling():
             "logins_per_s": round(cores / one, 1)}
 
 
-# ---------------------------------------------------------------- runtime costs
 
 
 def wasm_memory_pages(path):
@@ -522,11 +635,261 @@ def wasm_memory_pages(path):
     return walk(data, data[4:8] != b"\x01\x00\x00\x00")
 
 
-def instantiation_costs(env, ceiling_direct):
-    """Sequential requests to one instance's no-I/O endpoints: the host's per-request time
-    (fresh instance from a pre-instantiated component, run, response) from its request log."""
-    port = env["SCALED_APP_PORTS"].split()[0]
-    logpath = os.path.join(env["RUN"], "app-1.log")
+
+
+# ---------------------------------------------------------------- order placement: its SQL
+
+ORDER_DBS = (("order-pg-0", "SCALED_PG_ORDER_0", "marketplace_order_0"),
+             ("order-pg-1", "SCALED_PG_ORDER_1", "marketplace_order_1"),
+             ("product-pg", "SCALED_PG_PRODUCT", "marketplace_product"))
+LOG_ENTRY = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+) \S+ \[(\d+)\] (\S*) ?(LOG|DETAIL):  (.*)$")
+
+
+def _pg_admin(env, key, *sql):
+    url = f"postgres://postgres@127.0.0.1:{env[key]}/postgres?sslmode=disable"
+    cmd = ["psql", url, "-qtAX", "-v", "ON_ERROR_STOP=1"]
+    for q in sql:
+        cmd += ["-c", q]
+    subprocess.run(cmd, check=True, capture_output=True)
+
+
+def record_order_statements(env, app, buyer_tokens, buyer_dbs, products, address, n=48):
+    """Places `n` orders one at a time through `app` with PostgreSQL logging every statement,
+    and returns, per order, the statements each database received from the order and product
+    components, in order, with their parameter values: the SQL of one order placement, taken
+    from the running code (components/order/src/store.rs, service.rs, relay.rs;
+    components/product/src/store.rs), not rewritten by hand."""
+    run = env["RUN"]
+    offsets = {}
+    for name, key, _ in ORDER_DBS:
+        logf = os.path.join(run, name, "server.log")
+        offsets[name] = os.path.getsize(logf)
+        _pg_admin(env, key, "alter system set log_statement = 'all'",
+                  "alter system set log_line_prefix = '%m [%p] %d '", "select pg_reload_conf()")
+    time.sleep(0.5)
+    rng = random.Random(7)
+    placed = []
+    try:
+        by_db = {0: [], 1: []}
+        for tok, db in zip(buyer_tokens, buyer_dbs):
+            by_db.setdefault(db, []).append(tok)
+        for i in range(n):
+            tokens = by_db[i % 2] or buyer_tokens
+            items = [{"product_id": p, "quantity": rng.randint(1, 2)}
+                     for p in rng.sample(products, rng.randint(1, 2))]
+            st, body = http("POST", app.base + "/api/orders",
+                            {"items": items, "shipping_address": json.loads(address)},
+                            token=rng.choice(tokens),
+                            headers={"Idempotency-Key": f"record-{app.name}-{i}-{time.time()}"})
+            if st == 201:
+                placed.append(json.loads(body))
+    finally:
+        time.sleep(0.5)
+        for name, key, _ in ORDER_DBS:
+            _pg_admin(env, key, "alter system reset log_statement",
+                      "alter system reset log_line_prefix", "select pg_reload_conf()")
+    streams = {}
+    for name, _, dbname in ORDER_DBS:
+        entries = []
+        with open(os.path.join(run, name, "server.log"), errors="replace") as f:
+            f.seek(offsets[name])
+            for line in f:
+                m = LOG_ENTRY.match(line.rstrip("\n"))
+                if m:
+                    entries.append([m.group(3), m.group(4), m.group(5), m.group(1)])
+                elif entries:
+                    entries[-1][2] += "\n" + line.rstrip("\n")
+        stmts = []
+        for db, kind, text, stamp in entries:
+            if db != dbname:
+                continue
+            if kind == "LOG":
+                m = re.match(r"execute [^:]+: (.*)", text, re.S)
+                stmts.append({"sql": m.group(1), "params": {}, "db": name,
+                              "t": time.mktime(time.strptime(stamp[:19], "%Y-%m-%d %H:%M:%S"))
+                              + float("0" + stamp[19:])} if m else None)
+            elif kind == "DETAIL" and stmts and stmts[-1] is not None \
+                    and text.startswith("parameters: "):
+                stmts[-1]["params"] = parse_params(text[len("parameters: "):])
+        streams[name] = [s for s in stmts if s is not None]
+    # One order = from its idempotency-key claim to the next (shards); from `begin` to
+    # `commit` (product: one transaction per reservation).
+    orders = {"order-pg-0": [], "order-pg-1": [], "product-pg": []}
+    for name in ("order-pg-0", "order-pg-1"):
+        for s in streams[name]:
+            if s["sql"].startswith("insert into idempotency_keys"):
+                orders[name].append([])
+            if orders[name]:
+                orders[name][-1].append(s)
+    cur = None
+    for s in streams["product-pg"]:
+        if s["sql"] == "begin":
+            cur = []
+        if cur is not None:
+            cur.append(s)
+            if s["sql"] == "commit":
+                if any(x["sql"].startswith("insert into reservations") for x in cur):
+                    orders["product-pg"].append(cur)
+                cur = None
+    return orders, placed
+
+
+def order_timeline(recorded):
+    """Where one order's time goes, seen from the databases: each recorded order's statements
+    on its shard and on the product primary, merged in time; for each step, the mean time
+    since the previous statement arrived (the previous statement's execution and round trip
+    plus whatever the components did in between: Wasm work, calls to the other services).
+    PostgreSQL's log stamps have millisecond resolution, hence means over all orders."""
+    product = sorted(recorded["product-pg"], key=lambda o: o[0]["t"])
+    steps = {}
+    totals = []
+    for name in ("order-pg-0", "order-pg-1"):
+        for o in recorded[name]:
+            t0, t1 = o[0]["t"], o[-1]["t"]
+            p = next((x for x in product if t0 <= x[0]["t"] <= t1), [])
+            merged = sorted(o + p, key=lambda x: x["t"])
+            totals.append((t1 - t0) * 1000)
+            prev = None
+            seen = {}
+            for x in merged:
+                label = ("product: " if x["db"] == "product-pg" else "shard: ") + \
+                    re.sub(r"\s+", " ", x["sql"])[:70]
+                seen[label] = seen.get(label, 0) + 1
+                if seen[label] > 1:
+                    label += f" (#{seen[label]})"
+                if prev is not None:
+                    steps.setdefault(label, []).append((x["t"] - prev) * 1000)
+                prev = x["t"]
+    out = [{"step": k, "mean_ms_since_previous": round(statistics.mean(v), 2), "n": len(v)}
+           for k, v in steps.items()]
+    order = {k: i for i, k in enumerate(steps)}
+    out.sort(key=lambda r: order[r["step"]])
+    return {"orders": len(totals), "mean_ms_first_to_last_statement":
+            round(statistics.mean(totals), 2) if totals else None, "steps": out}
+
+
+def parse_params(text):
+    """`$1 = 'a', $2 = NULL, …` (values quoted as SQL literals, quotes doubled)."""
+    out = {}
+    i = 0
+    while i < len(text):
+        m = re.compile(r"\s*,?\s*\$(\d+) = ").match(text, i)
+        if not m:
+            break
+        i = m.end()
+        if text.startswith("NULL", i):
+            out[int(m.group(1))] = "NULL"
+            i += 4
+            continue
+        assert text[i] == "'", text[i:i + 40]
+        j = i + 1
+        while True:
+            k = text.index("'", j)
+            if text.startswith("''", k):
+                j = k + 2
+                continue
+            break
+        out[int(m.group(1))] = text[i:k + 1]
+        i = k + 1
+    return out
+
+
+def order_script(stmts):
+    """A pgbench script of one recorded order's statements on one database: parameter values
+    inlined as the literals they were, except what must be new per order (the order id, which
+    is also the reservation id, and the idempotency key: from a random :n) and the id of the
+    outbox row this script inserted (read back with \\gset from the relay's claim)."""
+    order_id = key = None
+    for s in stmts:
+        if s["sql"].startswith("insert into idempotency_keys"):
+            key, order_id = s["params"].get(3), s["params"].get(5)
+        if s["sql"].startswith("insert into reservations"):
+            order_id = s["params"].get(1)
+    lines = ["\\set n random(1, 999999999999999)"]
+    for s in stmts:
+        params = dict(s["params"])
+        for k, v in params.items():
+            if order_id and v == order_id:
+                params[k] = f"('{order_id.strip(chr(39))[:3]}' || md5(:n::text))"
+            elif key and v == key:
+                params[k] = "('bench-' || :n::text)"
+        sql = s["sql"]
+        if sql.startswith("update outbox set delivered_at") or sql.startswith("update outbox set attempts"):
+            params[1] = ":ob_id"
+        sql = re.sub(r"\$(\d+)", lambda m: params.get(int(m.group(1)), m.group(0)), sql)
+        lines.append(sql.replace("\n", " ") + ";")
+        if "from outbox" in s["sql"] and "for update skip locked" in s["sql"]:
+            lines.append("\\gset ob_")
+    return "\n".join(lines) + "\n"
+
+
+def pgbench(url, files, clients, duration):
+    # Simple protocol: pgbench then substitutes only the variables it has (:n, :ob_id); in
+    # extended mode it would take every `:word` for one, also inside the statements' string
+    # literals (`'…HH24:MI:SS…'`, times in JSON values).
+    cmd = [shutil.which("pgbench") or seeding_pg_bin("pgbench"), "-n", "-M", "simple",
+           "-c", str(clients), "-j", str(min(THREADS, clients)), "-T", str(duration)]
+    for f in files:
+        cmd += ["-f", f]
+    return subprocess.Popen(cmd + [url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def pgbench_result(p):
+    out, err = p.communicate()
+    if p.returncode != 0:
+        raise RuntimeError(err + out)
+    tps = float(re.search(r"tps = ([\d.]+) \(without initial connection time\)", out).group(1))
+    lat = float(re.search(r"latency average = ([\d.]+) ms", out).group(1))
+    failed = re.search(r"number of failed transactions: (\d+)", out)
+    return {"tps": round(tps, 1), "latency_avg_ms": lat,
+            "failed": int(failed.group(1)) if failed else 0}
+
+
+def pgbench_order(env, work, recorded, clients, duration=DURATION):
+    """The database ceiling of order placement: pgbench sending the recorded statements of
+    an order placement to the same databases. The order shards run together (buyers split
+    over them), then the product primary; an order needs both, one after the other, on the
+    same cores, so the ceiling is 1 / (1/shards + 1/product) orders per second."""
+    files = {}
+    for name in ("order-pg-0", "order-pg-1", "product-pg"):
+        files[name] = []
+        for i, stmts in enumerate(recorded[name]):
+            path = os.path.join(work, f"pgbench-order-{name}-{i}.sql")
+            with open(path, "w") as f:
+                f.write(order_script(stmts))
+            files[name].append(path)
+        if not files[name]:
+            raise RuntimeError(f"no order statements recorded on {name}")
+    urls = {name: f"postgres://postgres@127.0.0.1:{env[key]}/{db}?sslmode=disable"
+            for name, key, db in ORDER_DBS}
+    log(f"pgbench: order placement statements, shards ({len(files['order-pg-0'])} + "
+        f"{len(files['order-pg-1'])} scripts, {clients // 2} clients each), -T {duration}")
+    ps = [pgbench(urls[n], files[n], max(1, clients // 2), duration)
+          for n in ("order-pg-0", "order-pg-1")]
+    shards = [pgbench_result(p) for p in ps]
+    log(f"pgbench: order placement statements, product primary ({len(files['product-pg'])} "
+        f"scripts, {clients} clients), -T {duration}")
+    product = pgbench_result(pgbench(urls["product-pg"], files["product-pg"], clients, duration))
+    shards_tps = sum(x["tps"] for x in shards)
+    ceiling = 1 / (1 / shards_tps + 1 / product["tps"])
+    per_order = {n: round(statistics.mean(len(o) for o in recorded[n]), 2) for n in recorded}
+    log(f"  shards {shards_tps:.1f}/s, product {product['tps']:.1f}/s -> {ceiling:.1f} orders/s")
+    return {"tps": round(ceiling, 1), "clients": clients, "shards": shards,
+            "shards_tps": round(shards_tps, 1), "product": product,
+            "statements_per_order": per_order,
+            "latency_sum_ms": round(statistics.mean(x["latency_avg_ms"] for x in shards)
+                                    + product["latency_avg_ms"], 3),
+            "example": {n: order_script(recorded[n][0]) for n in recorded},
+            "failed": sum(x["failed"] for x in shards) + product["failed"]}
+
+
+# ---------------------------------------------------------------- runtime costs
+
+
+def instantiation_costs(app, ceiling_direct):
+    """Sequential requests to one instance's no-I/O endpoints: the round trip, and for the test
+    host its own per-request time (fresh instance, run, response) from its request log."""
+    port = app.direct_port
     out = {}
     n = 200
     for svc, path in (("user", "/api/users/healthz"), ("product", "/api/products/healthz"),
@@ -538,15 +901,17 @@ def instantiation_costs(env, ceiling_direct):
             wall.append((time.perf_counter() - t) * 1000)
         time.sleep(0.3)
         durations = []
-        with open(logpath, errors="ignore") as f:
-            for line in f:
-                m = re.match(rf"GET {re.escape(path)} 200 ([\d.]+)ms", line)
-                if m:
-                    durations.append(float(m.group(1)))
+        if app.log_path and os.path.exists(app.log_path):
+            with open(app.log_path, errors="ignore") as f:
+                for line in f:
+                    m = re.match(rf"GET {re.escape(path)} 200 ([\d.]+)ms", line)
+                    if m:
+                        durations.append(float(m.group(1)))
         durations = durations[-n:]
-        out[svc] = {"host_ms_p50": round(statistics.median(durations), 3),
-                    "host_ms_p90": round(sorted(durations)[int(len(durations) * 0.9)], 3),
-                    "client_ms_p50": round(statistics.median(wall), 3)}
+        out[svc] = {"client_ms_p50": round(statistics.median(wall), 3)}
+        if durations:
+            out[svc].update({"host_ms_p50": round(statistics.median(durations), 3),
+                             "host_ms_p90": round(sorted(durations)[int(len(durations) * 0.9)], 3)})
     wall = []
     for _ in range(n):
         t = time.perf_counter()
@@ -556,7 +921,30 @@ def instantiation_costs(env, ceiling_direct):
     return out
 
 
-def machine():
+def measure_start(runtime, env, tag, port, extra=()):
+    """Seconds from starting the whole app (spin.toml) to its first answer, on `runtime`."""
+    run = env["RUN"]
+    child_env = dict(os.environ)
+    child_env.update({k: v for k, v in env.items() if k.startswith("SPIN_VARIABLE_")})
+    logp = os.path.join(run, f"start-{tag}.log")
+    with open(logp, "w") as logf:
+        t = time.time()
+        p = subprocess.Popen(serve_args(runtime, os.path.join(ROOT, "spin.toml"), port, run,
+                                        f"start-{tag}", os.path.join(run, "runtime-config.toml"))
+                             + list(extra),
+                             env=child_env, stdout=logf, stderr=logf, stdin=subprocess.DEVNULL)
+        ok = wait_ok(f"http://127.0.0.1:{port}/api/orders/healthz", 120)
+        secs = time.time() - t
+        p.terminate()
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    log(f"{tag}: the app answered {secs:.1f} s after start" if ok else f"{tag}: did not start")
+    return round(secs, 2) if ok else None
+
+
+def machine(env):
     def sh(cmd):
         try:
             return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout.strip()
@@ -574,6 +962,7 @@ def machine():
         "redis": sh("redis-server --version | cut -d' ' -f1-3"),
         "haproxy": sh("haproxy -v | head -1 | cut -d' ' -f1-3"),
         "wrk": sh("wrk --version 2>&1 | head -1 | cut -d' ' -f1-2"),
+        "spin": sh(f"'{env['RUNTIME']}' --version"),
         "host": "spin-test-host (wasmtime 48, pooling allocator), dev profile at opt-level 2 (the host and its dependencies)",
         "load_on_start": sh("cut -d' ' -f1-3 /proc/loadavg"),
     }
@@ -586,17 +975,39 @@ def main():
     t_start = time.time()
     env = load_env()
     env["RUN"] = os.environ["SCALED_RUN_DIR"]
-    env["HOST_BIN"] = os.environ["HOST_BIN"]
+    env["RUNTIME"] = os.environ["RUNTIME"]
+    env["HOST_BIN"] = os.environ.get("HOST_BIN", "")
     env["SCALED_PORT_BASE_NUM"] = os.environ.get("SCALED_PORT_BASE", "26500")
+    # The topology's instances run on real Spin unless USE_TEST_HOST=1 (tools/dev/runtime.sh);
+    # the test host then runs beside them (BENCH_HOST=0: not).
+    primary_rt = "host" if os.environ.get("USE_TEST_HOST") else "spin"
+    with_host = primary_rt == "spin" and os.environ.get("BENCH_HOST", "1") != "0"
+    if with_host and not os.access(env["HOST_BIN"] or "/nonexistent", os.X_OK):
+        log(f"no test host at {env['HOST_BIN']!r}: measuring Spin only (make host builds it)")
+        with_host = False
     work = os.path.join(env["RUN"], "bench")
     os.makedirs(work, exist_ok=True)
-    results = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-               "machine": machine(),
+    only = [x for x in os.environ.get("BENCH_SCENARIOS", "").split(",") if x]
+
+    def want(name):  # development runs: BENCH_SCENARIOS=order,event (default: all)
+        return not only or name in only
+    results = {"format": 2, "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+               "machine": machine(env),
                "settings": {"duration_s": DURATION, "connections": CONNS, "threads": THREADS,
                             "login_connections": LOGIN_CONNS, "search_connections": SEARCH_CONNS,
                             "order_connections": ORDER_CONNS, "day_connections": DAY_CONNS,
                             "app_instances": 2}}
-    base = env["SCALED_BASE_URL"]
+
+    base_port = int(env["SCALED_PORT_BASE_NUM"])
+    results["primary"] = primary_rt
+    # Start-up: Spin compiles the components unless its Wasmtime cache (~/.cache/wasmtime)
+    # already holds them; measured with the cache and without it (--disable-cache).
+    results["start_s"] = {primary_rt: measure_start(env["RUNTIME"], env, primary_rt, base_port + 25)}
+    if primary_rt == "spin":
+        results["start_s"]["spin, --disable-cache"] = measure_start(
+            env["RUNTIME"], env, "spin-nocache", base_port + 25, ["--disable-cache"])
+    if with_host:
+        results["start_s"]["host"] = measure_start(env["HOST_BIN"], env, "host", base_port + 25)
 
     log("seeding (COPY)")
     s = seeding.seed(env, work)
@@ -612,103 +1023,194 @@ def main():
         time.sleep(0.1)
     results["seed"]["replica_rows"] = int(seeding.psql(replica, "select count(*) from products"))
 
-    log("logging in buyers and carriers")
-    def login(email):
-        st, body = http("POST", base + "/api/auth/login", {"email": email, "password": s["password"]})
-        if st != 200:
-            raise RuntimeError(f"login {email}: {st} {body[:200]!r}")
-        return json.loads(body)["access_token"]
-    with ThreadPoolExecutor(4) as ex:
-        buyer_tokens = list(ex.map(login, [e for _, e in s["buyers"][:64]]))
-        carrier_tokens = list(ex.map(login, [e for _, e in s["carriers"][:4]]))
-
-    rng = s["rng"]
-    search_queries = search_mix(s["words"], rng, int(os.environ.get("BENCH_SEARCH_QUERIES", "120")))
-    search_paths = ["/api/products?" + q for q in search_queries]
-    queries = search_statements(search_queries, replica)
-    results["search_statements_per_request"] = round(
-        sum(len(q) for q in queries) / len(queries), 2)
-    detail_paths = [f"/api/products/{i}" for i in s["hot_ids"]]
-    search_lua = data_file(work, "search", {"paths": search_paths})
-    detail_lua = data_file(work, "detail", {"paths": detail_paths})
-    const_lua = data_file(work, "constant", {"paths": ["/c/state"]})
-    address = json.dumps({"name": "Bench Buyer", "line1": "1 Main Street", "city": "Lyon",
-                          "postal_code": "69001", "country": "FR"})
-
+    spin = AppSet(primary_rt, env["SCALED_BASE_URL"],
+                  [_pidfile(os.path.join(env["RUN"], f"app-{i}.pid")) for i in (1, 2)],
+                  int(env["SCALED_APP_PORTS"].split()[0]))
+    apps = [spin]
     run = Runner(env, work)
-
-    def half(name, full, lua, conns):
-        """About half of the measured maximum: `conns` connections with exponential think
-        time, calibrated by a short run, so that together they offer half of `full`'s
-        throughput (wrk is closed-loop: rate = conns / (think + latency))."""
-        target = full["rps"] / 2
-        think = max(0.0, conns * 1000.0 / target - full["p50_ms"] / 2)
-        cal = run.wrk(name + "_calibration", base, "get.lua", lua, conns=conns, duration=5,
-                      extra_env={"BENCH_DELAY_MS": f"{think:.3f}"}, record=False)
-        think = max(0.0, conns * 1000.0 / target - cal["mean_ms"])
-        r = run.wrk(name, base, "get.lua", lua, conns=conns,
-                    extra_env={"BENCH_DELAY_MS": f"{think:.3f}"})
-        r["target_rps"] = round(target, 1)
-        r["think_ms"] = round(think, 2)
-
-    procs, ceiling_lb, ceiling_direct = start_ceiling(env, work)
-    run.cpu.add("ceiling app + its haproxy", [p.pid for p in procs])
+    stop_list = []
     try:
-        # Warm-up: the search statements (plans, buffers), product pages, the constant.
-        run.wrk("warm_search", base, "get.lua", search_lua, conns=4, duration=5, record=False)
-        run.wrk("warm_detail", base, "get.lua", detail_lua, conns=8, duration=3, record=False)
-        run.wrk("warm_constant", ceiling_lb, "get.lua", const_lua, conns=8, duration=3, record=False)
+        if with_host:
+            host = start_host_set(env, work)
+            stop_list.append(host)
+            apps.append(host)
+            run.cpu.add("app (host)", host.pids)
+            run.cpu.add("haproxy (host)", [host.procs[-1].pid])
+        base = spin.base
 
-        results["runtime"] = {"instantiation": instantiation_costs(env, ceiling_direct)}
+        log("logging in buyers and carriers")
+
+        def login(email):
+            st, body = http("POST", base + "/api/auth/login", {"email": email, "password": s["password"]})
+            if st != 200:
+                raise RuntimeError(f"login {email}: {st} {body[:200]!r}")
+            return json.loads(body)["access_token"]
+        with ThreadPoolExecutor(4) as ex:
+            buyers64 = s["buyers"][:64]
+            buyer_tokens = list(ex.map(login, [e for _, e in buyers64]))
+            carrier_tokens = list(ex.map(login, [e for _, e in s["carriers"][:4]]))
+        buyer_dbs = [seeding_vshard_db(uid) for uid, _ in buyers64]
+
+        rng = s["rng"]
+        search_queries = search_mix(s["words"], rng, int(os.environ.get("BENCH_SEARCH_QUERIES", "120")))
+        search_paths = ["/api/products?" + q for q in search_queries]
+        queries = search_statements(search_queries, replica)
+        results["search_statements_per_request"] = round(
+            sum(len(q) for q in queries) / len(queries), 2)
+        detail_paths = [f"/api/products/{i}" for i in s["hot_ids"]]
+        search_lua = data_file(work, "search", {"paths": search_paths})
+        detail_lua = data_file(work, "detail", {"paths": detail_paths})
+        const_lua = data_file(work, "constant", {"paths": ["/c/state"]})
+        address = json.dumps({"name": "Bench Buyer", "line1": "1 Main Street", "city": "Lyon",
+                              "postal_code": "69001", "country": "FR"})
+
+        def half(app, name, full, lua, conns):
+            """About half of the measured maximum: `conns` connections with exponential think
+            time, calibrated by a short run, so that together they offer half of `full`'s
+            throughput (wrk is closed-loop: rate = conns / (think + latency))."""
+            target = full["rps"] / 2
+            think = max(0.0, conns * 1000.0 / target - full["p50_ms"] / 2)
+            cal = run.wrk(name + "_calibration", app.base, "get.lua", lua, conns=conns,
+                          duration=min(5, DURATION), rt=app.name, app=app, record=False,
+                          extra_env={"BENCH_DELAY_MS": f"{think:.3f}"})
+            think = max(0.0, conns * 1000.0 / target - cal["mean_ms"])
+            r = run.wrk(name, app.base, "get.lua", lua, conns=conns, rt=app.name, app=app,
+                        extra_env={"BENCH_DELAY_MS": f"{think:.3f}"})
+            r["target_rps"] = round(target, 1)
+            r["think_ms"] = round(think, 2)
+
+        ceilings = {}
+        results["ceilings"] = ceilings
+        runtimes = {}
+        results["runtimes"] = runtimes
+        offsets = {primary_rt: 40, "host": 43} if primary_rt == "spin" else {"host": 40}
+        binaries = {primary_rt: env["RUNTIME"]}
+        if with_host:
+            binaries["host"] = env["HOST_BIN"]
+        ceiling_urls = {}
+        for app in apps:
+            procs, lb, direct = start_ceiling(env, binaries[app.name], app.name, offsets[app.name])
+            stop_list.append(AppSet(app.name + "-ceiling", lb, [], 0, procs=procs))
+            run.cpu.add(f"ceiling app + its haproxy ({app.name})", [p.pid for p in procs])
+            ceiling_urls[app.name] = (lb, direct)
+            runtimes[app.name] = {"ceilings": {}}
+
+        # Warm-up: the search statements (plans, buffers), product pages, the constant.
+        for app in apps:
+            run.wrk("warm_search", app.base, "get.lua", search_lua, conns=4, duration=min(5, DURATION),
+                    record=False, rt=app.name, app=app)
+            run.wrk("warm_detail", app.base, "get.lua", detail_lua, conns=8, duration=min(3, DURATION),
+                    record=False, rt=app.name, app=app)
+            run.wrk("warm_constant", ceiling_urls[app.name][0], "get.lua", const_lua, conns=8,
+                    duration=min(3, DURATION), record=False, rt=app.name)
+            runtimes[app.name]["instantiation"] = instantiation_costs(app, ceiling_urls[app.name][1])
 
         # Each ceiling runs right before the scenario it bounds, so that both see the same
         # machine (the cores are shared with whatever else runs).
-        ceilings = {}
-        results["ceilings"] = ceilings
-        ceilings["runtime"] = run.wrk("ceiling_runtime", ceiling_lb, "get.lua", const_lua)
-        ceilings["runtime_one_instance_direct"] = run.wrk(
-            "ceiling_runtime_direct", ceiling_direct, "get.lua", const_lua)
-        detail = run.wrk("detail", base, "get.lua", detail_lua)
-        half("detail_half", detail, detail_lua, 16)
+        for app in apps:
+            lb, direct = ceiling_urls[app.name]
+            rc = runtimes[app.name]["ceilings"]
+            rc["runtime"] = run.wrk("ceiling_runtime", lb, "get.lua", const_lua, rt=app.name)
+            rc["runtime_one_instance_direct"] = run.wrk("ceiling_runtime_direct", direct, "get.lua",
+                                                        const_lua, rt=app.name)
+            if want("detail"):
+                detail = run.wrk("detail", app.base, "get.lua", detail_lua, rt=app.name, app=app)
+                half(app, "detail_half", detail, detail_lua, 16)
         ceilings["key_value"] = redis_ceiling(env, s["stats"]["kv_document_bytes_mean"])
 
         ceilings["database_search"] = pgbench_search(env, work, queries, SEARCH_CONNS)
-        search = run.wrk("search", base, "get.lua", search_lua, conns=SEARCH_CONNS)
-        half("search_half", search, search_lua, max(2, SEARCH_CONNS // 2))
+        for app in apps if want("search") else []:
+            search = run.wrk("search", app.base, "get.lua", search_lua, conns=SEARCH_CONNS,
+                             rt=app.name, app=app)
+            half(app, "search_half", search, search_lua, max(2, SEARCH_CONNS // 2))
 
-        # Paired ratios: short ceiling and scenario runs back to back, alternating, so that
-        # both halves of each ratio see the same machine; the median of the rounds is what
-        # the targets are judged on (other work on the shared cores comes and goes).
-        rounds = int(os.environ.get("BENCH_PAIRED_ROUNDS", "3"))
+        # Paired ratios on Spin (the targets): short ceiling and scenario runs back to back,
+        # alternating, so that both halves of each ratio see the same machine; the median of
+        # the rounds is what the targets are judged on.
+        rounds = int(os.environ.get("BENCH_PAIRED_ROUNDS", "3")) if want("paired") else 0
         paired = {"detail": [], "search": []}
+        pd = min(5, DURATION)
         for i in range(rounds):
-            c = run.wrk(f"pair{i}_constant", ceiling_lb, "get.lua", const_lua, duration=5, record=False)
-            d = run.wrk(f"pair{i}_detail", base, "get.lua", detail_lua, duration=5, record=False)
+            c = run.wrk(f"pair{i}_constant", ceiling_urls[primary_rt][0], "get.lua", const_lua,
+                        duration=pd, record=False, rt=primary_rt)
+            d = run.wrk(f"pair{i}_detail", spin.base, "get.lua", detail_lua, duration=pd,
+                        record=False, rt=primary_rt, app=spin)
             paired["detail"].append({"scenario_rps": d["rps"], "ceiling_rps": c["rps"],
                                      "ratio": round(d["rps"] / c["rps"], 3)})
-            pg = pgbench_search(env, work, queries, SEARCH_CONNS, duration=5)
-            q = run.wrk(f"pair{i}_search", base, "get.lua", search_lua, conns=SEARCH_CONNS,
-                        duration=5, record=False)
+            pg = pgbench_search(env, work, queries, SEARCH_CONNS, duration=pd)
+            q = run.wrk(f"pair{i}_search", spin.base, "get.lua", search_lua, conns=SEARCH_CONNS,
+                        duration=pd, record=False, rt=primary_rt, app=spin)
             paired["search"].append({"scenario_rps": q["rps"], "ceiling_rps": pg["tps"],
                                      "ratio": round(q["rps"] / pg["tps"], 3)})
-        results["paired_ratios"] = {
-            k: {"rounds": v, "median": statistics.median(r["ratio"] for r in v)}
-            for k, v in paired.items()}
-        log(f"paired ratios: detail {results['paired_ratios']['detail']['median']}, "
-            f"search {results['paired_ratios']['search']['median']}")
+        if rounds:
+            results["paired_ratios"] = {
+                k: {"rounds": v, "median": statistics.median(r["ratio"] for r in v)}
+                for k, v in paired.items()}
+            log(f"paired ratios: detail {results['paired_ratios']['detail']['median']}, "
+                f"search {results['paired_ratios']['search']['median']}")
 
-        writes = data_file(work, "writes", {
-            "buyer_tokens": buyer_tokens, "carrier_tokens": carrier_tokens,
-            "order_products": s["order_products"], "search_paths": search_paths,
-            "detail_paths": detail_paths, "login_emails": [e for _, e in s["buyers"]],
-        }, {"password": s["password"], "address_json": address})
+        def writes_file(shipments=None):
+            lists = {"buyer_tokens": buyer_tokens, "carrier_tokens": carrier_tokens,
+                     "order_products": s["order_products"], "search_paths": search_paths,
+                     "detail_paths": detail_paths, "login_emails": [e for _, e in s["buyers"]]}
+            if shipments:
+                lists["shipments"] = shipments
+            return data_file(work, "writes", lists,
+                             {"password": s["password"], "address_json": address})
+
+        writes = writes_file()
         ceilings["argon2id"] = argon2_ceiling()
-        run.wrk("login", base, "mixed.lua", writes, conns=LOGIN_CONNS,
-                extra_env={"BENCH_MIX": "login"})
+        for app in apps if want("login") else []:
+            run.wrk("login", app.base, "mixed.lua", writes, conns=LOGIN_CONNS,
+                    extra_env={"BENCH_MIX": "login"}, rt=app.name, app=app)
+
+        # The SQL of one order placement, recorded from the running code (on each runtime,
+        # for the time line of one order; the pgbench ceiling uses Spin's recording).
+        recording = {}
+        for app in apps:
+            recorded, placed = record_order_statements(env, app, buyer_tokens, buyer_dbs,
+                                                       s["order_products"], address)
+            recording[app.name] = {
+                "orders": len(placed),
+                "with_shipment": sum(1 for o in placed if o.get("shipment_id")),
+                "timeline": order_timeline(recorded)}
+            if app is apps[0]:
+                recorder, first = app, recorded
+        recorded = first
+        results["order_recording"] = recording
+        ceilings["database_order"] = pgbench_order(env, work, recorded, ORDER_CONNS)
+        ceilings["database_order"]["recorded_via"] = recorder.name
 
         t_orders = time.strftime("%Y-%m-%d %H:%M:%S+00", time.gmtime(time.time() - 1))
-        run.wrk("order", base, "mixed.lua", writes, conns=ORDER_CONNS,
-                extra_env={"BENCH_MIX": "order"})
+        for app in apps:
+            run.wrk("order", app.base, "mixed.lua", writes, conns=ORDER_CONNS,
+                    extra_env={"BENCH_MIX": "order"}, rt=app.name, app=app)
+
+        # Order placement, part by part: the two internal calls it makes, each on its own, so
+        # that the CPU per order can be split between the order component and its callees.
+        if want("parts"):
+            sys.path.insert(0, os.path.join(ROOT, "tests", "soak"))
+            from tokens import Minter
+            mint = Minter(env)
+            prods = s["order_products"]
+            parts = {
+                "reserve": ("/internal/products/reservations", mint.service("order", "product", 3600),
+                            {"reservation_id": "UNIQ", "items": [
+                                {"product_id": prods[0], "quantity": 1},
+                                {"product_id": prods[1], "quantity": 1}]}),
+                "ship": ("/internal/deliveries", mint.service("order", "delivery", 3600),
+                         {"order_id": "UNIQ", "buyer_id": buyers64[0][0],
+                          "shipping_address": json.loads(address),
+                          "items": [{"product_id": prods[0], "title": "Bench item", "quantity": 1}]}),
+            }
+            for app in apps:
+                for part, (path, token, body) in parts.items():
+                    r = run.wrk(f"part_{part}", app.base, "internal.lua", const_lua, conns=8,
+                                duration=min(5, DURATION), rt=app.name, app=app,
+                                extra_env={"BENCH_PATH": path, "BENCH_TOKEN": token,
+                                           "BENCH_BODY": json.dumps(body)})
+                    runtimes[app.name].setdefault("parts", {})[part] = r
+                    run.results[app.name].pop(f"part_{part}", None)
 
         # Shipments of the orders just placed, picked up by a carrier: the delivery scenario
         # appends hub scans (`in_transit`, which may repeat) to them.
@@ -717,49 +1219,60 @@ def main():
             shipments += seeding.psql(url, f"select shipment_id from orders where shipment_id is "
                                            f"not null and created_at >= '{t_orders}' limit 250").split()
         log(f"picking up {len(shipments)} shipments")
-
-        def pick_up(sid):
-            st, _ = http("POST", f"{base}/api/deliveries/{sid}/events",
-                         {"event_id": f"pickup-{sid}", "status": "picked_up", "location": "Depot"},
-                         token=carrier_tokens[0])
-            return sid if st in (200, 201) else None
-        with ThreadPoolExecutor(4) as ex:
-            picked = [x for x in ex.map(pick_up, shipments) if x]
-        results["seed"]["shipments_picked_up"] = len(picked)
-        if not picked:
-            log("no shipment could be picked up: the delivery scenarios are skipped")
+        pickup = {}
+        for app in reversed(apps):
+            def pick_up(sid, app=app):
+                st, _ = http("POST", f"{app.base}/api/deliveries/{sid}/events",
+                             {"event_id": f"pickup-{sid}", "status": "picked_up", "location": "Depot"},
+                             token=carrier_tokens[0])
+                return (sid, st)
+            with ThreadPoolExecutor(4) as ex:
+                got = list(ex.map(pick_up, shipments))
+            pickup[app.name] = {}
+            for _, st in got:
+                pickup[app.name][str(st)] = pickup[app.name].get(str(st), 0) + 1
+            picked = [sid for sid, st in got if st in (200, 201)]
+            if picked:
+                pickup["via"] = app.name
+                break
+        results["seed"]["shipments_picked_up"] = len(picked) if shipments else 0
+        results["pickup"] = pickup
+        if not shipments or not picked:
+            log("no shipment could be picked up: the event scenario is skipped, and the "
+                "browsing day's event appends become detail reads")
+            picked = []
         else:
-            writes = data_file(work, "writes", {
-                "buyer_tokens": buyer_tokens, "carrier_tokens": carrier_tokens,
-                "order_products": s["order_products"], "search_paths": search_paths,
-                "detail_paths": detail_paths, "login_emails": [e for _, e in s["buyers"]],
-                "shipments": picked,
-            }, {"password": s["password"], "address_json": address})
-            run.wrk("event", base, "mixed.lua", writes, extra_env={"BENCH_MIX": "event"})
-        if picked:
-            run.wrk("day", base, "mixed.lua", writes, conns=DAY_CONNS,
-                    extra_env={"BENCH_MIX": "day"})
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+            writes = writes_file(picked)
+            for app in apps if want("event") else []:
+                run.wrk("event", app.base, "mixed.lua", writes, extra_env={"BENCH_MIX": "event"},
+                        rt=app.name, app=app)
+        results["day_without_events"] = not picked
+        for app in apps if want("day") else []:
+            run.wrk("day", app.base, "mixed.lua", writes, conns=DAY_CONNS,
+                    extra_env={"BENCH_MIX": "day"}, rt=app.name, app=app)
 
-    # Memory per instance: the growth of the host's resident memory under load, divided by
-    # the requests in flight per process (each request is one instance).
-    idle = [rss_kib(p) for p in run.app_pids]
-    results["scenarios"] = run.results
-    results["runtime"]["app_rss_idle_kib"] = idle
-    results["runtime"]["wasm"] = {}
-    for c in ("user", "product", "order", "delivery"):
+        # Memory per instance: the growth of the processes' resident memory under load,
+        # divided by the requests in flight per process (each request is one instance).
+        children = _ppids()
+        for app in apps:
+            runtimes[app.name]["app_rss_idle_kib"] = [
+                sum(rss_kib(c) for c in _with_descendants([p], children)) for p in app.pids]
+    finally:
+        for a in stop_list:
+            a.stop()
+
+    for name, rs in run.results.items():
+        if name in runtimes:
+            runtimes[name]["scenarios"] = rs
+    results["wasm"] = {}
+    for c in ("user", "product", "order", "delivery", "web"):
         path = os.path.join(ROOT, f"target/wasm32-wasip2/release/marketplace_{c}.wasm")
-        results["runtime"]["wasm"][c] = {"bytes": os.path.getsize(path),
-                                         "initial_memory_pages": wasm_memory_pages(path)}
+        if not os.path.exists(path):
+            continue
+        results["wasm"][c] = {"bytes": os.path.getsize(path),
+                              "initial_memory_pages": wasm_memory_pages(path)}
     probe = os.path.join(ROOT, "target/wasm32-wasip2/release/probe_component.wasm")
-    results["runtime"]["wasm"]["constant (probe)"] = {
+    results["wasm"]["constant (probe)"] = {
         "bytes": os.path.getsize(probe), "initial_memory_pages": wasm_memory_pages(probe)}
     results["duration_s"] = round(time.time() - t_start, 1)
 
@@ -773,6 +1286,14 @@ def main():
     report.write(results, os.path.join(ROOT, "BENCHMARKS.md"),
                  os.path.relpath(raw, ROOT))
     log(f"wrote BENCHMARKS.md and {os.path.relpath(raw, ROOT)} in {results['duration_s']} s")
+
+
+def seeding_vshard_db(buyer_id, databases=2):
+    """Which order database holds a buyer (as bench/seed.py and the order service compute it)."""
+    import hashlib
+    import uuid as _uuid
+    digest = hashlib.sha256(_uuid.UUID(buyer_id).bytes).digest()
+    return (int.from_bytes(digest[:2], "big") % 64) * databases // 64
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Writes BENCHMARKS.md from one results document (bench/results/*.json).
+"""Writes BENCHMARKS.md from one results document (bench/results/*.json, format 2: every
+scenario on real Spin and on the project's test host).
 
     python3 bench/report.py bench/results/latest.json   # re-render without re-running
 """
@@ -12,33 +13,40 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SCENARIOS = [
     ("search", "product search (mixed queries and filters)", "database_search"),
     ("detail", "product detail (key-value read model)", "runtime"),
-    ("order", "order placement (reserve stock, 2 shards, shipment)", "runtime"),
+    ("order", "order placement (reserve stock, 2 shards, shipment)", "database_order"),
     ("event", "delivery event append (hub scan)", "runtime"),
     ("login", "login (Argon2id verify + tokens)", "argon2id"),
     ("day", "browsing day: 55% search, 35% detail, 5% orders, 4.5% events, 0.5% logins", "runtime"),
     ("search_half", "search at ~half its maximum throughput", "database_search"),
     ("detail_half", "detail at ~half its maximum throughput", "runtime"),
 ]
-
-
-def ceiling_rps(c, key):
-    if key == "runtime":
-        return c["runtime"]["rps"], "constant component via haproxy (2 instances)"
-    if key == "database_search":
-        return c["database_search"]["tps"], "pgbench, same search SQL, replica"
-    if key == "argon2id":
-        return c["argon2id"]["logins_per_s"], f"Argon2id hashes/s on {c['argon2id']['cores']} cores (native)"
-    raise KeyError(key)
+NAMES = {"spin": "Spin", "host": "test host"}
 
 
 def fmt(x, nd=1):
     return f"{x:,.{nd}f}"
 
 
+def ceiling_rps(r, rt, key):
+    c = r["ceilings"]
+    if key == "runtime":
+        x = r["runtimes"][rt]["ceilings"]["runtime"]["rps"]
+        return x, f"constant component on {NAMES[rt]}, haproxy → 2 instances"
+    if key == "database_search":
+        return c["database_search"]["tps"], "pgbench, same search SQL, replica"
+    if key == "database_order":
+        return c["database_order"]["tps"], "pgbench, same order SQL, shards + product primary"
+    if key == "argon2id":
+        return c["argon2id"]["logins_per_s"], f"Argon2id hashes/s on {c['argon2id']['cores']} cores (native)"
+    raise KeyError(key)
+
+
 def write(r, path, raw_rel):
     c = r["ceilings"]
-    s = r["scenarios"]
     m = r["machine"]
+    rts = [rt for rt in ("spin", "host") if rt in r["runtimes"]]
+    scen = {rt: r["runtimes"][rt].get("scenarios", {}) for rt in rts}
+    primary = r.get("primary", rts[0])
     L = []
     L.append("# Benchmarks")
     L.append("")
@@ -50,16 +58,28 @@ def write(r, path, raw_rel):
     L.append("")
     L.append(f"- {m['cores']} cores ({m['cpu']}), {m['memory']} memory, {m['os']}, Linux {m['kernel']}")
     L.append(f"- {m['postgresql']}; {m['redis']}; {m['haproxy']}; load generator {m['wrk']}")
-    L.append(f"- host: {m['host']}")
+    if "spin" in rts:
+        L.append(f"- **Spin**: `{m.get('spin', '?')}` (`spin up`, the real runtime: "
+                 "tools/dev/runtime.sh), its two instances started by `tools/scaled/up.sh`")
+    if "host" in rts:
+        L.append(f"- **test host**: {m['host']}; two instances started beside Spin's on the same "
+                 "databases, Redis servers, keys and runtime config, behind a haproxy of their own")
+    st = r.get("start_s", {})
+    if st:
+        L.append("- start-up, `spin.toml` to its first answer: " + "; ".join(
+            f"{k.replace('spin', 'Spin').replace('host', 'test host')} {v} s" for k, v in st.items()
+            if v is not None) + " (Spin compiles the four components unless its Wasmtime cache, "
+            "`~/.cache/wasmtime`, already holds them)")
     L.append(f"- load average when the run started: {m['load_on_start']}")
     L.append("- topology (`tools/scaled/up.sh`, docs/scaling.md): haproxy → 2 app instances; "
              "order shards on 2 PostgreSQL servers; product primary + streaming replica "
              "(searches read the replica); 2 Redis servers behind the key-value labels. "
              "Everything, load generator included, shares the same cores.")
-    st = r["settings"]
-    L.append(f"- each run: wrk (closed loop, 10 s timeout), up to {st['threads']} threads, "
-             f"{st['duration_s']} s; connections per scenario in the table (enough to saturate "
-             "what bounds the path; more only queue)")
+    se = r["settings"]
+    L.append(f"- each run: wrk (closed loop, 10 s timeout), up to {se['threads']} threads, "
+             f"{se['duration_s']} s; connections per scenario in the table (enough to saturate "
+             "what bounds the path; more only queue); each scenario runs on Spin, then at once "
+             "on the test host")
     sd = r["seed"]
     L.append(f"- data: {sd['products']:,} products over {sd['categories']} categories "
              f"(text: Zipf(1) over {sd['vocabulary']:,} English words, the "
@@ -71,37 +91,85 @@ def write(r, path, raw_rel):
              f"in Redis (mean {sd.get('kv_document_bytes_mean', 0)} bytes); seeded in {sd['seconds']} s "
              "(COPY and `redis-cli --pipe`)")
     L.append("")
-    L.append("## Scenarios")
+
+    # ------------------------------------------------------------ scenarios, side by side
+    L.append("## Scenarios: Spin beside the test host")
     L.append("")
-    L.append("| scenario | conns | req/s | p50 ms | p95 ms | p99 ms | errors | ceiling | ratio |")
-    L.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |")
+    head = "| scenario | conns |"
+    sep = "| --- | ---: |"
+    for rt in rts:
+        n = NAMES[rt]
+        head += f" {n} req/s | {n} p50 ms | {n} p99 ms | {n} errors |"
+        sep += " ---: | ---: | ---: | ---: |"
+    L.append(head)
+    L.append(sep)
+    for key, label, _ in SCENARIOS:
+        row = f"| {label} |"
+        conns = next((scen[rt][key]["connections"] for rt in rts if key in scen[rt]), "")
+        row += f" {conns} |"
+        for rt in rts:
+            x = scen[rt].get(key)
+            if not x:
+                row += " not run | | | |"
+                continue
+            row += (f" {fmt(x['rps'])} | {fmt(x['p50_ms'], 2)} | {fmt(x['p99_ms'], 2)} | "
+                    f"{x['errors']} |")
+        L.append(row)
+    L.append("")
+    L.append("Errors are non-2xx responses plus socket errors and timeouts; status counts per "
+             "scenario are in the raw results. p95 and the mean are there too.")
+    L.append("")
+    L.append("Ratios to the ceilings (each runtime against its own runtime ceiling; the database "
+             "and Argon2id ceilings are the same for both):")
+    L.append("")
+    head = "| scenario | ceiling |"
+    sep = "| --- | --- |"
+    for rt in rts:
+        head += f" {NAMES[rt]}: ceiling | {NAMES[rt]}: ratio |"
+        sep += " ---: | ---: |"
+    L.append(head)
+    L.append(sep)
     for key, label, ck in SCENARIOS:
-        if key not in s:
-            L.append(f"| {label} | | not run | | | | | | |")
+        if not any(key in scen[rt] for rt in rts):
             continue
-        x = s[key]
-        crps, cname = ceiling_rps(c, ck)
-        ratio = x["rps"] / crps if crps else 0
-        L.append(f"| {label} | {x['connections']} | {fmt(x['rps'])} | {fmt(x['p50_ms'], 2)} | {fmt(x['p95_ms'], 2)} | "
-                 f"{fmt(x['p99_ms'], 2)} | {x['errors']} | {cname}: {fmt(crps)}/s | {ratio:.2f} |")
+        _, cname = ceiling_rps(r, rts[0], ck)
+        if ck == "runtime":
+            cname = "constant component, haproxy → 2 instances"
+        row = f"| {key} | {cname} |"
+        for rt in rts:
+            x = scen[rt].get(key)
+            crps, _ = ceiling_rps(r, rt, ck)
+            row += f" {fmt(crps)}/s | {x['rps'] / crps:.2f} |" if x and crps else " | |"
+        L.append(row)
     L.append("")
-    L.append("Errors are non-2xx responses plus socket errors and timeouts; "
-             "status counts per scenario are in the raw results.")
-    L.append("")
+
+    # ------------------------------------------------------------ ceilings
     L.append("## Ceilings (same run)")
     L.append("")
-    rt = c["runtime"]
-    rd = c["runtime_one_instance_direct"]
     L.append("| ceiling | throughput | latency |")
     L.append("| --- | ---: | --- |")
-    L.append(f"| runtime: constant component, haproxy → 2 instances, {rt['connections']} connections | {fmt(rt['rps'])} req/s | "
-             f"p50 {rt['p50_ms']:.2f} ms, p99 {rt['p99_ms']:.2f} ms |")
-    L.append(f"| runtime: constant component, 1 instance, no load balancer | {fmt(rd['rps'])} req/s | "
-             f"p50 {rd['p50_ms']:.2f} ms, p99 {rd['p99_ms']:.2f} ms |")
+    for rt in rts:
+        rc = r["runtimes"][rt]["ceilings"]
+        rt_ = rc["runtime"]
+        rd = rc["runtime_one_instance_direct"]
+        L.append(f"| runtime ({NAMES[rt]}): constant component, haproxy → 2 instances, "
+                 f"{rt_['connections']} connections | {fmt(rt_['rps'])} req/s | "
+                 f"p50 {rt_['p50_ms']:.2f} ms, p99 {rt_['p99_ms']:.2f} ms |")
+        L.append(f"| runtime ({NAMES[rt]}): constant component, 1 instance, no load balancer | "
+                 f"{fmt(rd['rps'])} req/s | p50 {rd['p50_ms']:.2f} ms, p99 {rd['p99_ms']:.2f} ms |")
     db = c["database_search"]
     L.append(f"| database: pgbench, the {db['statements']} search statements of the search "
              f"scenario, {db['clients']} clients, replica | {fmt(db['tps'])} queries/s | "
              f"mean {db['latency_avg_ms']} ms |")
+    do = c.get("database_order")
+    if do:
+        spo = do["statements_per_order"]
+        L.append(f"| database: pgbench, the statements of one order placement "
+                 f"({spo.get('order-pg-0', 0):g} / {spo.get('order-pg-1', 0):g} on the order "
+                 f"shard, {spo.get('product-pg', 0):g} on the product primary), "
+                 f"{do['clients']} clients | {fmt(do['tps'])} orders/s | shards "
+                 f"{fmt(do['shards_tps'])}/s, product primary {fmt(do['product']['tps'])}/s; "
+                 f"latency {do['latency_sum_ms']} ms (sum of means) |")
     kv = c["key_value"]
     for op in ("get", "set"):
         if op in kv:
@@ -112,30 +180,67 @@ def write(r, path, raw_rel):
     L.append(f"| login: one Argon2id hash (m=19456, t=2, p=1), native | "
              f"{fmt(a['logins_per_s'])} hashes/s on {a['cores']} cores | {a['ms_per_hash']} ms each |")
     L.append("")
-    L.append("## Targets")
+    if do:
+        L.append("The order-placement ceiling is pgbench sending the statements one order "
+                 "placement sends, in the same order and transactions, to the same databases. "
+                 f"They are recorded from "
+                 f"{r.get('order_recording', {}).get(do.get('recorded_via'), {}).get('orders', '?')} "
+                 f"orders placed one at a time through {NAMES.get(do.get('recorded_via'), '?')} "
+                 "with PostgreSQL logging every statement (`log_statement = all`), so they are the "
+                 "code's own (order: components/order/src/store.rs, service.rs, relay.rs; "
+                 "product: components/product/src/store.rs), not a transcription. Parameter "
+                 "values are inlined as recorded, except the order id (= reservation id) and "
+                 "the idempotency key, new per order, and the outbox row id, read back with "
+                 "`\\gset` (simple protocol: one round trip per statement, where the services "
+                 "send two). The shards run together (8 + 8 clients), then the product primary "
+                 "(16 clients); an order needs both, one after the other, on the same cores: "
+                 "ceiling = 1 / (1/shards + 1/product). One order, on its shard:")
+        L.append("")
+        L.append("```sql")
+        ex = do.get("example", {}).get("order-pg-0", "")
+        for line in ex.splitlines():
+            L.append(line if len(line) <= 160 else line[:157] + "...")
+        L.append("```")
+        L.append("")
+        L.append("and on the product primary:")
+        L.append("")
+        L.append("```sql")
+        for line in do.get("example", {}).get("product-pg", "").splitlines():
+            L.append(line if len(line) <= 160 else line[:157] + "...")
+        L.append("```")
+        L.append("")
+
+    # ------------------------------------------------------------ targets
+    L.append(f"## Targets (on {NAMES[primary]})")
     L.append("")
     checks = []
     pr = r.get("paired_ratios", {})
+    s = scen[primary]
+    rt_rps = r["runtimes"][primary]["ceilings"]["runtime"]["rps"]
 
     def ratio_check(key, label, single, floor):
         if key in pr:
             rounds = ", ".join(f"{x['ratio']:.2f}" for x in pr[key]["rounds"])
             v = pr[key]["median"]
-            checks.append((label, f"{v:.3f} (median of paired 5 s rounds: {rounds}; "
-                                  f"single 15 s runs: {single:.2f})", v >= floor))
+            checks.append((label, f"{v:.3f} (median of paired {min(5, se['duration_s'])} s rounds: "
+                                  f"{rounds}; single {se['duration_s']} s runs: {single:.2f})", v >= floor))
         else:
             checks.append((label, f"{single:.3f}", single >= floor))
 
     if "detail" in s:
-        ratio_check("detail", "product detail ≥ 0.5 × runtime ceiling",
-                    s["detail"]["rps"] / rt["rps"], 0.5)
+        ratio_check("detail", "product detail ≥ 0.5 × runtime ceiling", s["detail"]["rps"] / rt_rps, 0.5)
     if "search" in s:
         ratio_check("search", "search ≥ 0.6 × database ceiling (same SQL)",
                     s["search"]["rps"] / db["tps"], 0.6)
-    errs = {k: s[k]["errors"] for k, _, _ in SCENARIOS if k in s}
-    bad = {k: v for k, v in errs.items() if v}
-    checks.append(("no errors in any scenario", "none" if not bad else
-                   ", ".join(f"{k}: {v}" for k, v in bad.items()), not bad))
+    if "order" in s and do:
+        v = s["order"]["rps"] / do["tps"]
+        checks.append(("order placement ≥ 0.5 × database ceiling (same SQL)",
+                       f"{v:.3f} ({fmt(s['order']['rps'])} of {fmt(do['tps'])} orders/s)", v >= 0.5))
+    for rt in rts:
+        errs = {k: scen[rt][k]["errors"] for k, _, _ in SCENARIOS if k in scen[rt]}
+        bad = {k: v for k, v in errs.items() if v}
+        checks.append((f"no errors in any scenario ({NAMES[rt]})", "none" if not bad else
+                       ", ".join(f"{k}: {v}" for k, v in bad.items()), not bad))
     for k in ("search_half", "detail_half"):
         if k in s:
             x = s[k]
@@ -147,80 +252,163 @@ def write(r, path, raw_rel):
     for name, val, ok in checks:
         L.append(f"| {name} | {val} | {'yes' if ok else '**no**'} |")
     L.append("")
+
+    # ------------------------------------------------------------ where the time goes
     L.append("## Where the time goes")
     L.append("")
     L.append("CPU time per request of each part, from /proc during each run (ms of CPU per "
-             "request; `pg:` = a PostgreSQL server with its backends; `other processes` = "
-             "everything else on the machine, i.e. noise), and how many of the 2 cores were busy:")
+             "request; `app` = the two instances of the runtime under test, `spin up` with its "
+             "`spin trigger http` child for Spin; `pg:` = a PostgreSQL server with its backends; "
+             "`other processes` = everything else on the machine, i.e. noise), and how many of "
+             "the 2 cores were busy:")
     L.append("")
     groups = ["app", "haproxy", "pg:product-rep", "pg:product-pg", "pg:order-pg-0",
               "pg:order-pg-1", "redis", "load generator", "other processes"]
-    L.append("| scenario | " + " | ".join(groups) + " | busy cores |")
-    L.append("| --- | " + " | ".join("---:" for _ in groups) + " | ---: |")
-    for key, label, _ in SCENARIOS:
-        x = s.get(key)
-        if not x or "cpu" not in x:
-            continue
-        per = x["cpu"]["ms_per_request"]
-        cells = [f"{per[g]:.2f}" if per.get(g, 0) >= 0.005 else "" for g in groups]
-        L.append(f"| {key} | " + " | ".join(cells) + f" | {x['cpu']['machine_busy_cores']} |")
-    for k in ("ceiling_runtime",):
-        pass
-    rtc = c["runtime"].get("cpu")
-    if rtc:
-        per = rtc["ms_per_request"]
-        L.append("")
-        L.append("Runtime ceiling (constant component): " + ", ".join(
-            f"{g} {v:.2f}" for g, v in per.items() if v >= 0.005) +
-            f" ms per request; {rtc['machine_busy_cores']} cores busy.")
+    L.append("| scenario | runtime | " + " | ".join(groups) + " | busy cores |")
+    L.append("| --- | --- | " + " | ".join("---:" for _ in groups) + " | ---: |")
+    for key, _, _ in SCENARIOS:
+        for rt in rts:
+            x = scen[rt].get(key)
+            if not x or "cpu" not in x:
+                continue
+            per = dict(x["cpu"]["ms_per_request"])
+            if rt == "host" and primary != "host":
+                per["app"] = per.get("app (host)", 0)
+                per["haproxy"] = per.get("haproxy (host)", 0)
+            cells = [f"{per[g]:.2f}" if per.get(g, 0) >= 0.005 else "" for g in groups]
+            L.append(f"| {key} | {NAMES[rt]} | " + " | ".join(cells) +
+                     f" | {x['cpu']['machine_busy_cores']} |")
+    for rt in rts:
+        rtc = r["runtimes"][rt]["ceilings"]["runtime"].get("cpu")
+        if rtc:
+            per = rtc["ms_per_request"]
+            g = f"ceiling app + its haproxy ({rt})"
+            L.append("")
+            L.append(f"Runtime ceiling on {NAMES[rt]} (constant component): ceiling app + its "
+                     f"haproxy {per.get(g, 0):.2f}, load generator {per.get('load generator', 0):.2f} "
+                     f"ms per request; {rtc['machine_busy_cores']} cores busy.")
     L.append("")
+    rec = r.get("order_recording", {})
+    if rec:
+        L.append("One order placement, step by step: orders placed one at a time while "
+                 "PostgreSQL logged every statement; for each statement on the order shard and "
+                 "the product primary, in time order, the mean ms since the previous one "
+                 "arrived (that statement's execution and round trips plus whatever the "
+                 "components did in between: Wasm work, the calls to the product and delivery "
+                 "services). Log stamps have 1 ms resolution, hence means over all orders.")
+        L.append("")
+        names = [rt for rt in rts if rt in rec]
+        L.append("| step | " + " | ".join(f"{NAMES[rt]} ms" for rt in names) + " |")
+        L.append("| --- | " + " | ".join("---:" for _ in names) + " |")
+        steps = {}
+        for rt in names:
+            for st in rec[rt]["timeline"]["steps"]:
+                steps.setdefault(st["step"], {})[rt] = st["mean_ms_since_previous"]
+        for step, v in steps.items():
+            q = step.replace("|", "\\|")
+            L.append(f"| `{q}` | " + " | ".join(f"{v[rt]:.2f}" if rt in v else "" for rt in names) + " |")
+        L.append("| **first to last statement** | " + " | ".join(
+            f"**{rec[rt]['timeline']['mean_ms_first_to_last_statement']}**" for rt in names) + " |")
+        L.append("")
+        L.append("Shipments created while recording: " + ", ".join(
+            f"{NAMES[rt]} {rec[rt]['with_shipment']} of {rec[rt]['orders']}" for rt in names) + ".")
+        L.append("")
+    if any(r["runtimes"][rt].get("parts") for rt in rts):
+        L.append("Order placement, part by part: the two internal calls an order makes, each "
+                 "driven on its own (8 connections, a new order id per call), CPU ms per call:")
+        L.append("")
+        L.append("| call | runtime | req/s | statuses | app | redis | pg:product-pg | p50 ms |")
+        L.append("| --- | --- | ---: | --- | ---: | ---: | ---: | ---: |")
+        labels = {"reserve": "`POST /internal/products/reservations` (2 lines)",
+                  "ship": "`POST /internal/deliveries` (create shipment)"}
+        for part in ("reserve", "ship"):
+            for rt in rts:
+                x = r["runtimes"][rt].get("parts", {}).get(part)
+                if not x:
+                    continue
+                per = dict(x["cpu"]["ms_per_request"])
+                app = per.get("app (host)" if rt == "host" and primary != "host" else "app", 0)
+                sts = ", ".join(f"{k}: {v}" for k, v in sorted(x["statuses"].items()))
+                L.append(f"| {labels[part]} | {NAMES[rt]} | {fmt(x['rps'])} | {sts} | {app:.2f} | "
+                         f"{per.get('redis', 0):.2f} | {per.get('pg:product-pg', 0):.2f} | "
+                         f"{fmt(x['p50_ms'], 2)} |")
+        for rt in rts:
+            x = scen[rt].get("order")
+            if x:
+                per = dict(x["cpu"]["ms_per_request"])
+                app = per.get("app (host)" if rt == "host" and primary != "host" else "app", 0)
+                L.append(f"| whole order placement (scenario above) | {NAMES[rt]} | {fmt(x['rps'])} | "
+                         f"{', '.join(f'{k}: {v}' for k, v in sorted(x['statuses'].items()))} | "
+                         f"{app:.2f} | {per.get('redis', 0):.2f} | {per.get('pg:product-pg', 0):.2f} | "
+                         f"{fmt(x['p50_ms'], 2)} |")
+        L.append("")
+    if r.get("day_without_events"):
+        L.append("No shipment could be picked up (none was created), so the event scenario did "
+                 "not run and the browsing day's 4.5 % of event appends were detail reads.")
+        L.append("")
     L.append("Statements per request (pg_stat_statements during the run; top by time):")
     L.append("")
-    L.append("| scenario | server | per request | mean ms | statement |")
-    L.append("| --- | --- | ---: | ---: | --- |")
-    for key in ("search", "detail", "order", "event", "login"):
-        st = s.get(key, {}).get("statements", {})
-        for server, rows in st.items():
-            for row in rows[:4]:
-                if row["per_request"] < 0.01:
-                    continue
-                q = row["query"].replace("|", "\\|")
-                L.append(f"| {key} | {server} | {row['per_request']} | {row['mean_ms']} | `{q}` |")
+    L.append("| scenario | runtime | server | per request | mean ms | statement |")
+    L.append("| --- | --- | --- | ---: | ---: | --- |")
+    for key in ("search", "order", "login"):
+        for rt in rts:
+            stt = scen[rt].get(key, {}).get("statements", {})
+            for server, rows in stt.items():
+                for row in rows[:3]:
+                    if row["per_request"] < 0.01:
+                        continue
+                    q = row["query"].replace("|", "\\|")
+                    L.append(f"| {key} | {NAMES[rt]} | {server} | {row['per_request']} | "
+                             f"{row['mean_ms']} | `{q}` |")
     L.append("")
+
+    # ------------------------------------------------------------ cost of the runtime
     L.append("## Cost of the runtime")
     L.append("")
-    inst = r["runtime"]["instantiation"]
-    L.append("Per request, each request gets a fresh instance of a pre-linked component "
-             "(`InstancePre`, pooling allocator). The host's own time for a no-I/O endpoint "
-             "(`healthz`, from its request log: instantiate, run, build the response) measured "
-             "with one request at a time on one instance:")
+    L.append("Both runtimes give every request a fresh instance of a pre-linked component "
+             "(pooling allocator). Sequential requests to one instance's no-I/O endpoint "
+             "(`healthz`): the round trip on each runtime, and the test host's own time per "
+             "request (instantiate, run, build the response) from its request log:")
     L.append("")
-    L.append("| component | .wasm size | initial linear memory | host time per request p50 / p90 | round trip p50 |")
-    L.append("| --- | ---: | ---: | ---: | ---: |")
-    for comp, w in r["runtime"]["wasm"].items():
+    head = "| component | .wasm size | initial linear memory |"
+    sep = "| --- | ---: | ---: |"
+    for rt in rts:
+        head += f" {NAMES[rt]} round trip p50 |"
+        sep += " ---: |"
+    if "host" in rts:
+        head += " test host: its time p50 / p90 |"
+        sep += " ---: |"
+    L.append(head)
+    L.append(sep)
+    for comp, w in r["wasm"].items():
         pages = w["initial_memory_pages"]
         mem = " + ".join(f"{p * 64} KiB" for p in pages) if pages else "?"
-        i = inst.get(comp.split(" ")[0] if comp != "constant (probe)" else "constant", {})
-        host = f"{i['host_ms_p50']} / {i['host_ms_p90']} ms" if "host_ms_p50" in i else "–"
-        wall = f"{i['client_ms_p50']} ms" if "client_ms_p50" in i else "–"
-        L.append(f"| {comp} | {w['bytes'] / 1024:,.0f} KiB | {mem} | {host} | {wall} |")
+        k = "constant" if comp == "constant (probe)" else comp
+        row = f"| {comp} | {w['bytes'] / 1024:,.0f} KiB | {mem} |"
+        for rt in rts:
+            i = r["runtimes"][rt].get("instantiation", {}).get(k, {})
+            row += f" {i['client_ms_p50']} ms |" if "client_ms_p50" in i else " – |"
+        if "host" in rts:
+            i = r["runtimes"]["host"].get("instantiation", {}).get(k, {})
+            row += (f" {i['host_ms_p50']} / {i['host_ms_p90']} ms |" if "host_ms_p50" in i else " – |")
+        L.append(row)
     L.append("")
-    idle = r["runtime"].get("app_rss_idle_kib", [])
-    rows = []
-    for k in ("detail", "search", "day", "login"):
-        if k in s and idle:
-            peak = max(s[k]["app_rss_peak_kib"])
-            in_flight = s[k]["connections"] / 2
-            growth = max(0, peak - max(idle)) / 1024
-            rows.append(f"{k} {peak / 1024:.0f} MiB with ~{in_flight:.0f} requests in flight per "
-                        f"process (+{growth:.1f} MiB, ≤ {growth / in_flight:.2f} MiB per instance)")
-    if idle:
-        L.append("Memory per instance: the initial linear memory above, plus what the request "
-                 "allocates (a login's Argon2id takes 19 MiB), released when the request ends "
-                 "(pooled slots, reset with madvise). App processes rest at "
-                 f"{' and '.join(f'{x / 1024:.0f} MiB' for x in idle)} resident (compiled code, "
-                 "pools, caches); their sampled peak during: " + "; ".join(rows) + ".")
-    L.append("")
+    for rt in rts:
+        idle = r["runtimes"][rt].get("app_rss_idle_kib", [])
+        rows = []
+        for k in ("detail", "search", "day", "login"):
+            x = scen[rt].get(k)
+            if x and idle and x.get("app_rss_peak_kib"):
+                peak = max(x["app_rss_peak_kib"])
+                in_flight = x["connections"] / 2
+                growth = max(0, peak - max(idle)) / 1024
+                rows.append(f"{k} {peak / 1024:.0f} MiB with ~{in_flight:.0f} requests in flight "
+                            f"per process (+{growth:.1f} MiB, ≤ {growth / in_flight:.2f} MiB per instance)")
+        if idle:
+            L.append(f"Memory on {NAMES[rt]}: app processes rest at "
+                     f"{' and '.join(f'{x / 1024:.0f} MiB' for x in idle)} resident (compiled code, "
+                     "pools, caches); their sampled peak during: " + "; ".join(rows) + ".")
+            L.append("")
     notes = os.path.join(HERE, "ANALYSIS.md")
     if os.path.exists(notes):
         L.append(open(notes).read().rstrip())

@@ -21,7 +21,17 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 RUN = os.environ.get("SCALED_RUN_DIR", os.path.join(ROOT, ".spin", "soak"))
 ENV = {**read_env(os.path.join(RUN, "secrets.env")), **read_env(os.path.join(RUN, "topology.env"))}
 BASE = int(os.environ.get("SCALED_PORT_BASE", "27000"))
-HOST_BIN = os.environ.get("HOST_BIN", os.path.join(ROOT, "target", "debug", "spin-test-host"))
+
+
+def _runtime():
+    """What serves the app instances: tools/dev/runtime.sh (real Spin by default; the test host,
+    HOST_BIN, with USE_TEST_HOST=1), as tools/scaled/up.sh starts them."""
+    out = subprocess.run([os.path.join(ROOT, "tools", "dev", "runtime.sh")], capture_output=True,
+                         text=True, check=True)
+    return out.stdout.strip()
+
+
+RUNTIME = _runtime()
 
 PG_PORTS = {
     "order-pg-0": int(ENV["SCALED_PG_ORDER_0"]),
@@ -172,27 +182,54 @@ def _wait_http(url, timeout):
 
 
 def app_start(n, extra_env=None):
-    """Instance n as up.sh starts it (port base+20+n), with its pid file in the run dir."""
+    """Instance n as up.sh starts it (port base+20+n), with its pid file in the run dir, in a
+    session of its own. On Spin, start-up compiles the components unless the Wasmtime cache
+    holds them (~10-20 s on 2 cores): it is ready once it answers (`Serving http://…`)."""
     port = BASE + 20 + n
     env = {**os.environ, **ENV, **(extra_env or {})}
     logf = open(os.path.join(RUN, f"app-{n}.log"), "ab")
-    p = subprocess.Popen([HOST_BIN, "up", "-f", os.path.join(ROOT, "spin.toml"), "--listen",
+    p = subprocess.Popen([RUNTIME, "up", "-f", os.path.join(ROOT, "spin.toml"), "--listen",
                           f"127.0.0.1:{port}", "--runtime-config-file",
                           os.path.join(RUN, "runtime-config.toml")],
                          env=env, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                          start_new_session=True)
     with open(os.path.join(RUN, f"app-{n}.pid"), "w") as f:
         f.write(str(p.pid))
-    _wait_http(f"http://127.0.0.1:{port}/api/users/healthz", 120)
+    t = time.monotonic()
+    _wait_http(f"http://127.0.0.1:{port}/api/users/healthz", 180)
+    log(f"app-{n} serving on :{port} after {time.monotonic() - t:.1f} s ({os.path.basename(RUNTIME)})")
     return port
 
 
+def _session(pid):
+    """The processes of the session `pid` leads (up.sh and app_start start each instance with
+    setsid): `spin up` serves from a child, `spin trigger http`, which a signal to the parent
+    alone would leave running (SIGKILL is not forwarded)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                if int(fields[3]) == pid and _owned(int(d)):  # field 6: session id
+                    out.append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+
+
 def app_kill(n, sig=signal.SIGKILL):
+    """Kills instance n: the process up.sh started and, on Spin, its serving child."""
     pid = _pidfile(os.path.join(RUN, f"app-{n}.pid"))
     assert pid, f"app-{n} is not running"
-    os.kill(pid, sig)
-    for _ in range(100):
-        if not os.path.exists(f"/proc/{pid}"):
+    procs = _session(pid) or [pid]
+    for p in procs:
+        try:
+            os.kill(p, sig)
+        except ProcessLookupError:
+            pass
+    for _ in range(200):
+        if not any(os.path.exists(f"/proc/{p}") and not _zombie(p) for p in procs):
             break
         try:
             os.waitpid(pid, os.WNOHANG)  # our own child (a restarted instance) is reaped here
@@ -200,6 +237,14 @@ def app_kill(n, sig=signal.SIGKILL):
             pass
         time.sleep(0.05)
     return pid
+
+
+def _zombie(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return False
 
 
 # --------------------------------------------------------------------------- a gate
