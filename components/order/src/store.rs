@@ -107,6 +107,17 @@ fn json<T: Serialize>(v: &T) -> Result<ParameterValue, Error> {
     spin_sdk::pg4::jsonb(v).map_err(|e| Error::Internal(format!("jsonb: {e}")))
 }
 
+/// An outbox row as `select id, order_id, kind, payload, attempts` returns it.
+fn outbox_row(r: &[DbValue]) -> Result<OutboxRow, Error> {
+    Ok(OutboxRow {
+        id: get(r, 0)?,
+        order_id: get(r, 1)?,
+        kind: Kind::parse(&get::<String>(r, 2)?),
+        payload: get(r, 3)?,
+        attempts: get(r, 4)?,
+    })
+}
+
 impl Db {
     /// Opens physical database `index`.
     pub fn open(cfg: &Config, index: usize) -> Result<Self, Error> {
@@ -420,18 +431,7 @@ impl Db {
                 Error::db(self.index, e)
             }
         })?;
-        rows.rows
-            .first()
-            .map(|r| {
-                Ok(OutboxRow {
-                    id: get(r, 0)?,
-                    order_id: get(r, 1)?,
-                    kind: Kind::parse(&get::<String>(r, 2)?),
-                    payload: get(r, 3)?,
-                    attempts: get(r, 4)?,
-                })
-            })
-            .transpose()
+        rows.rows.first().map(|r| outbox_row(r)).transpose()
     }
 
     /// Deletes an outbox row (an intent whose attempt changed nothing).
@@ -651,18 +651,7 @@ impl Db {
                 &[ParameterValue::Int64(outbox::BATCH)],
             )?,
         };
-        rows.rows
-            .iter()
-            .map(|r| {
-                Ok(OutboxRow {
-                    id: get(r, 0)?,
-                    order_id: get(r, 1)?,
-                    kind: Kind::parse(&get::<String>(r, 2)?),
-                    payload: get(r, 3)?,
-                    attempts: get(r, 4)?,
-                })
-            })
-            .collect()
+        rows.rows.iter().map(|r| outbox_row(r)).collect()
     }
 
     pub fn outbox_done(&self, id: i64) -> Result<(), Error> {
