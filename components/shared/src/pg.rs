@@ -18,6 +18,7 @@ const FOUND: &str = "__found";
 
 /// Runs `sql` (one statement that returns rows: `select`, or `insert`/`update`/`delete` with
 /// `returning`) and returns its rows in their order, also when there are none.
+#[allow(clippy::result_large_err)] // The SDK's own error type, as `Connection::query` returns it.
 pub fn query(conn: &Connection, sql: &str, params: &[ParameterValue]) -> Result<RowSet, PgError> {
     let padded = format!(
         "with __q as ({sql}) \

@@ -55,9 +55,11 @@ pub struct Problem {
     pub kind: &'static str,
     pub title: &'static str,
     pub detail: String,
-    pub errors: Option<FieldErrors>,
-    /// The products short of stock, on a 409 for insufficient stock.
-    pub short_items: Vec<ShortItem>,
+    /// Boxed, like `short_items`: rare, and `Problem` travels in every `Result`.
+    pub errors: Option<Box<FieldErrors>>,
+    /// The products short of stock, on a 409 for insufficient stock. (Boxed: it keeps
+    /// `Problem`, which every `Result` of the services carries, small.)
+    pub short_items: Option<Box<Vec<ShortItem>>>,
     /// Extra headers (`WWW-Authenticate`, `Allow`, `Retry-After`).
     pub headers: Vec<(&'static str, String)>,
 }
@@ -71,8 +73,8 @@ struct Document<'a> {
     detail: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     errors: Option<&'a FieldErrors>,
-    #[serde(skip_serializing_if = "<[ShortItem]>::is_empty")]
-    short_items: &'a [ShortItem],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    short_items: Option<&'a [ShortItem]>,
 }
 
 /// Media type of problem documents.
@@ -91,7 +93,7 @@ impl Problem {
             title,
             detail: detail.into(),
             errors: None,
-            short_items: Vec::new(),
+            short_items: None,
             headers: Vec::new(),
         }
     }
@@ -140,7 +142,7 @@ impl Problem {
             "insufficient stock for products: {}",
             ids.join(", ")
         ));
-        p.short_items = short_items;
+        p.short_items = Some(Box::new(short_items));
         p
     }
 
@@ -172,7 +174,7 @@ impl Problem {
             "Invalid input",
             "one or more fields are invalid",
         );
-        p.errors = Some(errors);
+        p.errors = Some(Box::new(errors));
         p
     }
 
@@ -231,8 +233,8 @@ impl Problem {
             title: self.title,
             status: self.status,
             detail: &self.detail,
-            errors: self.errors.as_ref(),
-            short_items: &self.short_items,
+            errors: self.errors.as_deref(),
+            short_items: self.short_items.as_deref().map(Vec::as_slice),
         };
         serde_json::to_vec(&doc).unwrap_or_default()
     }

@@ -194,7 +194,7 @@ impl IdempotencyKey {
             let mut p = Problem::bad_request(format!("Idempotency-Key header {message}"));
             let mut errors = FieldErrors::new();
             errors.add("Idempotency-Key", message);
-            p.errors = Some(errors);
+            p.errors = Some(Box::new(errors));
             p
         };
         let Some(v) = header else {
