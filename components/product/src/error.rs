@@ -74,15 +74,7 @@ mod tests {
     use super::*;
 
     fn db(code: &str) -> Error {
-        use spin_sdk::pg4::{DbError, PgError, QueryError};
-        Error::from(PgError::QueryFailed(QueryError::DbError(DbError {
-            as_text: String::new(),
-            severity: "ERROR".into(),
-            code: code.into(),
-            message: "secret detail".into(),
-            detail: None,
-            extras: vec![],
-        })))
+        Error::from(marketplace_shared::pg::db_error(code, None))
     }
 
     #[test]

@@ -137,23 +137,24 @@ pub fn describe(e: &PgError) -> String {
     }
 }
 
+/// A structured database error as Spin reports one, for the services' error-mapping tests.
+/// Its message says "secret detail", so a test can check that it never reaches a 5xx body.
+pub fn db_error(code: &str, constraint: Option<&str>) -> PgError {
+    PgError::QueryFailed(QueryError::DbError(spin_sdk::pg4::DbError {
+        as_text: String::new(),
+        severity: "ERROR".into(),
+        code: code.into(),
+        message: "secret detail".into(),
+        detail: None,
+        extras: constraint
+            .map(|c| vec![("constraint".to_string(), c.to_string())])
+            .unwrap_or_default(),
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use spin_sdk::pg4::DbError;
-
-    fn db_error(code: &str, constraint: Option<&str>) -> DbError {
-        DbError {
-            as_text: String::new(),
-            severity: "ERROR".into(),
-            code: code.into(),
-            message: "m".into(),
-            detail: None,
-            extras: constraint
-                .map(|c| vec![("constraint".to_string(), c.to_string())])
-                .unwrap_or_default(),
-        }
-    }
 
     /// The text real Spin 4.1 returned for a duplicate email (from its component log).
     const FLATTENED: &str = r#"Error::QueryFailed(QueryError::DbError(DbError { as-text: "Error { kind: Db, cause: Some(DbError { severity: \"ERROR\", code: SqlState(E23505), message: \"duplicate key value violates unique constraint \\\"users_email_normalized_key\\\"\", constraint: Some(\"users_email_normalized_key\") }) }", severity: "ERROR", code: "23505", message: "duplicate key value violates unique constraint \"users_email_normalized_key\"", detail: Some("Key (email_normalized)=(a@b.test) already exists."), extras: [("constraint", "users_email_normalized_key"), ("routine", "_bt_check_unique"), ("table", "users")] }))"#;
@@ -161,10 +162,7 @@ mod tests {
     #[test]
     fn a_unique_violation_flattened_into_text_is_read_like_a_structured_one() {
         let flat = PgError::QueryFailed(QueryError::Text(FLATTENED.into()));
-        let structured = PgError::QueryFailed(QueryError::DbError(db_error(
-            "23505",
-            Some("users_email_normalized_key"),
-        )));
+        let structured = db_error("23505", Some("users_email_normalized_key"));
         for e in [flat, structured] {
             assert_eq!(sqlstate(&e).as_deref(), Some("23505"));
             let failure = Failure::of(&e);
@@ -190,7 +188,7 @@ mod tests {
             ("22P02", Failure::Defect),
         ];
         for (code, expected) in cases {
-            let e = PgError::QueryFailed(QueryError::DbError(db_error(code, None)));
+            let e = db_error(code, None);
             assert_eq!(Failure::of(&e), expected, "{code}");
         }
         let closed = PgError::QueryFailed(QueryError::Text("connection closed".into()));

@@ -105,20 +105,8 @@ impl From<PgError> for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use spin_sdk::pg4::{DbError, QueryError};
-
-    fn db_error(code: &str, constraint: Option<&str>) -> PgError {
-        PgError::QueryFailed(QueryError::DbError(DbError {
-            as_text: String::new(),
-            severity: "ERROR".into(),
-            code: code.into(),
-            message: "m".into(),
-            detail: None,
-            extras: constraint
-                .map(|c| vec![("constraint".to_string(), c.to_string())])
-                .unwrap_or_default(),
-        }))
-    }
+    use marketplace_shared::pg::db_error;
+    use spin_sdk::pg4::QueryError;
 
     #[test]
     fn a_unique_violation_on_the_email_index_is_a_409_and_others_are_not() {
