@@ -980,36 +980,30 @@ impl Market {
             .await
     }
 
-    async fn order(&self, order: &str) -> Value {
-        let admin = self.app.token(Uuid::now_v7(), "admin");
-        let r = self
-            .app
-            .get(&format!("/api/orders/{order}"), Some(&admin))
-            .await;
+    /// `GET path` as a fresh user of `role`, expecting 200: the body.
+    async fn read_as(&self, role: &str, path: &str) -> Value {
+        let token = self.app.token(Uuid::now_v7(), role);
+        let r = self.app.get(path, Some(&token)).await;
         r.expect(200);
         r.json()
+    }
+
+    async fn order(&self, order: &str) -> Value {
+        self.read_as("admin", &format!("/api/orders/{order}")).await
     }
 
     /// The shipment as the delivery service holds it (read as a carrier).
     async fn shipment(&self, id: &str) -> Value {
-        let carrier = self.app.token(Uuid::now_v7(), "carrier");
-        let r = self
-            .app
-            .get(&format!("/api/deliveries/{id}"), Some(&carrier))
-            .await;
-        r.expect(200);
-        r.json()
+        self.read_as("carrier", &format!("/api/deliveries/{id}"))
+            .await
     }
 
     /// Every shipment the delivery service holds for `order`.
     async fn shipments_of(&self, order: &str) -> Vec<Value> {
-        let carrier = self.app.token(Uuid::now_v7(), "carrier");
-        let r = self
-            .app
-            .get(&format!("/api/deliveries?order_id={order}"), Some(&carrier))
+        let page = self
+            .read_as("carrier", &format!("/api/deliveries?order_id={order}"))
             .await;
-        r.expect(200);
-        r.json()["items"].as_array().unwrap().clone()
+        page["items"].as_array().unwrap().clone()
     }
 
     async fn scan(&self, shipment: &str, event_id: &str, status: &str) -> TestResponse {
