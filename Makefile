@@ -62,7 +62,7 @@ test: deps wasm
 	export MARKETPLACE_TEST_REDIS=redis://127.0.0.1:$$redis_port; \
 	export MARKETPLACE_TEST_LOG=$(TEST_RUN_DIR)/components.log; \
 	cargo test --workspace --no-fail-fast; \
-	cargo test --workspace --test logs -- --ignored --exact the_captured_logs_of_the_whole_test_run_hold_nothing_secret_shaped; \
+	cargo test --workspace --test integration -- --ignored --exact logs::the_captured_logs_of_the_whole_test_run_hold_nothing_secret_shaped; \
 	$(MAKE) --no-print-directory deploy-test
 
 # Manifests, images, workflows (offline validation; see docs/deploy.md).

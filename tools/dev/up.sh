@@ -17,17 +17,19 @@ mkdir -p .spin
 
 # Development secrets: generated on first run, kept for the next.
 secrets=.spin/dev-secrets.env
-if [ ! -f "$secrets" ]; then
+if [ ! -f "$secrets" ] || ! grep -q DEV_RELAY_SIGNING_KEY "$secrets"; then # (older files: no relay key)
   read -r user_seed user_pub < <(tools/dev/keys.sh)
   read -r order_seed order_pub < <(tools/dev/keys.sh)
   read -r delivery_seed delivery_pub < <(tools/dev/keys.sh)
+  read -r relay_seed relay_pub < <(tools/dev/keys.sh)
   umask 077
   cat > "$secrets" <<ENV
 DEV_JWT_SIGNING_KEY=dev1:$user_seed
 DEV_JWT_PUBLIC_KEYS=dev1:$user_pub
 DEV_ORDER_SERVICE_SIGNING_KEY=dev1:$order_seed
 DEV_DELIVERY_SERVICE_SIGNING_KEY=dev1:$delivery_seed
-DEV_SERVICE_PUBLIC_KEYS=order:dev1:$order_pub,delivery:dev1:$delivery_pub
+DEV_RELAY_SIGNING_KEY=dev1:$relay_seed
+DEV_SERVICE_PUBLIC_KEYS=order:dev1:$order_pub,delivery:dev1:$delivery_pub,relay:dev1:$relay_pub
 ENV
   echo "generated development keys in $secrets"
 fi

@@ -113,12 +113,16 @@ write_env() {
     read -r user_seed user_pub < <(tools/dev/keys.sh)
     read -r order_seed order_pub < <(tools/dev/keys.sh)
     read -r delivery_seed delivery_pub < <(tools/dev/keys.sh)
+    read -r relay_seed relay_pub < <(tools/dev/keys.sh)
     (umask 077; cat > "$secrets" <<ENV
 SPIN_VARIABLE_JWT_SIGNING_KEY=scaled1:$user_seed
 SPIN_VARIABLE_JWT_PUBLIC_KEYS=scaled1:$user_pub
 SPIN_VARIABLE_ORDER_SERVICE_SIGNING_KEY=scaled1:$order_seed
 SPIN_VARIABLE_DELIVERY_SERVICE_SIGNING_KEY=scaled1:$delivery_seed
-SPIN_VARIABLE_SERVICE_PUBLIC_KEYS=order:scaled1:$order_pub,delivery:scaled1:$delivery_pub
+SPIN_VARIABLE_SERVICE_PUBLIC_KEYS=order:scaled1:$order_pub,delivery:scaled1:$delivery_pub,relay:scaled1:$relay_pub
+# The outbox relay's own identity (its CronJobs on Kubernetes): not a Spin variable, no
+# component signs with it; tests and the soak use it to trigger relay runs.
+RELAY_SIGNING_KEY=scaled1:$relay_seed
 ENV
     )
   fi

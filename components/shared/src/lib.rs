@@ -8,21 +8,32 @@
 //! - [`page`]: cursor pagination;
 //! - [`time`]: RFC 3339 timestamps as the contract writes them.
 //!
-//! Nothing here does I/O; with the `spin` feature, [`response`] turns values into spin-sdk
-//! responses and [`pg`] runs statements and classifies their errors as real Spin needs.
+//! - [`shard`]: the hash that spreads keys over key-value labels.
+//!
+//! Nothing above does I/O. With the `spin` feature: [`http`] (request and response helpers,
+//! the routing policy), [`pg`] (statements, transactions and their errors as real Spin needs),
+//! [`kv`] (compare-and-swap with read-back), [`outbound`] (calls to other services).
 
 pub mod body;
 pub mod page;
 pub mod problem;
 pub mod query;
+pub mod shard;
 pub mod time;
 pub mod tokens;
 pub mod wit;
 
 #[cfg(feature = "spin")]
-pub mod pg;
+pub mod http;
 #[cfg(feature = "spin")]
-pub mod response;
+pub mod kv;
+#[cfg(feature = "spin")]
+pub mod outbound;
+#[cfg(feature = "spin")]
+pub mod pg;
+/// The old name of [`http`], kept while the components move over (issue: one shape).
+#[cfg(feature = "spin")]
+pub use http as response;
 
 pub use problem::{FieldErrors, Problem, ShortItem};
 pub use wit::{OrderStatus, Role, ShipmentStatus, ShippingAddress};

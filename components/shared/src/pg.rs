@@ -37,6 +37,43 @@ pub fn query(conn: &Connection, sql: &str, params: &[ParameterValue]) -> Result<
     Ok(set)
 }
 
+/// Runs `sql` unpadded: **only** for a statement that returns at least one row whatever the
+/// data (`insert … returning` without a conflict clause or `where`, an aggregate without
+/// `group by`). One statement less for the server to plan, and no padding row to drop, on the
+/// hot paths; a statement that can return no rows hangs the request on Spin (the test host
+/// traps on it, so the tests catch a wrong use).
+#[allow(clippy::result_large_err)]
+pub fn query_always(
+    conn: &Connection,
+    sql: &str,
+    params: &[ParameterValue],
+) -> Result<RowSet, PgError> {
+    conn.query(sql, params)
+}
+
+/// Runs `f` inside one transaction on `conn`: `begin`, then `commit` when `f` succeeds and
+/// `rollback` when it fails, so no path can leave the connection inside a transaction (the
+/// pool would hand it to the next request half-done). A failed `commit` is `f`'s error type
+/// too; a failed `rollback` is logged (the server ends the transaction with the connection).
+pub fn transaction<T, E: From<PgError>>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<T, E>,
+) -> Result<T, E> {
+    conn.execute("begin", &[])?;
+    match f(conn) {
+        Ok(value) => {
+            conn.execute("commit", &[])?;
+            Ok(value)
+        }
+        Err(e) => {
+            if let Err(rollback) = conn.execute("rollback", &[]) {
+                eprintln!("rollback failed: {}", describe(&rollback));
+            }
+            Err(e)
+        }
+    }
+}
+
 /// What a failed statement means for the caller, whichever shape Spin gave the error.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {

@@ -10,7 +10,7 @@ use common::*;
 fn up_serves_prints_routes_and_logs_requests() {
     let dir = TempDir::new("cli");
     let manifest = write_fixture(dir.path(), "probe.toml", "spin.toml", &[]);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_spin-test-host"))
+    let mut child = Command::new(host_binary())
         .args(["up", "-f"])
         .arg(&manifest)
         .args(["--listen", "127.0.0.1:0", "--variable", "must_set=from-cli"])
@@ -74,7 +74,7 @@ fn up_serves_prints_routes_and_logs_requests() {
 fn up_refuses_to_start_without_required_variable() {
     let dir = TempDir::new("cli-req");
     let manifest = write_fixture(dir.path(), "probe.toml", "spin.toml", &[]);
-    let out = Command::new(env!("CARGO_BIN_EXE_spin-test-host"))
+    let out = Command::new(host_binary())
         .args(["up", "--from"])
         .arg(&manifest)
         .args(["--listen", "127.0.0.1:0"])
@@ -87,4 +87,19 @@ fn up_refuses_to_start_without_required_variable() {
         stderr.contains("no provider resolved required variable \"must_set\""),
         "{stderr}"
     );
+}
+
+/// The host binary. Cargo bakes its absolute path in at build time; the build cache is shared
+/// by every clone (Makefile, CACHE_TARGET), so a test binary built in another clone may name a
+/// path that is gone: then the binary beside this test's own directory (`target/debug`).
+fn host_binary() -> std::path::PathBuf {
+    let baked = std::path::PathBuf::from(env!("CARGO_BIN_EXE_spin-test-host"));
+    if baked.exists() {
+        return baked;
+    }
+    let exe = std::env::current_exe().expect("the test binary's path");
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .map(|debug| debug.join("spin-test-host"))
+        .expect("target/debug")
 }

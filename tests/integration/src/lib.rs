@@ -329,7 +329,9 @@ impl TestApp {
         let user_signer = Signer::from_config(&format!("k1:{user_seed}")).unwrap();
         let mut service_signers = HashMap::new();
         let mut service_seeds = HashMap::new();
-        for svc in ["order", "delivery"] {
+        // `relay` is the outbox relay's own identity (its CronJobs): trusted, signing nothing
+        // inside the app; tests use it to trigger relay runs.
+        for svc in ["order", "delivery", "relay"] {
             let seed = random_seed();
             service_signers.insert(
                 svc.to_string(),
@@ -381,9 +383,10 @@ impl TestApp {
             (
                 "service_public_keys",
                 format!(
-                    "order:s1:{},delivery:s1:{}",
+                    "order:s1:{},delivery:s1:{},relay:s1:{}",
                     service_signers["order"].public_key_b64(),
-                    service_signers["delivery"].public_key_b64()
+                    service_signers["delivery"].public_key_b64(),
+                    service_signers["relay"].public_key_b64()
                 ),
             ),
             (
@@ -543,7 +546,7 @@ impl TestApp {
         &self.user_signer
     }
 
-    /// A service token from `from` (`order` or `delivery`) addressed to `to`.
+    /// A service token from `from` (`order`, `delivery` or `relay`) addressed to `to`.
     pub fn service_token(&self, from: &str, to: &str) -> String {
         self.service_signers[from].service_token(from, to, chrono::Utc::now().timestamp())
     }

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 /// The component's own SQL builder, so the plan test explains the statements it sends.
 #[allow(dead_code)]
-#[path = "../../../components/product/src/sql.rs"]
+#[path = "../../../../components/product/src/sql.rs"]
 mod product_sql;
 
 // ------------------------------------------------------------------ helpers
