@@ -63,7 +63,8 @@ test: deps wasm
 	export MARKETPLACE_TEST_LOG=$(TEST_RUN_DIR)/components.log; \
 	cargo test --workspace --no-fail-fast; \
 	cargo test --workspace --test integration -- --ignored --exact logs::the_captured_logs_of_the_whole_test_run_hold_nothing_secret_shaped; \
-	$(MAKE) --no-print-directory deploy-test
+	$(MAKE) --no-print-directory deploy-test; \
+	tests/e2e/run.sh
 
 # Manifests, images, workflows (offline validation; see docs/deploy.md).
 deploy-test:
