@@ -67,35 +67,97 @@ def http(method, url, body=None, token=None, headers=None, timeout=60):
 
 # ---------------------------------------------------------------- search: HTTP and SQL
 
-def search_statements(queries, replica_url):
-    """The statements the product service sends for each query string, taken from the
-    component's own SQL builder (components/product/examples/search_sql.rs), so the database
-    ceiling runs exactly the service's SQL. A relevance-ranked text query is two statements
-    and the service runs the second only when the first leaves the page short: the same
-    decision is made here, against the seeded replica."""
-    stdin = "\n".join(queries) + "\n"
-    cache = os.environ.get("BENCH_SEARCH_SQL_CACHE")  # development runs: reuse a saved output
-    if cache and os.path.exists(cache) and json.load(open(cache))["input"] == stdin:
-        out = json.load(open(cache))["output"]
-    else:
-        out = subprocess.run(
-            ["cargo", "run", "-q", "-p", "marketplace-product", "--example", "search_sql"],
-            cwd=ROOT, input=stdin, capture_output=True, text=True, check=True,
-        ).stdout
-        if cache:
-            json.dump({"input": stdin, "output": out}, open(cache, "w"))
-    result = []
-    for line in out.splitlines():
-        record = json.loads(line)
-        run = []
-        got = 0
-        for sql in record["statements"]:
-            if got >= record["fetch"]:
-                break
-            run.append(sql)
-            got += int(seeding.psql(replica_url, f"select count(*) from ({sql}) page"))
-        result.append(run)
-    return result
+# The wrapper `marketplace_shared::pg::query` puts around every statement (Spin 4 never
+# answers a query with no rows, components/shared/src/pg.rs); `unpadded` strips it, for the
+# comparison ceiling of what the padding costs.
+PAD = re.compile(r"^with __q as \((.*)\) select __m\.\* from \(values \(1\)\) as __pad\(__pad\) "
+                 r"left join \(select true as __found, row_number\(\) over \(\) as __n, \* from __q\) "
+                 r"as __m on true order by __m\.__n$", re.S)
+
+
+def unpadded(sql):
+    m = PAD.match(sql)
+    return m.group(1) if m else None
+
+
+def log_statements(path, start, end, dbname):
+    """The statements one database received through the extended protocol between two offsets
+    of its log (`log_statement = all`, prefix `%m [%p] %d `): text and parameter literals."""
+    with open(path, "rb") as f:
+        f.seek(start)
+        text = f.read(end - start).decode(errors="replace")
+    entries = []
+    for line in text.splitlines():
+        m = LOG_ENTRY.match(line)
+        if m:
+            entries.append([m.group(3), m.group(4), m.group(5)])
+        elif entries:
+            entries[-1][2] += "\n" + line
+    out = []
+    for db, kind, body in entries:
+        if db != dbname:
+            continue
+        if kind == "LOG":
+            m = re.match(r"execute [^:]+: (.*)", body, re.S)
+            out.append({"sql": m.group(1), "params": {}} if m else None)
+        elif kind == "DETAIL" and out and out[-1] is not None and body.startswith("parameters: "):
+            out[-1]["params"] = parse_params(body[len("parameters: "):])
+    return [x for x in out if x is not None]
+
+
+def inline_params(stmt):
+    """A recorded statement with its parameters inlined as the literals they were (every
+    placeholder of the product service's SQL carries its cast: `$1::text`, `$2::int8`)."""
+    return re.sub(r"\$(\d+)", lambda m: stmt["params"].get(int(m.group(1)), m.group(0)),
+                  stmt["sql"]).replace("\n", " ")
+
+
+def statement_kinds(queries):
+    """What the recorded statements are, per search: short statements as they are (`begin`,
+    `set local …`, `commit`), the padded search statements as one kind."""
+    kinds = {}
+    for q in queries:
+        for x in q:
+            k = ("padded search statement (`with __q as (…) …`)" if unpadded(x) is not None
+                 else f"`{x}`" if len(x) <= 60 else f"`{x[:57]}…`")
+            kinds[k] = kinds.get(k, 0) + 1
+    return {k: round(v / max(1, len(queries)), 2) for k, v in kinds.items()}
+
+
+def record_search_statements(env, app, paths):
+    """Sends each search of the scenario once through `app`, one at a time, with the replica
+    logging every statement (`log_statement = all`), and returns per search the statements
+    the product service sent for it, exactly as sent (padded by `marketplace_shared::pg::query`,
+    one or two per search: the second only when the first left the page short), parameters
+    inlined: the database ceiling then runs the component's own SQL, not a transcription."""
+    key = "SCALED_PG_REPLICA"
+    logf = os.path.join(env["RUN"], "product-rep", "server.log")
+    _pg_admin(env, key, "alter system set log_statement = 'all'",
+              "alter system set log_line_prefix = '%m [%p] %d '", "select pg_reload_conf()")
+    time.sleep(0.5)
+    marks, statuses = [], {}
+    try:
+        for path in paths:
+            marks.append(os.path.getsize(logf))
+            st, _ = http("GET", app.base + path)
+            statuses[str(st)] = statuses.get(str(st), 0) + 1
+        time.sleep(0.3)
+        marks.append(os.path.getsize(logf))
+    finally:
+        _pg_admin(env, key, "alter system reset log_statement", "alter system reset log_line_prefix",
+                  "select pg_reload_conf()")
+    dbname = urllib.parse.urlparse(env["SPIN_VARIABLE_PRODUCT_DB_REPLICA_URLS"].split(",")[0]).path.lstrip("/")
+    out = [[inline_params(x) for x in log_statements(logf, a, b, dbname)]
+           for a, b in zip(marks, marks[1:])]
+    log(f"recorded the search statements via {app.name}: {sum(len(q) for q in out)} statements "
+        f"for {len(out)} searches (statuses {statuses})")
+    if not any(out):
+        raise RuntimeError(f"search recording via {app.name}: no statement in the replica's log "
+                           f"(statuses {statuses})")
+    if statuses != {"200": len(paths)} or not all(out):
+        log(f"  warning: statuses {statuses}, {sum(1 for q in out if not q)} searches without "
+            "statements (left out of the ceiling)")
+    return [q for q in out if q]
 
 
 def search_mix(words, rng, n):
@@ -129,6 +191,78 @@ def search_mix(words, rng, n):
             params["in_stock"] = "true"
             params["sort"] = "price_desc"
         out.append(urllib.parse.urlencode(params))
+    return out
+
+
+# ---------------------------------------------------------------- the storefront's pages
+
+HOME_API = "/api/products?sort=newest&limit=100"  # components/web/src/handlers/catalog.rs, home
+
+
+def storefront_query(api_query):
+    """The search form's query string for one `GET /api/products` query of the search mix
+    (prices in major units, as a person types them), and the product service's query string
+    the storefront then sends for it (components/web/src/domain/search.rs, `api_query`:
+    fields in its order, prices back in cents, `limit=20`)."""
+    a = dict(urllib.parse.parse_qsl(api_query))
+    form = dict(a)
+    for k in ("min_price", "max_price"):
+        if k in form:
+            cents = int(form[k])
+            form[k] = str(cents // 100) if cents % 100 == 0 else f"{cents / 100:.2f}"
+    if a.get("sort") == "relevance" and not a.get("q"):
+        a.pop("sort")  # the form drops a relevance sort without words
+    sent = [(k, a[k]) for k in ("q", "category", "min_price", "max_price", "in_stock", "sort")
+            if a.get(k)] + [("limit", "20")]
+    return urllib.parse.urlencode(form), urllib.parse.urlencode(sent)
+
+
+def storefront_pages(search_queries, hot_ids):
+    """The three pages measured, each with the API call it wraps."""
+    pairs = [storefront_query(q) for q in search_queries]
+    half_search = max(2, SEARCH_CONNS // 2)
+    return [
+        {"key": "home", "page": "GET /", "api": f"GET {HOME_API}",
+         "page_paths": ["/"], "api_paths": [HOME_API],
+         "conns": SEARCH_CONNS, "half_conns": half_search},
+        {"key": "search", "page": "GET /search?q=…", "api": "GET /api/products?q=…",
+         "page_paths": ["/search?" + f for f, _ in pairs],
+         "api_paths": ["/api/products?" + a for _, a in pairs],
+         "conns": SEARCH_CONNS, "half_conns": half_search},
+        {"key": "product", "page": "GET /products/{id}", "api": "GET /api/products/{id}",
+         "page_paths": [f"/products/{i}" for i in hot_ids],
+         "api_paths": [f"/api/products/{i}" for i in hot_ids],
+         "conns": CONNS, "half_conns": 16},
+    ]
+
+
+def session_cookie(app, product_page):
+    """A visitor's session cookie (`mp_session=…`): the product page hands out a form (add to
+    cart), so its first visit stores a session. The pages are measured as a returning
+    browser loads them, cookie sent (one session per wrk thread)."""
+    try:
+        with urllib.request.urlopen(app.base + product_page, timeout=30) as r:
+            for c in r.headers.get_all("set-cookie") or []:
+                if c.startswith("mp_session="):
+                    return c.split(";", 1)[0]
+    except (urllib.error.URLError, OSError) as e:
+        log(f"session cookie via {app.name}: {e}")
+    log(f"no session cookie from {app.name}{product_page}: the pages run without one")
+    return None
+
+
+def page_check(app, path, cookie):
+    """One request of the page before it is measured: its status, type and size."""
+    req = urllib.request.Request(app.base + path, headers={"cookie": cookie} if cookie else {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            body = r.read()
+            out = {"status": r.status, "content_type": r.headers.get("content-type"),
+                   "bytes": len(body)}
+    except urllib.error.HTTPError as e:
+        out = {"status": e.code, "content_type": e.headers.get("content-type"),
+               "bytes": len(e.read())}
+    log(f"{app.name} {path}: {out}")
     return out
 
 
@@ -486,6 +620,7 @@ class Runner:
             "connections": conns,
             "seconds": round(secs, 2),
             "requests": r["requests"],
+            "bytes_per_request": round(r["bytes"] / max(1, r["requests"])),
             "rps": round(r["requests"] / secs, 1),
             "p50_ms": r["latency_us"]["p50"] / 1000,
             "p90_ms": r["latency_us"]["p90"] / 1000,
@@ -525,11 +660,12 @@ def data_file(work, name, lists, scalars=None):
 
 
 
-def pgbench_search(env, work, queries, clients, duration=DURATION):
-    """The database ceiling: pgbench sending the very search statements to the replica."""
+def pgbench_search(env, work, queries, clients, duration=DURATION, tag="search", what="searches"):
+    """The database ceiling: pgbench sending the very search statements to the replica (one
+    script per search: its recorded statements, as the service sent them)."""
     files = []
     for i, statements in enumerate(queries):
-        p = os.path.join(work, f"pgbench-{i}.sql")
+        p = os.path.join(work, f"pgbench-{tag}-{i}.sql")
         with open(p, "w") as f:
             f.write("".join(sql + ";\n" for sql in statements))
         files += ["-f", p]
@@ -537,7 +673,7 @@ def pgbench_search(env, work, queries, clients, duration=DURATION):
     pgbench = shutil.which("pgbench") or seeding_pg_bin("pgbench")
     cmd = [pgbench, "-n", "-M", "extended", "-c", str(clients), "-j", str(THREADS),
            "-T", str(duration), "-r"] + files + [url]
-    log(f"pgbench: the statements of {len(queries)} searches, -c {clients} -T {duration}, on the replica")
+    log(f"pgbench: the statements of {len(queries)} {what}, -c {clients} -T {duration}, on the replica")
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
         raise RuntimeError(p.stderr + p.stdout)
@@ -548,8 +684,6 @@ def pgbench_search(env, work, queries, clients, duration=DURATION):
     return {"tps": round(tps, 1), "latency_avg_ms": lat, "clients": clients,
             "failed": int(failed.group(1)) if failed else 0, "searches": len(queries),
             "statements": sum(len(q) for q in queries)}
-
-
 
 
 def seeding_pg_bin(name):
@@ -1054,9 +1188,21 @@ def main():
         rng = s["rng"]
         search_queries = search_mix(s["words"], rng, int(os.environ.get("BENCH_SEARCH_QUERIES", "120")))
         search_paths = ["/api/products?" + q for q in search_queries]
-        queries = search_statements(search_queries, replica)
+        # The search ceiling's SQL, recorded from the replica's statement log while each
+        # search of the mix is sent once (on each runtime: the same code must send the same
+        # statements; the ceiling runs the primary runtime's recording).
+        recorded_search = {a.name: record_search_statements(env, a, search_paths) for a in apps}
+        queries = recorded_search[primary_rt]
         results["search_statements_per_request"] = round(
             sum(len(q) for q in queries) / len(queries), 2)
+        results["search_recording"] = {
+            "via": primary_rt, "searches": len(queries),
+            "statements": sum(len(q) for q in queries),
+            "padded": sum(1 for q in queries for x in q if unpadded(x) is not None),
+            "kinds": statement_kinds(queries),
+            "same_on": [n for n, q in recorded_search.items() if q == queries],
+            "differs_on": [n for n, q in recorded_search.items() if q != queries],
+            "example": queries[0]}
         detail_paths = [f"/api/products/{i}" for i in s["hot_ids"]]
         search_lua = data_file(work, "search", {"paths": search_paths})
         detail_lua = data_file(work, "detail", {"paths": detail_paths})
@@ -1064,20 +1210,21 @@ def main():
         address = json.dumps({"name": "Bench Buyer", "line1": "1 Main Street", "city": "Lyon",
                               "postal_code": "69001", "country": "FR"})
 
-        def half(app, name, full, lua, conns):
+        def half(app, name, full, lua, conns, script="get.lua"):
             """About half of the measured maximum: `conns` connections with exponential think
             time, calibrated by a short run, so that together they offer half of `full`'s
             throughput (wrk is closed-loop: rate = conns / (think + latency))."""
             target = full["rps"] / 2
             think = max(0.0, conns * 1000.0 / target - full["p50_ms"] / 2)
-            cal = run.wrk(name + "_calibration", app.base, "get.lua", lua, conns=conns,
+            cal = run.wrk(name + "_calibration", app.base, script, lua, conns=conns,
                           duration=min(5, DURATION), rt=app.name, app=app, record=False,
                           extra_env={"BENCH_DELAY_MS": f"{think:.3f}"})
             think = max(0.0, conns * 1000.0 / target - cal["mean_ms"])
-            r = run.wrk(name, app.base, "get.lua", lua, conns=conns, rt=app.name, app=app,
+            r = run.wrk(name, app.base, script, lua, conns=conns, rt=app.name, app=app,
                         extra_env={"BENCH_DELAY_MS": f"{think:.3f}"})
             r["target_rps"] = round(target, 1)
             r["think_ms"] = round(think, 2)
+            return r
 
         ceilings = {}
         results["ceilings"] = ceilings
@@ -1118,11 +1265,45 @@ def main():
                 half(app, "detail_half", detail, detail_lua, 16)
         ceilings["key_value"] = redis_ceiling(env, s["stats"]["kv_document_bytes_mean"])
 
+        # What the padding costs the database: the same statements without the wrapper first
+        # (a comparison only), then the ceiling itself right before the scenario it bounds.
+        bare = [[unpadded(x) or x for x in q] for q in queries]
+        if bare != queries:
+            ceilings["database_search_unpadded"] = pgbench_search(
+                env, work, bare, SEARCH_CONNS, tag="search-unpadded",
+                what="searches without the padding wrapper")
         ceilings["database_search"] = pgbench_search(env, work, queries, SEARCH_CONNS)
         for app in apps if want("search") else []:
             search = run.wrk("search", app.base, "get.lua", search_lua, conns=SEARCH_CONNS,
                              rt=app.name, app=app)
             half(app, "search_half", search, search_lua, max(2, SEARCH_CONNS // 2))
+
+        # The storefront's pages (components/web), each beside the API call it wraps, back
+        # to back on the same runtime with the same connections: the home page (its one call,
+        # the newest hundred products), the search results page (the search scenario's mix,
+        # as the search form sends it), the product page (the detail scenario's ids).
+        if want("pages"):
+            page_defs = storefront_pages(search_queries, s["hot_ids"])
+            for app in apps:
+                cookies = [session_cookie(app, page_defs[-1]["page_paths"][0])
+                           for _ in range(THREADS)]
+                checks = runtimes[app.name].setdefault("page_checks", {})
+                for p in page_defs:
+                    page_lua = data_file(work, f"page_{p['key']}_{app.name}",
+                                         {"paths": p["page_paths"],
+                                          "cookies": [c for c in cookies if c]})
+                    api_lua = data_file(work, f"page_{p['key']}_api", {"paths": p["api_paths"]})
+                    checks[p["key"]] = page_check(app, p["page_paths"][0], cookies[0])
+                    run.wrk(f"warm_page_{p['key']}", app.base, "pages.lua", page_lua, conns=4,
+                            duration=min(3, DURATION), record=False, rt=app.name, app=app)
+                    run.wrk(f"page_{p['key']}_api", app.base, "get.lua", api_lua,
+                            conns=p["conns"], rt=app.name, app=app)
+                    full = run.wrk(f"page_{p['key']}", app.base, "pages.lua", page_lua,
+                                   conns=p["conns"], rt=app.name, app=app)
+                    half(app, f"page_{p['key']}_half", full, page_lua, p["half_conns"],
+                         script="pages.lua")
+            results["pages"] = [{k: v for k, v in p.items() if not k.endswith("_paths")}
+                                for p in page_defs]
 
         # Paired ratios on Spin (the targets): short ceiling and scenario runs back to back,
         # alternating, so that both halves of each ratio see the same machine; the median of
@@ -1276,16 +1457,20 @@ def main():
         "bytes": os.path.getsize(probe), "initial_memory_pages": wasm_memory_pages(probe)}
     results["duration_s"] = round(time.time() - t_start, 1)
 
-    os.makedirs(os.path.join(ROOT, "bench/results"), exist_ok=True)
+    # Development runs can write elsewhere: BENCH_RESULTS (a directory, default bench/results)
+    # and BENCH_REPORT (default BENCHMARKS.md).
+    results_dir = os.path.abspath(os.environ.get("BENCH_RESULTS") or os.path.join(ROOT, "bench/results"))
+    report_path = os.path.abspath(os.environ.get("BENCH_REPORT") or os.path.join(ROOT, "BENCHMARKS.md"))
+    os.makedirs(results_dir, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    raw = os.path.join(ROOT, "bench/results", f"{stamp}.json")
+    raw = os.path.join(results_dir, f"{stamp}.json")
     with open(raw, "w") as f:
         json.dump(results, f, indent=2)
-    shutil.copy(raw, os.path.join(ROOT, "bench/results/latest.json"))
+    shutil.copy(raw, os.path.join(results_dir, "latest.json"))
     import report
-    report.write(results, os.path.join(ROOT, "BENCHMARKS.md"),
-                 os.path.relpath(raw, ROOT))
-    log(f"wrote BENCHMARKS.md and {os.path.relpath(raw, ROOT)} in {results['duration_s']} s")
+    report.write(results, report_path, os.path.relpath(raw, ROOT))
+    log(f"wrote {os.path.relpath(report_path, ROOT)} and {os.path.relpath(raw, ROOT)} "
+        f"in {results['duration_s']} s")
 
 
 def seeding_vshard_db(buyer_id, databases=2):

@@ -2,6 +2,7 @@
 scenario on real Spin and on the project's test host).
 
     python3 bench/report.py bench/results/latest.json   # re-render without re-running
+    python3 bench/report.py /tmp/dev/latest.json /tmp/dev/BENCHMARKS.md   # elsewhere
 """
 
 import json
@@ -21,6 +22,13 @@ SCENARIOS = [
     ("detail_half", "detail at ~half its maximum throughput", "runtime"),
 ]
 NAMES = {"spin": "Spin", "host": "test host"}
+# The storefront's pages (components/web), each measured beside the API call it wraps.
+PAGES = [
+    ("home", "home page", "`GET /`"),
+    ("search", "search results page", "`GET /search?q=…`"),
+    ("product", "product page", "`GET /products/{id}`"),
+]
+PAGE_KEYS = [f"page_{k}{x}" for k, _, _ in PAGES for x in ("_api", "", "_half")]
 
 
 def fmt(x, nd=1):
@@ -39,6 +47,99 @@ def ceiling_rps(r, rt, key):
     if key == "argon2id":
         return c["argon2id"]["logins_per_s"], f"Argon2id hashes/s on {c['argon2id']['cores']} cores (native)"
     raise KeyError(key)
+
+
+def app_ms(x, rt, primary):
+    per = x["cpu"]["ms_per_request"]
+    return per.get("app (host)" if rt == "host" and primary != "host" else "app", 0)
+
+
+def page_checks(r, rt):
+    """The storefront targets on one runtime: each page at least half the throughput of the
+    API call it wraps (closed loop, same connections, back to back), p99 under 50 ms at about
+    half of the page's maximum. (name, measured, met, short label) per target."""
+    s = r["runtimes"].get(rt, {}).get("scenarios", {})
+    defs = {p["key"]: p for p in r.get("pages", [])}
+    out = []
+    for key, label, _ in PAGES:
+        page, api, half = s.get(f"page_{key}"), s.get(f"page_{key}_api"), s.get(f"page_{key}_half")
+        wraps = f"`{defs[key]['api']}`" if key in defs else "the API call it wraps"
+        if page and api and api["rps"]:
+            v = page["rps"] / api["rps"]
+            out.append((f"{label} ≥ 0.5 × {wraps}", f"{v:.2f} ({fmt(page['rps'])} of "
+                        f"{fmt(api['rps'])} req/s)", v >= 0.5, "ratio"))
+        if half:
+            out.append((f"{label} p99 < 50 ms at ~half of max ({fmt(half['rps'])} of "
+                        f"{fmt(half['target_rps'] * 2)} req/s)", f"{half['p99_ms']:.1f} ms",
+                        half["p99_ms"] < 50, "p99"))
+    return out
+
+
+def pages_section(L, r, rts, scen, primary):
+    defs = {p["key"]: p for p in r.get("pages", [])}
+    L.append("## Storefront pages")
+    L.append("")
+    L.append("The `web` component's pages, each measured beside the API call it wraps, on the "
+             "same runtime, with the same connections, right after it (closed loop, like the "
+             "scenarios above): the home page beside its one call (the newest hundred "
+             "products, from which it shows eight and the categories), the search results "
+             "page beside `GET /api/products` for the same search (the search scenario's "
+             "mix as the search form sends it: prices in major units, forwarded in cents with "
+             "`limit=20`), the product page beside `GET /api/products/{id}` for the detail "
+             "scenario's ids. A page request is one web instance, its call to the product "
+             "service (`product.spin.internal`, a second instance), the session and cart "
+             "reads in the `web-sessions` and `web-carts` labels, and the template rendered. "
+             "The pages are loaded as a returning browser does, with a session cookie (one "
+             "session per wrk thread, from a first product-page visit); the half-load run "
+             "calibrates think time so the offered rate is about half of the page's maximum.")
+    L.append("")
+    head = "| page | wraps | conns | runtime | page req/s | API req/s | page / API | page p50 / p99 ms | API p50 / p99 ms | app CPU ms/req page / API | bytes page / API | errors page / API |"
+    L.append(head)
+    L.append("| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for key, label, path in PAGES:
+        for rt in rts:
+            page, api = scen[rt].get(f"page_{key}"), scen[rt].get(f"page_{key}_api")
+            if not page or not api:
+                continue
+            wraps = f"`{defs[key]['api']}`" if key in defs else ""
+            L.append(f"| {label} ({path}) | {wraps} | {page['connections']} | {NAMES[rt]} | "
+                     f"{fmt(page['rps'])} | {fmt(api['rps'])} | {page['rps'] / api['rps']:.2f} | "
+                     f"{page['p50_ms']:.2f} / {page['p99_ms']:.2f} | "
+                     f"{api['p50_ms']:.2f} / {api['p99_ms']:.2f} | "
+                     f"{app_ms(page, rt, primary):.2f} / {app_ms(api, rt, primary):.2f} | "
+                     f"{page.get('bytes_per_request', 0):,} / {api.get('bytes_per_request', 0):,} | "
+                     f"{page['errors']} / {api['errors']} |")
+    L.append("")
+    L.append("At about half of each page's maximum:")
+    L.append("")
+    L.append("| page | runtime | conns | offered (target) req/s | reached req/s | p50 ms | p99 ms | errors |")
+    L.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for key, label, path in PAGES:
+        for rt in rts:
+            h = scen[rt].get(f"page_{key}_half")
+            if h:
+                L.append(f"| {label} ({path}) | {NAMES[rt]} | {h['connections']} | "
+                         f"{fmt(h['target_rps'])} | {fmt(h['rps'])} | {h['p50_ms']:.2f} | "
+                         f"{h['p99_ms']:.2f} | {h['errors']} |")
+    L.append("")
+    L.append("Targets (issue 15: each page at least half of the API call it wraps, p99 under "
+             "50 ms at half load); judged on " + NAMES[primary] + ":")
+    L.append("")
+    L.append("| target | " + " | ".join(f"{NAMES[rt]} | met" for rt in rts) + " |")
+    L.append("| --- | " + " | ".join("--- | ---" for _ in rts) + " |")
+    rows = {}
+    for rt in rts:
+        for name, val, ok, kind in page_checks(r, rt):
+            key = name.split(" (")[0] if kind == "p99" else name
+            rows.setdefault(key, {})[rt] = (val if kind == "ratio" else
+                                            f"{val} ({name.split('(', 1)[1].rstrip(')')})", ok)
+    for name, per in rows.items():
+        cells = []
+        for rt in rts:
+            v = per.get(rt)
+            cells.append(f"{v[0]} | {'yes' if v[1] else '**no**'}" if v else "not run | ")
+        L.append(f"| {name} | " + " | ".join(cells) + " |")
+    L.append("")
 
 
 def write(r, path, raw_rel):
@@ -158,9 +259,17 @@ def write(r, path, raw_rel):
         L.append(f"| runtime ({NAMES[rt]}): constant component, 1 instance, no load balancer | "
                  f"{fmt(rd['rps'])} req/s | p50 {rd['p50_ms']:.2f} ms, p99 {rd['p99_ms']:.2f} ms |")
     db = c["database_search"]
+    sr = r.get("search_recording")
+    how = ("recorded from the replica's statement log, padded as the service sends them"
+           if sr else "from the service's SQL builder")
     L.append(f"| database: pgbench, the {db['statements']} search statements of the search "
-             f"scenario, {db['clients']} clients, replica | {fmt(db['tps'])} queries/s | "
+             f"scenario ({how}), {db['clients']} clients, replica | {fmt(db['tps'])} searches/s | "
              f"mean {db['latency_avg_ms']} ms |")
+    dbu = c.get("database_search_unpadded")
+    if dbu:
+        L.append(f"| comparison: pgbench, the same {dbu['statements']} statements without the "
+                 f"padding wrapper, {dbu['clients']} clients, replica | {fmt(dbu['tps'])} searches/s | "
+                 f"mean {dbu['latency_avg_ms']} ms |")
     do = c.get("database_order")
     if do:
         spo = do["statements_per_order"]
@@ -180,6 +289,41 @@ def write(r, path, raw_rel):
     L.append(f"| login: one Argon2id hash (m=19456, t=2, p=1), native | "
              f"{fmt(a['logins_per_s'])} hashes/s on {a['cores']} cores | {a['ms_per_hash']} ms each |")
     L.append("")
+    if sr:
+        the = {"spin": "Spin", "host": "the test host"}
+        same = " and on ".join(the.get(n, n) for n in sr.get("same_on", []))
+        differs = " and on ".join(the.get(n, n) for n in sr.get("differs_on", []))
+        L.append("The search ceiling is pgbench sending, per search, the statements the product "
+                 "service sent for it. They are recorded from the replica's log "
+                 "(`log_statement = all`) while each of the scenario's "
+                 f"{sr['searches']} searches went once through {NAMES.get(sr['via'], sr['via'])}, "
+                 f"one at a time: {sr['statements']} statements, "
+                 f"{r.get('search_statements_per_request', '?')} per search ("
+                 + (", ".join(f"{v:g} × {k}" for k, v in sr["kinds"].items()) + "; "
+                    if sr.get("kinds") else "")
+                 + "a relevance-ranked text query sends its typo-only statement only when the "
+                 "full-text matches leave the page short), parameter values inlined as logged, "
+                 "each statement as sent: "
+                 f"{sr['padded']} of {sr['statements']} wrapped by `marketplace_shared::pg::query` "
+                 "(`with __q as (…) select __m.* from (values (1)) … left join (select true as "
+                 "__found, row_number() over () as __n, * from __q) … order by __m.__n`: Spin 4 "
+                 "never answers a query that returns no rows)"
+                 + ((". Recorded on both runtimes: " + (f"the same statements on {same}" if same else "")
+                     + (f"; different on {differs}" if differs else ""))
+                    if len(sr.get("same_on", [])) + len(sr.get("differs_on", [])) > 1 else "")
+                 + ". pgbench runs them in the extended protocol (one script per search, "
+                 f"{db['clients']} clients)" + (", and, for comparison, once without the wrapper."
+                                                 if dbu else "."))
+        L.append("")
+        ex = sr.get("example") or []
+        if ex:
+            L.append("One search, as recorded:")
+            L.append("")
+            L.append("```sql")
+            for line in ex:
+                L.append((line if len(line) <= 300 else line[:297] + "...") + ";")
+            L.append("```")
+            L.append("")
     if do:
         L.append("The order-placement ceiling is pgbench sending the statements one order "
                  "placement sends, in the same order and transactions, to the same databases. "
@@ -237,7 +381,8 @@ def write(r, path, raw_rel):
         checks.append(("order placement ≥ 0.5 × database ceiling (same SQL)",
                        f"{v:.3f} ({fmt(s['order']['rps'])} of {fmt(do['tps'])} orders/s)", v >= 0.5))
     for rt in rts:
-        errs = {k: scen[rt][k]["errors"] for k, _, _ in SCENARIOS if k in scen[rt]}
+        errs = {k: scen[rt][k]["errors"] for k in [k for k, _, _ in SCENARIOS] + PAGE_KEYS
+                if k in scen[rt]}
         bad = {k: v for k, v in errs.items() if v}
         checks.append((f"no errors in any scenario ({NAMES[rt]})", "none" if not bad else
                        ", ".join(f"{k}: {v}" for k, v in bad.items()), not bad))
@@ -247,11 +392,16 @@ def write(r, path, raw_rel):
             checks.append((f"{k.split('_')[0]} p99 < 50 ms at ~half of max "
                            f"({fmt(x['rps'])} of {fmt(x['target_rps'] * 2)} req/s)",
                            f"{x['p99_ms']:.1f} ms", x["p99_ms"] < 50))
+    checks += [(name, val, ok) for name, val, ok, _ in page_checks(r, primary)]
     L.append("| target | measured | met |")
     L.append("| --- | --- | --- |")
     for name, val, ok in checks:
         L.append(f"| {name} | {val} | {'yes' if ok else '**no**'} |")
     L.append("")
+
+    # ------------------------------------------------------------ storefront pages
+    if any(f"page_{k}" in scen[rt] for rt in rts for k, _, _ in PAGES):
+        pages_section(L, r, rts, scen, primary)
 
     # ------------------------------------------------------------ where the time goes
     L.append("## Where the time goes")
@@ -266,7 +416,7 @@ def write(r, path, raw_rel):
               "pg:order-pg-1", "redis", "load generator", "other processes"]
     L.append("| scenario | runtime | " + " | ".join(groups) + " | busy cores |")
     L.append("| --- | --- | " + " | ".join("---:" for _ in groups) + " | ---: |")
-    for key, _, _ in SCENARIOS:
+    for key in [k for k, _, _ in SCENARIOS] + PAGE_KEYS:
         for rt in rts:
             x = scen[rt].get(key)
             if not x or "cpu" not in x:
@@ -422,4 +572,6 @@ if __name__ == "__main__":
     src = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "results/latest.json")
     with open(src) as f:
         res = json.load(f)
-    write(res, os.path.join(HERE, "..", "BENCHMARKS.md"), os.path.relpath(src, os.path.join(HERE, "..")))
+    # A second argument writes elsewhere (development runs): report.py RESULTS.json OUT.md
+    out = sys.argv[2] if len(sys.argv) > 2 else os.path.join(HERE, "..", "BENCHMARKS.md")
+    write(res, out, os.path.relpath(src, os.path.join(HERE, "..")))

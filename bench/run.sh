@@ -5,7 +5,8 @@
 # BENCHMARKS.md and bench/results/*.json, and stops what it started.
 # Knobs: BENCH_DURATION (s per run, default 15), BENCH_CONNECTIONS (32), BENCH_PRODUCTS
 # (100000), BENCH_BUYERS (10000), BENCH_PORT_BASE (26600), BENCH_LISTEN (127.0.0.1:26650),
-# BENCH_HOST=0 (Spin only), USE_TEST_HOST=1 (the test host only), HOST_BIN.
+# BENCH_RUN_DIR (.spin/bench), BENCH_HOST=0 (Spin only), USE_TEST_HOST=1 (the test host only),
+# HOST_BIN; BENCH_SCENARIOS, BENCH_RESULTS and BENCH_REPORT for development runs (bench/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)

@@ -4,7 +4,7 @@
 # marketplace_<svc>.wasm. Then build/push with images/<svc>/Dockerfile or `spin registry push`
 # (docs/deploy.md, "Images").
 #
-#   images/build.sh [--placeholder-wasm] [--out DIR] [SERVICE...]    (default: all four)
+#   images/build.sh [--placeholder-wasm] [--out DIR] [SERVICE...]    (default: all five)
 #
 # A missing target/wasm32-wasip2/release/marketplace_<svc>.wasm is built with
 # `cargo build --target wasm32-wasip2 --release -p marketplace-<svc>`. With --placeholder-wasm
@@ -21,12 +21,12 @@ while [ $# -gt 0 ]; do
     --placeholder-wasm) placeholder=1 ;;
     --out) out=$2; shift ;;
     -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
-    user|product|order|delivery) services+=("$1") ;;
+    user|product|order|delivery|web) services+=("$1") ;;
     *) echo "images/build.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
 done
-[ ${#services[@]} -gt 0 ] || services=(user product order delivery)
+[ ${#services[@]} -gt 0 ] || services=(user product order delivery web)
 
 for svc in "${services[@]}"; do
   wasm="$root/target/wasm32-wasip2/release/marketplace_${svc}.wasm"

@@ -2,11 +2,13 @@
 """Trigger one outbox relay run: POST <url> with a freshly signed service token.
 
     relay.py --url http://order.marketplace.svc.cluster.local/internal/orders/outbox/relay \
-             --service order --audience order --signing-key-file /var/run/secrets/marketplace/signing_key
+             --service relay --audience order --signing-key-file /var/run/secrets/marketplace/signing_key
 
-The key file holds `kid:base64url(32-byte Ed25519 seed)` (the service's `service_signing_key`).
-The token follows docs/conventions.md: EdDSA JWT, iss = sub = the service, role = "service",
-aud = the callee, 60 s lifetime, random jti. Exit 0 on a 2xx answer, 1 otherwise (the CronJob
+The key file holds `kid:base64url(32-byte Ed25519 seed)`: the relay's own key (Secret
+relay-service-key), never a service's. The token follows docs/conventions.md: EdDSA JWT,
+iss = sub = the caller identity (`relay`), role = "service", aud = the callee, 60 s lifetime,
+random jti. The callees trust `relay:<kid>:<pub>` in service_public_keys and accept that
+identity on their relay route only. Exit 0 on a 2xx answer, 1 otherwise (the CronJob
 shows it as a failed Job; the next run retries, relays are idempotent).
 """
 from __future__ import annotations
@@ -56,7 +58,7 @@ def service_token(kid: str, key: Ed25519PrivateKey, service: str, audience: str,
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Trigger an outbox relay run with a service token.")
     ap.add_argument("--url", required=True)
-    ap.add_argument("--service", required=True, help="calling service (iss, sub)")
+    ap.add_argument("--service", required=True, help="caller identity (iss, sub): relay")
     ap.add_argument("--audience", required=True, help="callee service (aud)")
     ap.add_argument("--signing-key-file", required=True)
     ap.add_argument("--timeout", type=float, default=45.0)

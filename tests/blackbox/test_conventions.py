@@ -200,6 +200,40 @@ def test_a_wrong_method_on_a_known_path_is_405_with_allow_in_every_service(membe
     each(WRONG_METHOD, check)
 
 
+# One routing policy for every service (docs/conventions.md, "Routing policy"): paths match
+# exactly, so a trailing slash is another path (404); a query parameter the route does not
+# define, or a repeated one, is a malformed query (400), on routes with and without parameters.
+EXACT_PATHS = [
+    "/api/users/me/",
+    "/api/products/",
+    f"/api/products/{ZERO_UUID}/",
+    "/api/orders/",
+    f"/api/orders/{ZERO_ORDER}/",
+    "/api/deliveries/healthz/",
+    "/api/deliveries/track/MK0000000000/",
+]
+
+STRAY_QUERIES = [
+    "/api/users/me?verbose=1",
+    "/api/auth/jwks?x=1",
+    "/api/products?categroy=home",
+    "/api/products?limit=5&limit=6",
+    f"/api/products/{ZERO_UUID}?fields=title",
+    "/api/orders?sort=newest",
+    "/api/orders/healthz?x=1",
+    "/api/deliveries/healthz?x=1",
+    "/api/deliveries/track/MK0000000000?lang=en",
+]
+
+
+def test_a_trailing_slash_is_another_path_and_404_in_every_service(member):
+    each(EXACT_PATHS, lambda path: get(path, token=member.token).expect_problem(404))
+
+
+def test_an_unknown_or_repeated_query_parameter_is_400_in_every_service(member):
+    each(STRAY_QUERIES, lambda path: get(path, token=member.token).expect_problem(400))
+
+
 # ---------------------------------------------------------------- 400, 413, 415, 422 per service
 
 

@@ -333,9 +333,53 @@ def test_internal_cancel_of_an_unknown_shipment_is_404(mint):
 def test_internal_cancel_is_for_the_order_service_only(mint, shipment, buyer_m):
     # No token, user and admin tokens, untrusted keys: test_conventions.py (INTERNAL).
     _, s = shipment
-    post(f"/internal/deliveries/{s['id']}/cancel",
-         token=mint.service("delivery", "delivery")).expect_problem(403)
+    for caller in ["delivery", "relay"]:
+        post(f"/internal/deliveries/{s['id']}/cancel",
+             token=mint.service(caller, "delivery")).expect_problem(403)
     assert read_shipment(buyer_m, s["id"])["status"] == "pending"
+
+
+# ---------------------------------------------------------------- hardening
+
+
+def test_the_relay_runs_only_with_the_relays_own_identity(mint):
+    """Security: the relay CronJob holds a key of its own (`relay`), not a service's."""
+    path = "/internal/deliveries/outbox/relay"
+    body = post(path, token=mint.service("relay", "delivery")).expect(200).json()
+    assert set(body) == {"attempted", "delivered", "pending_shipments"}, body
+    for caller in ["delivery", "order"]:
+        post(path, token=mint.service(caller, "delivery")).expect_problem(403)
+    # …and the relay's identity creates no shipment.
+    post("/internal/deliveries", {"order_id": f"o1-{uuid.uuid4()}", "buyer_id": str(uuid.uuid4()),
+                                  "shipping_address": ADDRESS,
+                                  "items": [{"product_id": str(uuid.uuid4()), "title": "Lamp",
+                                             "quantity": 1}]},
+         token=mint.service("relay", "delivery")).expect_problem(403)
+
+
+def test_a_shipment_holds_at_most_200_events_then_409_and_repeats_stay_idempotent(shipment,
+                                                                                    carrier):
+    """Security: a carrier cannot inflate a shipment (and its public tracking page) forever."""
+    _, s = shipment
+    drive(s["id"], ["picked_up"], carrier.token)
+    ids = [f"cap-{i}" for i in range(199)]
+    for start in range(0, len(ids), 10):
+        concurrently([lambda i=i: event(s["id"], "in_transit", carrier.token, event_id=i,
+                                        location=i).expect(201)
+                      for i in ids[start:start + 10]])
+    over = event(s["id"], "in_transit", carrier.token).expect_problem(409)
+    assert "200 events" in over["detail"], over
+    event(s["id"], "in_transit", carrier.token, event_id="cap-3", location="cap-3").expect(201)
+    tracked = get(f"/api/deliveries/track/{s['tracking_number']}").expect(200).json()
+    assert len(tracked["history"]) == 200
+    assert len(read_shipment(carrier, s["id"])["history"]) == 200
+
+
+def test_unknown_query_parameters_are_400_on_every_delivery_route(shipment, carrier):
+    _, s = shipment
+    get(f"/api/deliveries/track/{s['tracking_number']}?lang=fr").expect_problem(400)
+    get(f"/api/deliveries/{s['id']}?expand=1", token=carrier.token).expect_problem(400)
+    get("/api/deliveries/healthz?verbose=1").expect_problem(400)
 
 
 def test_cancelled_is_terminal_every_carrier_event_is_409(mint, shipment, carrier):

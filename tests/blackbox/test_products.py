@@ -368,6 +368,20 @@ def test_a_malformed_search_parameter_is_a_4xx_problem():
           "sort=sideways"], lambda p: get(f"/api/products?{p}").expect_problem(400, 422))
 
 
+def test_a_search_text_of_more_than_eight_words_is_422_naming_q(shared_seller):
+    # Each word is one more term ranked for every matching product: the cost bound (docs).
+    eight = " or ".join(["lamp", "desk", "chair", "shelf", "rug", "bed", "sofa", "stool"])
+    assert get("/api/products" + qs(q=eight)).expect(200).json()["items"] is not None
+    doc = get("/api/products" + qs(q=eight + " or table")).expect_problem(422)
+    assert "q" in doc["errors"], doc
+
+
+def test_unknown_query_parameters_are_400_on_product_routes_too(shared_seller):
+    pid = create_product(shared_seller)["id"]
+    each([f"/api/products/{pid}?fields=title", "/api/products?colour=red",
+          "/api/products/healthz?x=1"], lambda path: get(path).expect_problem(400))
+
+
 # ---------------------------------------------------------------- internal reservations
 
 

@@ -427,6 +427,22 @@ def test_the_admin_emails_variable_makes_an_admin():
     assert me["role"] == "admin" and me["email"] == ADMIN_EMAIL
 
 
+def test_the_bootstrap_admin_may_not_move_off_its_address_409():
+    """Hardening: a listed admin address stays with the account that first took it."""
+    a = admin_user()
+    _email_change(a, unique_email("moved")).expect_problem(409)
+    assert get("/api/users/me", token=a.token).expect(200).json()["email"] == ADMIN_EMAIL
+
+
+def test_nobody_may_move_onto_the_bootstrap_admin_address_422(buyer):
+    _email_change(buyer, ADMIN_EMAIL.upper()).expect_invalid("email")
+    assert get("/api/users/me", token=buyer.token).json()["email"] == buyer.email
+
+
+def test_user_paths_match_exactly_a_trailing_slash_is_404(buyer):
+    get("/api/users/me/", token=buyer.token).expect_problem(404)
+
+
 def test_an_admin_reads_any_user(admin, seller):
     u = get(f"/api/users/{seller.id}", token=admin.token).expect(200).json()
     assert_user(u)

@@ -4,7 +4,7 @@ service needs.
 
     check_images.py CONTEXT_DIR      (CONTEXT_DIR = the --out of images/build.sh)
 
-For each of user, product, order, delivery:
+For each of user, product, order, delivery, web:
 - the image context holds exactly spin.toml and marketplace_<svc>.wasm, the .wasm starts with
   the WebAssembly component header, and images/<svc>/Dockerfile copies exactly those two files
   FROM scratch;
@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "images"))
 import service_manifest  # noqa: E402
 
-SERVICES = ["user", "product", "order", "delivery"]
+SERVICES = ["user", "product", "order", "delivery", "web"]
 COMPONENT_HEADER = b"\x00asm\x0d\x00\x01\x00"
 
 

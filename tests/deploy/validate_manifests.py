@@ -16,6 +16,11 @@ a YAML file (validated as is: the self-test fixtures). Every document is checked
    only /api/ paths on Ingresses, autoscaling wired to the Deployment the operator creates,
    PodDisruptionBudgets where more than one replica runs, NetworkPolicies that let only the
    intended callers reach each service, a migration Job per database.
+   The storefront's egress is limited to its peers; the outbox relay CronJobs sign as `relay`
+   with the relay's own key; no secret reaches a container's command line (`$(VAR)` of a
+   secret env var in args, a Redis password flag). With --production: TLS in transit
+   (marketplace-transport rediss + sslmode require/verify-full, TLS-only Redis, database
+   server certificates from the database CA, migration Jobs verifying it).
 3. spin.toml agreement: each SpinApp sets exactly the variables its component uses, every
    `secret = true` variable from a Secret, every variable whose default only works on a laptop
    (`127.0.0.1`, `.spin.internal`), and a runtime-config Secret iff it uses key-value stores.
@@ -46,11 +51,29 @@ import kustomize  # noqa: E402
 # scale-to-zero services, the KEDA HTTP add-on's interceptor). Keys are SpinApp names; values
 # are the `core.spinkube.dev/app-name` or `app.kubernetes.io/name` labels of the allowed pods.
 INTERNAL_CALLERS = {
-    "user": set(),
-    "product": {"order"},
-    "delivery": {"order", "delivery-outbox-relay"},
-    "order": {"delivery", "order-outbox-relay"},
+    "user": {"web"},
+    "product": {"order", "web"},
+    "delivery": {"order", "delivery-outbox-relay", "web"},
+    "order": {"delivery", "order-outbox-relay", "web"},
+    "web": set(),
 }
+# SpinApps that must have an egress policy, and the only peers (pod name label, port) it may
+# name: the storefront handles browsers' input, so it reaches the four services, its own Redis,
+# the cluster DNS and (with the KEDA HTTP add-on) the interceptor, nothing else.
+EGRESS_ALLOWED = {
+    "web": {("user", 80), ("product", 80), ("order", 80), ("delivery", 80), ("redis-web", 6379),
+            ("kube-dns", 53), ("interceptor", 8080)},
+}
+# SpinApps with no readiness route: the storefront depends on no database (a service that is
+# down renders an error page in words), so its health route is its readiness too.
+HEALTH_ONLY = {"web"}
+# The only Ingress path outside /api/: `/`, to the storefront (or the interceptor in front of it).
+ROOT_PATH_BACKENDS = {"web", "keda-interceptor"}
+# The relay CronJobs sign as `relay` with relay-service-key; no other signing key may reach them.
+RELAY_IDENTITY = "relay"
+RELAY_SECRET = "relay-service-key"
+SIGNING_SECRETS = {"marketplace-jwt", "order-service-key", "delivery-service-key", RELAY_SECRET}
+TRANSPORT = {"redis_scheme": {"redis", "rediss"}, "pg_sslmode": {"disable", "require", "verify-full"}}
 # Namespaces (by kubernetes.io/metadata.name) whose pods may reach any public service.
 EDGE_NAMESPACES = {"ingress-nginx", "keda"}
 EXECUTOR = "containerd-shim-spin"
@@ -229,20 +252,22 @@ def selects(selector: dict | None, labels: dict) -> bool:
 
 # ----------------------------------------------------------------------------- policy
 class Policy:
-    def __init__(self, docs: list[dict], spin: dict | None):
+    def __init__(self, docs: list[dict], spin: dict | None, production: bool = False):
         self.docs = docs
         self.spin = spin
+        self.production = production
         self.findings: list[str] = []
 
     def add(self, doc: dict | None, msg: str) -> None:
         self.findings.append(f"{ident(doc) if doc else '(set)'}: {msg}")
 
     def run(self) -> list[str]:
-        per_doc = [self.images, self.security, self.probes_and_resources, self.secrets, self.ingress, self.spinapp]
+        per_doc = [self.images, self.security, self.probes_and_resources, self.secrets, self.ingress, self.spinapp,
+                   self.command_lines, self.relay]
         for d in self.docs:
             for check in per_doc:
                 self._guard(check, d)
-        for check in (self.autoscaling, self.pdbs, self.network_policies, self.migrations):
+        for check in (self.autoscaling, self.pdbs, self.network_policies, self.egress, self.migrations, self.transport):
             self._guard(check)
         return self.findings
 
@@ -302,6 +327,8 @@ class Policy:
         kind = d.get("kind")
         if kind == "SpinApp":
             for probe, suffix in (("liveness", "/healthz"), ("readiness", "/readyz")):
+                if probe == "readiness" and dig(d, "metadata", "name") in HEALTH_ONLY:
+                    suffix = "/healthz"
                 path = dig(d, "spec", "checks", probe, "httpGet", "path")
                 if not path:
                     self.add(d, f"no {probe} check (spec.checks.{probe}.httpGet.path)")
@@ -369,10 +396,112 @@ class Policy:
         for rule in dig(d, "spec", "rules", default=[]) or []:
             for p in dig(rule, "http", "paths", default=[]) or []:
                 path = p.get("path", "")
+                backend = dig(p, "backend", "service", "name")
                 if "/internal" in path:
                     self.add(d, f"path {path!r} exposes an internal endpoint")
+                elif path == "/":
+                    if backend not in ROOT_PATH_BACKENDS:
+                        self.add(d, f"path '/' goes to {backend!r}: only the storefront (web) may have every path outside /api/")
                 elif not path.startswith("/api/"):
                     self.add(d, f"path {path!r} is not under /api/")
+
+    # command lines -------------------------------------------------------------
+    def command_lines(self, d: dict) -> None:
+        """A secret on a command line shows in `ps`, /proc/<pid>/cmdline and tooling output."""
+        ps = pod_spec(d)
+        if ps is None:
+            return
+        for c in (ps.get("containers") or []) + (ps.get("initContainers") or []):
+            secret_env = {e.get("name") for e in c.get("env") or [] if dig(e, "valueFrom", "secretKeyRef")}
+            words = [str(w) for w in (c.get("command") or []) + (c.get("args") or [])]
+            for w in words:
+                for var in re.findall(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", w):
+                    if var in secret_env or SECRETISH.search(var):
+                        self.add(d, f"container {c.get('name')!r} passes the secret {var} on its command line: let the program read it from the environment")
+                if w.lstrip("-").lower() in ("requirepass", "masterauth", "password", "database-url", "db-url"):
+                    self.add(d, f"container {c.get('name')!r} has {w!r} on its command line: use a config file or the environment")
+
+    # relay identity ------------------------------------------------------------
+    def relay(self, d: dict) -> None:
+        if d.get("kind") != "CronJob" or dig(d, "metadata", "labels", "app.kubernetes.io/component") != "outbox-relay":
+            return
+        ps = pod_spec(d) or {}
+        for c in ps.get("containers") or []:
+            args = [str(a) for a in c.get("args") or []]
+            who = args[args.index("--service") + 1] if "--service" in args[:-1] else None
+            if who != RELAY_IDENTITY:
+                self.add(d, f"relay signs as {who!r}: it must sign as {RELAY_IDENTITY!r} (--service {RELAY_IDENTITY})")
+            for e in c.get("env") or []:
+                ref = dig(e, "valueFrom", "secretKeyRef", "name")
+                if ref in SIGNING_SECRETS and ref != RELAY_SECRET:
+                    self.add(d, f"relay reads the signing key Secret {ref!r}: only {RELAY_SECRET!r}")
+        for v in ps.get("volumes") or []:
+            names = [dig(v, "secret", "secretName")] + [dig(src, "secret", "name") for src in dig(v, "projected", "sources", default=[]) or []]
+            for ref in names:
+                if ref in SIGNING_SECRETS and ref != RELAY_SECRET:
+                    self.add(d, f"relay mounts the signing key Secret {ref!r}: only {RELAY_SECRET!r}")
+
+    # egress ------------------------------------------------------------------
+    def egress(self) -> None:
+        nps = [d for d in self.docs if d.get("kind") == "NetworkPolicy"]
+        for a in (d for d in self.docs if d.get("kind") == "SpinApp"):
+            name = dig(a, "metadata", "name")
+            if name not in EGRESS_ALLOWED:
+                continue
+            ns, labels = dig(a, "metadata", "namespace"), pod_labels(a)
+            mine = [n for n in nps if dig(n, "metadata", "namespace") == ns and selects(dig(n, "spec", "podSelector"), labels)
+                    and "Egress" in (dig(n, "spec", "policyTypes") or [])]
+            if not mine:
+                self.add(a, "no egress NetworkPolicy selects it: it may connect anywhere")
+            for n in mine:
+                for rule in dig(n, "spec", "egress", default=[]) or []:
+                    peers, ports = rule.get("to"), rule.get("ports")
+                    if not peers or not ports:
+                        self.add(n, f"egress rule without `to` or `ports` lets {name} connect anywhere")
+                        continue
+                    for peer in peers:
+                        if "ipBlock" in peer:
+                            self.add(n, f"ipBlock egress peer for {name}: name the pods")
+                            continue
+                        ml = dig(peer, "podSelector", "matchLabels", default={}) or {}
+                        who = (ml.get("core.spinkube.dev/app-name") or ml.get("app.kubernetes.io/name")
+                               or ml.get("k8s-app") or ml.get("app.kubernetes.io/component"))
+                        for p in ports:
+                            if (who, p.get("port")) not in EGRESS_ALLOWED[name]:
+                                self.add(n, f"lets {name} connect to {who or peer} port {p.get('port')}")
+
+    # transport security ------------------------------------------------------
+    def transport(self) -> None:
+        cms = [d for d in self.docs if d.get("kind") == "ConfigMap" and dig(d, "metadata", "name") == "marketplace-transport"]
+        for cm in cms:
+            for k, allowed in TRANSPORT.items():
+                v = dig(cm, "data", k)
+                if v not in allowed:
+                    self.add(cm, f"{k} is {v!r}, expected one of {sorted(allowed)}")
+        if not self.production:
+            return
+        if not cms:
+            self.add(None, "production: no ConfigMap marketplace-transport (overlays/production/transport.env)")
+        for cm in cms:
+            if dig(cm, "data", "redis_scheme") != "rediss":
+                self.add(cm, "production must use rediss:// (redis_scheme: rediss)")
+            if dig(cm, "data", "pg_sslmode") not in ("require", "verify-full"):
+                self.add(cm, "production must use sslmode=require or verify-full (pg_sslmode)")
+        conf = next((dig(d, "data", "redis.conf", default="") for d in self.docs
+                     if d.get("kind") == "ConfigMap" and dig(d, "metadata", "name") == "redis-config"), None)
+        for d in self.docs:
+            if d.get("kind") == "StatefulSet" and dig(d, "spec", "template", "metadata", "labels", "app.kubernetes.io/component") == "key-value":
+                if conf is None or not re.search(r"^tls-port\s+6379$", conf, re.M) or not re.search(r"^port\s+0$", conf, re.M):
+                    self.add(d, "production Redis must serve TLS only (redis.conf: port 0, tls-port 6379)")
+                vols = {dig(v, "secret", "secretName") for v in dig(d, "spec", "template", "spec", "volumes", default=[]) or []}
+                if "redis-tls" not in vols:
+                    self.add(d, "production Redis mounts no certificate (Secret redis-tls)")
+            if d.get("kind") == "Cluster" and not dig(d, "spec", "certificates", "serverCASecret"):
+                self.add(d, "production database: no spec.certificates.serverCASecret (the CA the clients verify)")
+            if d.get("kind") == "Job" and dig(d, "metadata", "labels", "app.kubernetes.io/component") == "migration":
+                env = {e.get("name") for c in dig(d, "spec", "template", "spec", "containers", default=[]) or [] for e in c.get("env") or []}
+                if "PGSSLROOTCERT" not in env:
+                    self.add(d, "production migration Job does not verify the database certificate (PGSSLROOTCERT)")
 
     # spin.toml agreement -----------------------------------------------------
     def spinapp(self, d: dict) -> None:
@@ -446,6 +575,16 @@ class Policy:
             if d.get("kind") == "HorizontalPodAutoscaler":
                 ref = dig(d, "spec", "scaleTargetRef", default={}) or {}
                 scalers.setdefault((dig(d, "metadata", "namespace"), ref.get("name")), []).append(d)
+        # A service that may be at zero replicas has no endpoints: an in-cluster caller that uses
+        # its Service URL fails instead of waking it (the interceptor holds requests, the Service
+        # does not).
+        to_zero = {dig(d, "spec", "scaleTargetRef", "name") for d in self.docs if d.get("kind") == "ScaledObject"
+                   and as_int(dig(d, "spec", "minReplicaCount", default=1), 1) == 0}
+        for cm in (d for d in self.docs if d.get("kind") == "ConfigMap"):
+            for k, v in (dig(cm, "data", default={}) or {}).items():
+                m = re.match(r"https?://([a-z0-9-]+)\.", str(v))
+                if k.endswith("_service_url") and m and m.group(1) in to_zero:
+                    self.add(cm, f"{k} calls {m.group(1)!r} on its Service, but {m.group(1)} scales to zero: go through the interceptor")
         for d in self.docs:
             if d.get("kind") != "SpinApp":
                 continue
@@ -562,6 +701,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--spin-toml", default=str(root / "spin.toml"))
     ap.add_argument("--k8s-version", default=os.environ.get("K8S_SCHEMA_VERSION", "1.33.0"))
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--production", action="append", default=[], metavar="TARGET",
+                    help="also hold TARGET to the production rules (TLS in transit); may repeat")
     args = ap.parse_args(argv)
 
     crd_dir = Path(args.crds)
@@ -583,7 +724,8 @@ def main(argv: list[str] | None = None) -> int:
         for d in docs:
             for m in check_schema(d, crds, args.k8s_version):
                 findings.append(f"{t}: {ident(d)}: {m}")
-        findings += [f"{t}: {m}" for m in Policy(docs, spin).run()]
+        production = t in args.production or any(Path(t).resolve() == Path(p).resolve() for p in args.production)
+        findings += [f"{t}: {m}" for m in Policy(docs, spin, production).run()]
         if not args.quiet:
             kinds: dict[str, int] = {}
             for d in docs:

@@ -2,7 +2,10 @@
 // Run with tests/e2e/run.sh (it starts the app and sets E2E_BASE_URL); screenshots go to artifacts/.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
@@ -32,8 +35,83 @@ async function api(method, path, body, token) {
   return text ? JSON.parse(text) : null;
 }
 
+const AXE_SOURCE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+/** Every page checked by axe-core, with what it found (impact serious or critical only). */
+const audited = new Map();
+
+/** axe-core on the page as it is (injected over CDP: the CSP forbids any script of ours). */
+async function audit(page, name) {
+  const seen = await page.evaluate(() => typeof window.axe);
+  if (seen === 'undefined') await page.evaluate(AXE_SOURCE);
+  const { violations, passes } = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
+  assert.ok(passes.length > 10, `axe ran on ${name}`);
+  const bad = violations.filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .map((v) => `${v.impact} ${v.id}: ${v.help} at ${v.nodes.map((n) => n.target.join(' ')).slice(0, 3).join(', ')}`);
+  const path = new URL(page.url()).pathname;
+  const minor = violations.map((v) => `${v.impact} ${v.id}`);
+  audited.set(`${name} ${path}`, `${passes.length} rules passed${minor.length ? `; ${minor.join(', ')}` : ''}`);
+  assert.deepEqual(bad, [], `axe on ${name} (${path})`);
+}
+
+/** A screenshot of the page (artifacts/) and its accessibility check. */
 async function shot(page, name) {
   await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
+  await audit(page, name);
+}
+
+// ---- the storefront's session records (SQLite file of the `web-sessions` label)
+
+function sessionsDb() {
+  const candidates = [process.env.E2E_SESSIONS_DB, process.env.SCALED_RUN_DIR && join(process.env.SCALED_RUN_DIR, 'kv-web-sessions.db')];
+  const found = candidates.find((f) => f && existsSync(f));
+  if (!found) throw new Error(`the web-sessions SQLite file is not among ${candidates}`);
+  return found;
+}
+const sql = (statement) => execFileSync('sqlite3', ['-cmd', '.timeout 5000', sessionsDb(), statement], { encoding: 'utf8' }).trim();
+/** The record's key: the hex SHA-256 of the cookie's session id. */
+const recordKey = (sid) => createHash('sha256').update(sid).digest('hex');
+function readSession(sid) {
+  const raw = sql(`SELECT CAST(value AS TEXT) FROM spin_key_value WHERE key = '${recordKey(sid)}'`);
+  return raw ? JSON.parse(raw) : null;
+}
+function writeSession(sid, record) {
+  const hex = Buffer.from(JSON.stringify(record)).toString('hex');
+  sql(`UPDATE spin_key_value SET value = X'${hex}' WHERE key = '${recordKey(sid)}'`);
+}
+function deleteSession(sid) {
+  sql(`DELETE FROM spin_key_value WHERE key = '${recordKey(sid)}'`);
+}
+/** Makes the session's access token look expired to the storefront (it then refreshes). */
+function expireAccessToken(sid) {
+  const r = readSession(sid);
+  r.signed_in.access_expires_at = 0;
+  writeSession(sid, r);
+}
+const sessionCookie = async () => (await context.cookies()).find((c) => c.name === 'mp_session')?.value;
+
+/** Registers through the storefront's form (which signs in). */
+async function registerInBrowser(page, who, name, seller = false) {
+  await page.goto('/register');
+  await page.getByLabel('Email').fill(who);
+  await page.getByLabel('Password (10 to 128 characters)').fill(PASSWORD);
+  await page.getByLabel('Your name').fill(name);
+  if (seller) await page.getByLabel('sell').check();
+  await page.getByRole('button', { name: 'Register' }).click();
+  await page.waitForURL(`${BASE}/`);
+}
+
+/** Fills the checkout form and places the order; the order page's path. */
+async function checkOut(page, name, line1, city, postal) {
+  await page.locator('#checkout').click();
+  await page.waitForURL(`${BASE}/checkout`);
+  await page.getByLabel('Name').fill(name);
+  await page.getByLabel('Address', { exact: true }).fill(line1);
+  await page.getByLabel('City').fill(city);
+  await page.getByLabel('Postal code').fill(postal);
+  await page.getByLabel('Country (two letters, e.g. DE)').fill('DE');
+  await page.locator('#place-order').click();
+  await page.waitForURL(/\/orders\/[A-Za-z0-9_-]+$/);
+  return new URL(page.url()).pathname;
 }
 
 /** A fresh page in a fresh browser context (no cookies), failing on any dialog (alert()). */
@@ -72,6 +150,9 @@ before(async () => {
 });
 
 after(async () => {
+  const pages = [...audited.keys()];
+  console.log(`# axe-core checked ${pages.length} pages, none with a serious or critical violation: ${
+    [...audited].map(([page, found]) => `${page} (${found})`).join('; ')}`);
   await context?.close();
   if (profileDir) rmSync(profileDir, { recursive: true, force: true });
 });
@@ -207,6 +288,7 @@ test('a seller puts a product up, changes its stock and archives it', async (t) 
   await page.getByLabel('Stock').fill('3');
   await page.locator('#save-product').click();
   await page.locator('.field-error', { hasText: 'Enter an amount' }).waitFor();
+  await shot(page, '22-product-form-errors');
   await page.getByLabel('Price').fill('34.50');
   await page.locator('#save-product').click();
   await page.waitForURL(`${BASE}/sell`);
@@ -244,6 +326,8 @@ test('a carrier scans the parcel once, however often the form is sent', async (t
   await page.getByRole('button', { name: 'Log in' }).click();
   await page.waitForURL(`${BASE}/`);
   await page.getByRole('link', { name: 'Scan', exact: true }).click();
+  await page.waitForURL(`${BASE}/carrier`);
+  await shot(page, '23-carrier-lookup');
   await page.getByLabel('Shipment id').fill(shipment.id);
   await page.getByRole('button', { name: 'Open' }).click();
   await page.waitForURL(`${BASE}/carrier/shipments/${shipment.id}`);
@@ -377,5 +461,116 @@ test('unknown pages and products answer 404 pages in words', async (t) => {
   const nowhere = await page.goto('/no/such/page');
   assert.equal(nowhere.status(), 404);
   await shot(page, '13-not-found');
+  await page.close();
+});
+
+test('a seller lists a product, a buyer finds and buys it, the seller sees the sale', async (t) => {
+  await context.clearCookies();
+  const page = await freshPage(t);
+  const seller = `seller3-${RUN}@example.test`;
+  await registerInBrowser(page, seller, 'Sol Seller', true);
+  await page.goto('/sell/new');
+  const title = `Cedar plant stand ${RUN}`;
+  await page.getByLabel('Title').fill(title);
+  await page.getByLabel('Description').fill('Three tiers of cedar for a sunny window.');
+  await page.getByLabel('Category').fill('garden');
+  await page.getByLabel('Price').fill('27.00');
+  await page.getByLabel('Stock').fill('6');
+  await shot(page, '17-product-form');
+  await page.locator('#save-product').click();
+  await page.waitForURL(`${BASE}/sell`);
+  await page.locator('#my-products tr', { hasText: title }).waitFor();
+  await page.locator('#logout').click();
+  await page.waitForURL(`${BASE}/`);
+
+  // A buyer finds it by searching (the product service's index may take a moment).
+  await registerInBrowser(page, `buyer3-${RUN}@example.test`, 'Cy Buyer');
+  const hit = page.locator('#results a', { hasText: title });
+  for (let i = 0; i < 20; i++) {
+    await page.goto(`/search?q=${encodeURIComponent('cedar plant stand')}&category=garden&in_stock=true`);
+    if (await hit.count()) break;
+    await page.waitForTimeout(500);
+  }
+  await hit.first().waitFor();
+  await shot(page, '18-search-filters');
+  await hit.first().click();
+  await page.locator('#add-to-cart').click();
+  await page.waitForURL(`${BASE}/cart`);
+  const orderPath = await checkOut(page, 'Cy Buyer', '3 Garden Row', 'Munich', '80331');
+  assert.match(orderPath, /^\/orders\//);
+  await page.locator('#logout').click();
+  await page.waitForURL(`${BASE}/`);
+
+  // The seller's sales page lists the line.
+  await page.goto('/login?next=%2Fsell%2Fsales');
+  await page.getByLabel('Email').fill(seller);
+  await page.getByLabel('Password').fill(PASSWORD);
+  await shot(page, '19-login');
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.waitForURL(`${BASE}/sell/sales`);
+  const sale = page.locator('#sales tbody tr', { hasText: title });
+  await sale.waitFor();
+  assert.match(await sale.textContent(), /27\.00 EUR/);
+  assert.match(await sale.textContent(), /Munich/);
+  await shot(page, '20-sales');
+  await page.close();
+});
+
+test('a session whose record is gone, or whose login was revoked, leads to the login page', async (t) => {
+  await context.clearCookies();
+  const page = await freshPage(t);
+  const email = `buyer4-${RUN}@example.test`;
+  await registerInBrowser(page, email, 'Di Buyer');
+
+  // The server-side record disappears (expired and swept, or removed): the cookie is worthless.
+  deleteSession(await sessionCookie());
+  const gone = await page.goto('/orders');
+  assert.equal(gone.status(), 200);
+  assert.match(page.url(), /\/login\?next=%2Forders&reason=ended$/);
+  assert.match(await page.locator('#message').textContent(), /session has ended/);
+  await page.locator('#problem-detail').waitFor({ state: 'detached' });
+  await shot(page, '21-session-ended');
+
+  // Signed in again; then the login is revoked at the user service (logout elsewhere, theft
+  // detection) and the access token runs out: the refresh is refused → the login page.
+  await page.getByLabel('Email').fill(email);
+  await page.getByLabel('Password').fill(PASSWORD);
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.waitForURL(`${BASE}/orders`);
+  const sid = await sessionCookie();
+  const { refresh_token: rt } = readSession(sid).signed_in;
+  await api('POST', '/api/auth/logout', { refresh_token: rt });
+  expireAccessToken(sid);
+  await page.goto('/orders');
+  assert.match(page.url(), /\/login\?next=%2Forders&reason=ended$/);
+  assert.match(await page.locator('#message').textContent(), /session has ended/);
+  assert.equal(readSession(sid).signed_in, null, 'the session is signed out');
+  await page.goto('/');
+  await page.getByRole('link', { name: 'Log in' }).waitFor();
+  await page.close();
+});
+
+test('two page loads that find the access token expired refresh it once', async (t) => {
+  await context.clearCookies();
+  const page = await freshPage(t);
+  await registerInBrowser(page, `buyer5-${RUN}@example.test`, 'Ed Buyer');
+  const sid = await sessionCookie();
+  let before = readSession(sid).signed_in;
+  const load = () => fetch(`${BASE}/orders`, { headers: { cookie: `mp_session=${sid}` }, redirect: 'manual' });
+  for (let round = 1; round <= 3; round++) {
+    expireAccessToken(sid);
+    const answers = await Promise.all([load(), load(), load()]);
+    assert.deepEqual(answers.map((a) => a.status), [200, 200, 200], `round ${round}: every load is signed in`);
+    for (const a of answers) assert.match(await a.text(), /My orders/);
+    const now = readSession(sid).signed_in;
+    assert.ok(now, `round ${round}: still signed in`);
+    assert.notEqual(now.refresh_token, before.refresh_token, 'refreshed');
+    assert.ok(now.access_expires_at > Date.now() / 1000 + 600, 'a new access token');
+    assert.equal(readSession(sid).refreshing ?? null, null, 'the lock is let go');
+    before = now;
+  }
+  // The login survived every round: a reused refresh token would have revoked it.
+  await page.goto('/orders');
+  assert.equal(new URL(page.url()).pathname, '/orders');
   await page.close();
 });

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The storefront's journeys in a real headless Chromium (Debian's `chromium`, driven by
 # playwright-core; no browser download) against a private app on real Spin: one instance,
-# SQLite key-value files, ports from E2E_PORT_BASE (default 32000). Installs what it needs,
+# SQLite key-value files, ports from E2E_PORT_BASE (default 32000: +1..+4 PostgreSQL, +21 the
+# app, +50 the listener), state in E2E_RUN_DIR (default .spin/e2e). Installs what it needs,
 # starts the app, runs `node --test`, saves screenshots under tests/e2e/artifacts/, stops it all.
+# The journeys read and edit the storefront's session records in the SQLite file of
+# `web-sessions` (E2E_SESSIONS_DB) to expire sessions and tokens without waiting 15 minutes.
 #
-#   tests/e2e/run.sh            (make e2e builds the components first)
+#   tests/e2e/run.sh            (make e2e builds the components first; 1 to 3 minutes)
 set -euo pipefail
 cd "$(dirname "$0")"
 here=$(pwd)
@@ -12,18 +15,19 @@ root=$(cd ../.. && pwd)
 
 log() { printf '[e2e] %s\n' "$*" >&2; }
 
-if ! command -v chromium >/dev/null || ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-  log "installing chromium and node (apt)"
+if ! command -v chromium >/dev/null || ! command -v node >/dev/null || ! command -v npm >/dev/null \
+  || ! command -v sqlite3 >/dev/null; then
+  log "installing chromium, node and sqlite3 (apt)"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium nodejs npm >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium nodejs npm sqlite3 >/dev/null
 fi
-if [ ! -d node_modules/playwright-core ]; then
-  log "installing playwright-core (npm ci; it downloads no browser)"
+if [ ! -d node_modules/playwright-core ] || [ ! -d node_modules/axe-core ]; then
+  log "installing playwright-core and axe-core (npm ci; it downloads no browser)"
   PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent
 fi
 
 base=${E2E_PORT_BASE:-32000}
-export SCALED_RUN_DIR=$root/.spin/e2e SCALED_PORT_BASE=$base APP_INSTANCES=1 KV_BACKEND=sqlite
+export SCALED_RUN_DIR=${E2E_RUN_DIR:-$root/.spin/e2e} SCALED_PORT_BASE=$base APP_INSTANCES=1 KV_BACKEND=sqlite
 export LISTEN=127.0.0.1:$((base + 50))
 up="$root/tools/scaled/up.sh"
 trap '"$up" stop >/dev/null 2>&1 || true' EXIT

@@ -72,9 +72,9 @@ _call("PUT", f"/api/users/{USERS['carrier']}/role", {"role": "carrier"},
 # (method regex, path regex, who): the first match decides.
 RULES = [
     (r".*", r"^/internal/products/", ("service", "order", "product")),
-    (r".*", r"^/internal/orders/outbox/relay$", ("service", "order", "order")),
+    (r".*", r"^/internal/orders/outbox/relay$", ("service", "relay", "order")),
     (r".*", r"^/internal/orders/", ("service", "delivery", "order")),
-    (r".*", r"^/internal/deliveries/outbox/relay$", ("service", "delivery", "delivery")),
+    (r".*", r"^/internal/deliveries/outbox/relay$", ("service", "relay", "delivery")),
     (r".*", r"^/internal/deliveries", ("service", "order", "delivery")),
     (r"POST", r"^/api/deliveries/[^/]+/events$", ("user", "carrier")),
     (r".*", r"^/api/deliveries", ("user", "admin")),

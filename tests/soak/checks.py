@@ -50,9 +50,9 @@ def run_relays(world, deadline_s=150):
     deadline = time.monotonic() + deadline_s
     while True:
         s1, order_stats = c.request("POST", "/internal/orders/outbox/relay", {},
-                                    token=world.mint.service("order", "order"))
+                                    token=world.mint.service("relay", "order"))
         s2, delivery_stats = c.request("POST", "/internal/deliveries/outbox/relay",
-                                       token=world.mint.service("delivery", "delivery"))
+                                       token=world.mint.service("relay", "delivery"))
         outbox = undelivered_outbox()
         wait_keys = pending_keys()
         done = (s1 == 200 and s2 == 200 and outbox == 0 and wait_keys is None

@@ -86,6 +86,8 @@ class Minter:
         self.services = {
             "order": Signer(env["SPIN_VARIABLE_ORDER_SERVICE_SIGNING_KEY"]),
             "delivery": Signer(env["SPIN_VARIABLE_DELIVERY_SERVICE_SIGNING_KEY"]),
+            # The outbox relay's own identity (the CronJobs'): only the relay routes accept it.
+            "relay": Signer(env["RELAY_SIGNING_KEY"]),
         }
         self.issuer = env.get("SPIN_VARIABLE_JWT_ISSUER", "marketplace-user-service")
         self.audience = env.get("SPIN_VARIABLE_JWT_AUDIENCE", "marketplace")

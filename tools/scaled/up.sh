@@ -109,7 +109,7 @@ do_stop() {
 write_env() {
   # The variables both app instances get; also what bench/ and the tests source.
   local secrets=$run/secrets.env
-  if [ ! -f "$secrets" ]; then
+  if [ ! -f "$secrets" ] || ! grep -q RELAY_SIGNING_KEY "$secrets"; then # (older files: no relay key)
     read -r user_seed user_pub < <(tools/dev/keys.sh)
     read -r order_seed order_pub < <(tools/dev/keys.sh)
     read -r delivery_seed delivery_pub < <(tools/dev/keys.sh)

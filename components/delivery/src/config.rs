@@ -8,9 +8,16 @@ use crate::error::{Error, Result};
 /// ones it signs.
 pub const SERVICE: &str = "delivery";
 
+/// The outbox relay's own identity (its CronJob): the one caller of
+/// `POST /internal/deliveries/outbox/relay`, refused everywhere else.
+pub const RELAY: &str = "relay";
+
+/// The order service: the one caller of the other internal routes, and the reports' audience.
+pub const ORDER: &str = "order";
+
 pub struct Config {
     pub verifier: Verifier,
-    /// Signs this service's tokens to the order service (and the relay CronJob's).
+    /// Signs this service's tokens to the order service.
     pub signer: Signer,
     /// Base URL of the order service, without a trailing slash.
     pub order_service_url: String,

@@ -2,7 +2,7 @@
 
 use marketplace_shared::{FieldErrors, Problem};
 
-use crate::domain::TransitionError;
+use crate::domain::{MAX_EVENTS_PER_SHIPMENT, TransitionError};
 
 #[derive(Debug)]
 pub enum Error {
@@ -14,6 +14,8 @@ pub enum Error {
     NotFound,
     /// 409: the state machine refuses the event.
     Transition(TransitionError),
+    /// 409: the shipment's history holds [`MAX_EVENTS_PER_SHIPMENT`] events already.
+    HistoryFull,
     /// 409: another state conflict.
     Conflict(String),
     /// 503: a key-value label failed (`cause` is logged, never shown).
@@ -34,14 +36,18 @@ impl From<Problem> for Error {
     }
 }
 
-impl Error {
-    /// The problem document; 5xx causes are logged here and kept out of the body.
-    pub fn into_problem(self) -> Problem {
-        match self {
+/// The problem document; 5xx causes are logged here and kept out of the body.
+impl From<Error> for Problem {
+    fn from(e: Error) -> Self {
+        match e {
             Error::Problem(p) => p,
             Error::Invalid(errors) => Problem::validation(errors),
             Error::NotFound => Problem::not_found("no such shipment"),
             Error::Transition(e) => Problem::conflict(e.to_string()),
+            Error::HistoryFull => Problem::conflict(format!(
+                "this shipment's history is full: at most {MAX_EVENTS_PER_SHIPMENT} events are \
+                 recorded per shipment"
+            )),
             Error::Conflict(detail) => Problem::conflict(detail),
             Error::Store { label, cause } => {
                 eprintln!("key-value store {label} failed: {cause}");

@@ -11,7 +11,12 @@
 use std::io::{BufRead, Write};
 
 use marketplace_product::domain::Search;
-use marketplace_product::sql::{self, Param, Statement};
+use marketplace_product::domain::search::SEARCH_PARAMS;
+use marketplace_product::store::{
+    self,
+    sql::{self, Param, Statement},
+};
+use marketplace_shared::query::Query;
 
 fn literal(param: &Param) -> String {
     let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
@@ -28,13 +33,7 @@ fn literal(param: &Param) -> String {
 fn inline(statement: &Statement) -> String {
     let mut sql = statement.sql.clone();
     for (i, param) in statement.params.iter().enumerate().rev() {
-        let cast = match param {
-            Param::Text(_) => "text",
-            Param::Int(_) => "int8",
-            Param::Real(_) => "real",
-            Param::Uuid(_) => "uuid",
-        };
-        sql = sql.replace(&format!("${}::{cast}", i + 1), &literal(param));
+        sql = sql.replace(&format!("${}::{}", i + 1, param.cast()), &literal(param));
     }
     sql
 }
@@ -44,11 +43,11 @@ fn main() {
     let mut out = stdout.lock();
     for line in std::io::stdin().lock().lines() {
         let line = line.expect("stdin");
-        let search = match Search::parse(line.trim()) {
-            Ok(search) => search,
-            Err(problem) => panic!("{line}: {problem:?}"),
-        };
-        let spec = search.spec();
+        let search = Query::parse(line.trim(), SEARCH_PARAMS)
+            .map_err(|p| p.detail)
+            .and_then(|q| Search::parse(&q).map_err(|e| format!("{e:?}")))
+            .unwrap_or_else(|e| panic!("{line}: {e}"));
+        let spec = store::spec(&search);
         let statements: Vec<String> = sql::search(&spec).iter().map(inline).collect();
         let record =
             serde_json::json!({ "query": line, "fetch": spec.fetch, "statements": statements });

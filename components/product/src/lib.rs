@@ -4,33 +4,34 @@
 //! reads); a key-value read model serves product pages. See `README.md` for the read path,
 //! the staleness bound and the key-value layout.
 
-pub mod domain;
-pub mod sql;
+// Natively (unit tests) the entry point is not built, so the I/O modules look unused; the
+// wasm build (clippy) still finds dead code.
+#![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 
-// Natively (unit tests) the entry point is not built, so the I/O modules look unused.
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 mod config;
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+pub mod domain;
 mod error;
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
-mod http;
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
-mod kv;
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
-mod store;
+mod handlers;
+mod routes;
+pub mod store;
 
-/// The entry point: wires the request to the router, nothing else. The export glue that
-/// `http_component` generates uses `unsafe`, which the workspace otherwise denies.
+/// The entry point: reads the request, loads the configuration once, routes. The export
+/// glue that `http_component` generates uses `unsafe`, which the workspace otherwise denies.
 #[cfg(target_arch = "wasm32")]
 #[allow(unsafe_code)]
 mod entry {
+    use marketplace_shared::Problem;
+
     #[spin_sdk::http_component]
-    async fn handle(req: spin_sdk::http::IncomingRequest) -> spin_sdk::http::Response {
-        // Bodies over 1 MiB are refused while streaming in (413), never read whole.
-        let req = match marketplace_shared::response::read_request(req).await {
-            Ok(req) => req,
-            Err(refused) => return refused,
-        };
-        super::http::route(req)
+    async fn handle(req: spin_sdk::http::IncomingRequest, out: spin_sdk::http::ResponseOutparam) {
+        // The request is read within the body limit and the answer sent in one write
+        // (marketplace_shared::http::serve).
+        marketplace_shared::http::serve(req, out, |req| async move {
+            match super::config::Config::load() {
+                Ok(config) => super::routes::dispatch(&req, &config),
+                Err(e) => Problem::from(e).into(),
+            }
+        })
+        .await
     }
 }

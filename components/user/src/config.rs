@@ -2,7 +2,9 @@
 
 use marketplace_shared::tokens::{Signer, Verifier};
 
+use crate::domain::admin::AdminEmails;
 use crate::domain::client::TrustedProxies;
+use crate::domain::login::SessionLifetime;
 use crate::error::Error;
 
 /// This service's name, the audience of service tokens addressed to it.
@@ -16,10 +18,12 @@ pub struct Config {
     pub public_keys: String,
     pub verifier: Verifier,
     pub signer: Signer,
-    /// `admin_emails`, comma-separated.
-    pub admin_emails: String,
+    /// `admin_emails`, comma-separated: the bootstrap admin addresses.
+    pub admin_emails: AdminEmails,
     /// `trusted_proxies`: the peers whose `X-Forwarded-For` names the client.
     pub trusted_proxies: TrustedProxies,
+    /// `session_max_lifetime_secs`: the absolute lifetime of a login (default 30 days).
+    pub session_lifetime: SessionLifetime,
 }
 
 fn var(name: &str) -> Result<String, Error> {
@@ -27,7 +31,8 @@ fn var(name: &str) -> Result<String, Error> {
 }
 
 /// A variable added after v1: a manifest that does not declare it (an older per-service
-/// spin.toml) gets its default, empty, instead of failing every request.
+/// spin.toml) gets its default (empty, which each parser reads as its default) instead of
+/// failing every request.
 fn optional_var(name: &str) -> Result<String, Error> {
     match spin_sdk::variables::get(name) {
         Err(spin_sdk::variables::Error::Undefined(_)) => Ok(String::new()),
@@ -53,8 +58,10 @@ impl Config {
             public_keys,
             verifier,
             signer,
-            admin_emails: var("admin_emails")?,
+            admin_emails: AdminEmails::parse(&var("admin_emails")?),
             trusted_proxies: TrustedProxies::parse(&optional_var("trusted_proxies")?)
+                .map_err(Error::Internal)?,
+            session_lifetime: SessionLifetime::parse(&optional_var("session_max_lifetime_secs")?)
                 .map_err(Error::Internal)?,
         })
     }

@@ -6,6 +6,8 @@ use spin_sdk::pg4::PgError;
 
 /// The unique index that makes an email belong to at most one live account.
 pub const EMAIL_UNIQUE_CONSTRAINT: &str = "users_email_normalized_key";
+/// The key that makes a bootstrap-admin address belong to the first account that took it.
+pub const RESERVATION_KEY: &str = "reserved_admin_emails_pkey";
 
 /// Everything a user-service request can fail with.
 #[derive(Debug)]
@@ -16,6 +18,10 @@ pub enum Error {
     InvalidCredentials,
     /// Another live account has this email.
     EmailTaken,
+    /// A bootstrap-admin address already reserved for another (possibly deleted) account.
+    EmailReserved,
+    /// The account's address is a bootstrap-admin one: it stays with the account.
+    AdminAddressKept,
     /// Too many failed logins for this account; seconds until the window reopens.
     LoginsLocked { retry_after: u64 },
     /// Too many failed logins from this client address; seconds until its window reopens.
@@ -50,6 +56,10 @@ impl From<Error> for Problem {
             Error::Client(p) => p,
             Error::InvalidCredentials => Problem::unauthorized("invalid email or password"),
             Error::EmailTaken => Problem::conflict("an account with this email already exists"),
+            Error::EmailReserved => Problem::conflict("this email address is reserved"),
+            Error::AdminAddressKept => Problem::conflict(
+                "a bootstrap admin address stays with its account; the email cannot be changed",
+            ),
             Error::LoginsLocked { retry_after } => Problem::too_many_requests(
                 retry_after,
                 "too many failed logins for this account; try again later",
@@ -96,6 +106,7 @@ impl From<PgError> for Error {
     fn from(e: PgError) -> Self {
         match Failure::of(&e) {
             f if f.is_unique(EMAIL_UNIQUE_CONSTRAINT) => Error::EmailTaken,
+            f if f.is_unique(RESERVATION_KEY) => Error::EmailReserved,
             Failure::Unavailable | Failure::Contended => Error::DatabaseUnavailable(describe(&e)),
             _ => Error::Internal(describe(&e)),
         }
@@ -112,6 +123,11 @@ mod tests {
     fn a_unique_violation_on_the_email_index_is_a_409_and_others_are_not() {
         let p: Problem = Error::from(db_error("23505", Some(EMAIL_UNIQUE_CONSTRAINT))).into();
         assert_eq!(p.status, 409);
+        let p: Problem = Error::from(db_error("23505", Some(RESERVATION_KEY))).into();
+        assert_eq!(
+            (p.status, p.detail.as_str()),
+            (409, "this email address is reserved")
+        );
         let p: Problem = Error::from(db_error("23505", Some("users_pkey"))).into();
         assert_eq!(p.status, 500);
     }
@@ -126,6 +142,24 @@ mod tests {
             let p: Problem = Error::from(e).into();
             assert_eq!(p.status, 503);
             assert!(p.detail.contains("database"));
+        }
+    }
+
+    /// What Spin 4.1 reported for a wrong password (its component log, with the error's debug
+    /// form logged raw); a URL is added, as a driver could name it. Only the class is logged.
+    #[test]
+    fn a_failed_connection_logs_only_its_class() {
+        let spin = "Error occurred while creating a new object: db error\n\nCaused by:\n    \
+                    0: db error\n    1: FATAL: password authentication failed for user \"pwuser\"\
+                    \n\nStack backtrace:\n   0: <unknown>";
+        for text in [
+            spin.to_string(),
+            format!("postgres://pwuser:S3cret@db:5432/x: {spin}"),
+        ] {
+            match Error::from(PgError::ConnectionFailed(text)) {
+                Error::DatabaseUnavailable(cause) => assert_eq!(cause, "connection failed"),
+                other => panic!("{other:?}"),
+            }
         }
     }
 

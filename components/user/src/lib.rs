@@ -1,8 +1,10 @@
 //! The user service: accounts, passwords, access and refresh tokens, roles.
 //!
 //! The only issuer of user access tokens (EdDSA JWTs); the other services verify them locally
-//! with `marketplace_shared::tokens::Verifier`. See `routes` for the route table, `domain` for
-//! the rules, `store` for PostgreSQL and the key-value store.
+//! with `marketplace_shared::tokens::Verifier`. `routes` is the route table, `handlers` the
+//! thin handlers, `domain` the rules (login policy in `domain::login`, bootstrap admins in
+//! `domain::admin`), `store` PostgreSQL and the key-value store, `error` the one mapping to
+//! problem documents.
 //!
 //! Choices worth knowing:
 //! - Login failures live in the `users` key-value store, per normalised email (hashed) and per
@@ -21,10 +23,11 @@
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod handlers;
 pub mod routes;
 pub mod store;
 
-/// The Spin entry point: everything is in the router.
+/// The Spin entry point: read the request, load the configuration, dispatch.
 ///
 /// The `http_component` macro expands to the component's `unsafe` ABI glue (exported
 /// symbols); the workspace denies `unsafe_code`, so it is allowed for this module only. It is
@@ -34,12 +37,15 @@ pub mod store;
 #[allow(unsafe_code)]
 mod entry {
     #[spin_sdk::http_component]
-    async fn handle(req: spin_sdk::http::IncomingRequest) -> spin_sdk::http::Response {
-        // Bodies over 1 MiB are refused while streaming in (413), never read whole.
-        let req = match marketplace_shared::response::read_request(req).await {
-            Ok(req) => req,
-            Err(refused) => return refused,
-        };
-        crate::routes::handle(req)
+    async fn handle(req: spin_sdk::http::IncomingRequest, out: spin_sdk::http::ResponseOutparam) {
+        // The request is read within the body limit and the answer sent in one write
+        // (marketplace_shared::http::serve).
+        marketplace_shared::http::serve(req, out, |req| async move {
+            match crate::config::Config::load() {
+                Ok(config) => crate::routes::dispatch(&req, &config),
+                Err(e) => e.into(),
+            }
+        })
+        .await
     }
 }

@@ -1,7 +1,13 @@
-//! The one error type of the storefront and its one mapping to what the person sees: an
-//! HTML error page in words (never a raw problem document), or the sign-in page.
+//! The one error type of the storefront and its one mapping to what the person sees
+//! ([`Error::into_page`]): an HTML error page in words (never a raw problem document), or the
+//! sign-in page. (The storefront answers people, so where the services map their `Error` to a
+//! `Problem`, it maps to an [`ErrorPage`]; routing refusals arrive as `Problem`s.)
+
+use marketplace_shared::Problem;
 
 use crate::clients::ApiError;
+use crate::domain::cart::CartError;
+use crate::store::StoreError;
 
 #[derive(Debug)]
 pub enum Error {
@@ -97,6 +103,28 @@ impl From<ApiError> for Error {
                 "{} service answered {}: {}",
                 e.service, e.status, e.detail
             )),
+        }
+    }
+}
+
+/// Routing refusals (404, 405, 400 for the query): their detail in words.
+impl From<Problem> for Error {
+    fn from(p: Problem) -> Self {
+        Error::page(p.status, p.detail)
+    }
+}
+
+impl From<CartError> for Error {
+    fn from(e: CartError) -> Self {
+        Error::page(422, e.message())
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        Error::Unavailable {
+            dependency: format!("session store ({})", e.label),
+            cause: e.cause,
         }
     }
 }

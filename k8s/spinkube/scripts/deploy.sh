@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Deploy one release (one image tag for all six images) to an environment, in the order that
+# Deploy one release (one image tag for all seven images) to an environment, in the order that
 # keeps the running version serving: data layer and config first, then migrations, then apps.
 #
 #   deploy.sh ENVIRONMENT TAG [--dry-run]      ENVIRONMENT: staging | production
@@ -7,7 +7,7 @@
 # TAG is the commit SHA the deploy workflow pushed every image under. The same command rolls
 # back: deploy.sh production <previous tag> (see docs/deploy.md, "Rolling back").
 # Needs kubectl >= 1.31 pointing at the environment's cluster; secrets bootstrapped once with
-# create-secrets.sh bootstrap.
+# create-secrets.sh --env ENVIRONMENT bootstrap.
 set -euo pipefail
 
 env=${1:?environment (staging|production)}
@@ -31,7 +31,7 @@ trap 'rm -rf "$release"' EXIT
   echo "kind: Kustomization"
   echo "resources: [../overlays/$env]"
   echo "images:"
-  for img in user product order delivery migrate relay; do
+  for img in user product order delivery web migrate relay; do
     echo "  - {name: ghcr.io/marketplace/marketplace-$img, newName: $registry/marketplace-$img, newTag: \"$tag\"}"
   done
 } > "$release/kustomization.yaml"
@@ -49,12 +49,13 @@ apply() { kubectl apply -f "$release/rendered.yaml" --selector "$1"; }
 apply 'app.kubernetes.io/component notin (api,migration)'
 kubectl -n "$NS" wait --for=condition=Ready cluster.postgresql.cnpg.io --all --timeout=15m
 kubectl -n marketplace-orders wait --for=condition=Ready cluster.postgresql.cnpg.io --all --timeout=15m
-for s in redis-users redis-products-0 redis-products-1 redis-deliveries-0 redis-deliveries-1; do
+for s in redis-users redis-products-0 redis-products-1 redis-deliveries-0 redis-deliveries-1 redis-web; do
   kubectl -n "$NS" rollout status "statefulset/$s" --timeout=10m
 done
 
-# 2. Connection strings from CloudNativePG's generated credentials (follows password rotation).
-"$here/create-secrets.sh" db-urls
+# 2. Connection strings from CloudNativePG's generated credentials (follows password rotation),
+#    with the environment's sslmode (overlays/$env/transport.env).
+"$here/create-secrets.sh" --env "$env" db-urls
 
 # 3. Migrations (expand-only: the running release must keep working on the new schema).
 kubectl -n "$NS" delete job --selector app.kubernetes.io/component=migration --ignore-not-found --wait=true
@@ -67,7 +68,7 @@ fi
 
 # 4. The SpinApps; the operator rolls their Deployments (readiness-gated, one pod at a time).
 apply 'app.kubernetes.io/component=api'
-for svc in user product order delivery; do
+for svc in user product order delivery web; do
   # Give the operator a moment to update the Deployment before watching it.
   kubectl -n "$NS" wait --for=jsonpath='{.spec.template.spec.containers[0].image}'="$registry/marketplace-$svc:$tag" \
     "deployment/$svc" --timeout=3m

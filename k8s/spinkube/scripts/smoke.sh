@@ -2,7 +2,8 @@
 # Smoke test of a deployed environment through its public ingress.
 #   smoke.sh https://api.staging.marketplace.example.com
 # Checks: every service's healthz, readyz (databases answer) and OpenAPI document; a public
-# read path of the catalog; and that /internal/... is not reachable from outside.
+# read path of the catalog; the storefront's health, home page and stylesheet; and that
+# /internal/... is not reachable from outside (the storefront answers it with 404).
 set -euo pipefail
 base=${1:?base URL}
 fail=0
@@ -18,6 +19,9 @@ for prefix in users products orders deliveries; do
 done
 check GET "/api/products?limit=1" 200
 check GET /api/auth/jwks 200
+check GET /api/web/healthz 200         # web may cold-start here too
+check GET / 200
+check GET /static/style.css 200
 check POST /internal/orders/outbox/relay 404
 check POST /internal/products/reservations 404
 exit "$fail"

@@ -16,6 +16,38 @@ pub const NOTE_MAX_CHARS: usize = 1000;
 pub const MAX_CLOCK_SKEW: Duration = Duration::minutes(5);
 /// How old an event may be when it is first reported (late scans of a long journey included).
 pub const MAX_EVENT_AGE: Duration = Duration::days(365);
+/// Most events one shipment's history holds (a long journey has a few dozen scans). The next
+/// distinct event is refused (409); a repeated `event_id` stays a duplicate. It bounds what a
+/// shipment read, the public tracking page included, costs.
+pub const MAX_EVENTS_PER_SHIPMENT: usize = 200;
+
+/// Whether a history of `recorded` events has room for one more.
+pub fn has_room(recorded: usize) -> bool {
+    recorded < MAX_EVENTS_PER_SHIPMENT
+}
+
+/// An event id: 1 to 64 characters of `A-Z a-z 0-9 . _ : -` (UUIDs and carrier scan ids fit),
+/// or the cancellation's own id ([`CANCEL_EVENT_ID`]). Stored ids are read back as they are.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EventId(String);
+
+impl EventId {
+    /// A carrier's event id, if valid ([`valid_event_id`]).
+    pub fn parse(raw: &str) -> Option<Self> {
+        valid_event_id(raw).then(|| Self(raw.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for EventId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// `POST /api/deliveries/{id}/events` body, as sent.
 #[derive(Debug, Clone, Deserialize)]
@@ -33,7 +65,7 @@ pub struct EventInput {
 /// A valid carrier event, ready to be recorded. Also its stored form.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewEvent {
-    pub event_id: String,
+    pub event_id: EventId,
     #[serde(with = "status_serde")]
     pub status: ShipmentStatus,
     pub occurred_at: DateTime<Utc>,
@@ -88,7 +120,8 @@ impl EventInput {
     pub fn parse(&self, now: DateTime<Utc>) -> Result<NewEvent, FieldErrors> {
         let now = to_millis(now);
         let mut errors = FieldErrors::new();
-        if !valid_event_id(&self.event_id) {
+        let event_id = EventId::parse(&self.event_id);
+        if event_id.is_none() {
             errors.add(
                 "event_id",
                 "must be 1 to 64 characters of letters, digits, `.`, `_`, `:` or `-`",
@@ -133,16 +166,18 @@ impl EventInput {
             NOTE_MAX_CHARS,
             true,
         );
-        match (status, occurred_at) {
-            (Some(status), Some(occurred_at)) if errors.is_empty() => Ok(NewEvent {
-                event_id: self.event_id.clone(),
-                status,
-                occurred_at,
-                recorded_at: now,
-                location,
-                note,
-                occurred_at_given: self.occurred_at.is_some(),
-            }),
+        match (event_id, status, occurred_at) {
+            (Some(event_id), Some(status), Some(occurred_at)) if errors.is_empty() => {
+                Ok(NewEvent {
+                    event_id,
+                    status,
+                    occurred_at,
+                    recorded_at: now,
+                    location,
+                    note,
+                    occurred_at_given: self.occurred_at.is_some(),
+                })
+            }
             _ => Err(errors),
         }
     }
@@ -158,7 +193,7 @@ impl NewEvent {
     pub fn cancellation(now: DateTime<Utc>) -> NewEvent {
         let now = to_millis(now);
         NewEvent {
-            event_id: CANCEL_EVENT_ID.to_string(),
+            event_id: EventId(CANCEL_EVENT_ID.to_string()),
             status: ShipmentStatus::Cancelled,
             occurred_at: now,
             recorded_at: now,

@@ -7,7 +7,7 @@ pub mod shipment;
 pub mod status;
 pub mod tracking;
 
-pub use event::{CANCEL_EVENT_ID, EventInput, NewEvent};
-pub use shipment::{NewShipment, OrderId, ShipmentInput};
-pub use status::{Effect, Progress, TransitionError};
+pub use event::{CANCEL_EVENT_ID, EventId, EventInput, MAX_EVENTS_PER_SHIPMENT, NewEvent};
+pub use shipment::{Address, Item, NewShipment, OrderId, ShipmentInput};
+pub use status::{Effect, OrderReport, Progress, TransitionError};
 pub use tracking::TrackingNumber;

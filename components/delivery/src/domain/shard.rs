@@ -7,19 +7,10 @@
 /// Number of key-value labels the shipments are spread over.
 pub const SHARDS: usize = 4;
 
-/// FNV-1a 64: stable across builds, platforms and Rust versions (unlike `DefaultHasher`).
-pub fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
-
 /// The shard (label index) of a routing key: a shipment id, an order id or a tracking number.
+/// The routing bytes are the key's text, for good: they decide where stored shipments are.
 pub fn shard_of(routing_key: &str) -> usize {
-    (fnv1a(routing_key.as_bytes()) % SHARDS as u64) as usize
+    marketplace_shared::shard::label_index(routing_key.as_bytes(), SHARDS)
 }
 
 /// The label name of shard `i`.
@@ -32,13 +23,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_hash_is_the_published_fnv1a() {
-        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
-    }
-
-    #[test]
-    fn shards_are_stable_and_spread() {
+    fn shards_are_fnv1a_of_the_text_so_stored_shipments_stay_in_their_label() {
+        // FNV-1a 64 of "a" is 0xaf63_dc4c_8601_ec8c: the hash the service always used.
+        assert_eq!(shard_of("a"), (0xaf63_dc4c_8601_ec8c_u64 % 4) as usize);
         let a = shard_of("0192f3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b");
         assert_eq!(a, shard_of("0192f3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b"));
         let mut counts = [0usize; SHARDS];

@@ -45,13 +45,33 @@ pub fn can_move(from: ShipmentStatus, to: ShipmentStatus) -> bool {
     }
 }
 
-/// The word the order service is told for a shipment status, if any
+/// What the order service is told about a shipment (`POST /internal/orders/{id}/delivery-status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderReport {
+    Shipped,
+    Delivered,
+    Returned,
+}
+
+impl OrderReport {
+    /// The order service's word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Shipped => "shipped",
+            Self::Delivered => "delivered",
+            Self::Returned => "returned",
+        }
+    }
+}
+
+/// The report a shipment status makes to the order service, if any
 /// (`picked_up` → `shipped`; `delivered` and `returned` as they are).
-pub fn order_report(status: ShipmentStatus) -> Option<&'static str> {
+pub fn order_report(status: ShipmentStatus) -> Option<OrderReport> {
     match status {
-        S::PickedUp => Some("shipped"),
-        S::Delivered => Some("delivered"),
-        S::Returned => Some("returned"),
+        S::PickedUp => Some(OrderReport::Shipped),
+        S::Delivered => Some(OrderReport::Delivered),
+        S::Returned => Some(OrderReport::Returned),
         _ => None,
     }
 }
@@ -352,10 +372,18 @@ mod tests {
 
     #[test]
     fn pickup_delivery_and_return_are_reported_to_the_order_service() {
-        assert_eq!(order_report(S::PickedUp), Some("shipped"));
-        assert_eq!(order_report(S::Delivered), Some("delivered"));
-        assert_eq!(order_report(S::Returned), Some("returned"));
+        assert_eq!(order_report(S::PickedUp), Some(OrderReport::Shipped));
+        assert_eq!(order_report(S::Delivered), Some(OrderReport::Delivered));
+        assert_eq!(order_report(S::Returned), Some(OrderReport::Returned));
         assert_eq!(order_report(S::InTransit), None);
+        // Stored and sent as the order service's words.
+        for r in [
+            OrderReport::Shipped,
+            OrderReport::Delivered,
+            OrderReport::Returned,
+        ] {
+            assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
+        }
     }
 
     #[test]

@@ -11,8 +11,9 @@ const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 const PREFIX: &str = "MK";
 const BODY_LEN: usize = 10;
 
-/// A well-formed tracking number in canonical form.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// A well-formed tracking number in canonical form (stored as its text).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
 pub struct TrackingNumber(String);
 
 fn value_of(c: u8) -> Option<u32> {

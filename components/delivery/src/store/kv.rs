@@ -25,26 +25,19 @@ pub trait Bucket {
     type Cas;
 
     fn get(&self, key: &str) -> KvResult<Option<Vec<u8>>>;
-    /// Values of `keys`, in the same order.
-    fn get_many(&self, keys: &[String]) -> KvResult<Vec<Option<Vec<u8>>>>;
     fn set(&self, key: &str, value: &[u8]) -> KvResult<()>;
     fn delete(&self, key: &str) -> KvResult<()>;
     /// Atomically adds `delta` (a missing key counts as 0) and returns the new value.
     fn increment(&self, key: &str, delta: i64) -> KvResult<i64>;
     /// Starts a compare-and-swap: the key's current value and a handle to swap it.
     fn cas_read(&self, key: &str) -> KvResult<(Self::Cas, Option<Vec<u8>>)>;
-    /// The raw swap: `Ok(false)` only when it certainly wrote nothing; `Ok(true)` when it
-    /// may have written (Spin's Redis store cannot tell: it answers `cas-failed` to every
-    /// swap and success to one its `WATCH` aborted). Use [`Bucket::cas_commit`].
-    fn cas_swap(&self, cas: Self::Cas, value: &[u8]) -> KvResult<bool>;
-
-    /// Compare-and-swap that says whether `value` is in the store: the raw swap, then the key
-    /// read back. `Ok(false)` when someone else wrote first, or wrote on top of `value` before
-    /// the read; callers whose value carries something of their own (an id, a slot) look for
-    /// it on their next attempt to tell that case apart.
-    fn cas_commit(&self, key: &str, cas: Self::Cas, value: &[u8]) -> KvResult<bool> {
-        Ok(self.cas_swap(cas, value)? && self.get(key)?.as_deref() == Some(value))
-    }
+    /// Compare-and-swap that says whether `value` is in the store, whatever the swap answered
+    /// (Spin's Redis store answers `cas-failed` to every swap and success to one its `WATCH`
+    /// aborted): on Spin, `marketplace_shared::kv::swap_read_back`. `Ok(false)` when someone
+    /// else wrote first, or wrote on top of `value` before the read; callers whose value
+    /// carries something of their own (an id, a slot) look for it on their next attempt to
+    /// tell that case apart.
+    fn cas_commit(&self, key: &str, cas: Self::Cas, value: &[u8]) -> KvResult<bool>;
 }
 
 /// The labels the shipments are spread over.
@@ -64,6 +57,7 @@ pub trait Shards {
 pub mod memory {
     use std::collections::HashMap;
     use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     use super::*;
 
@@ -71,12 +65,14 @@ pub mod memory {
     pub struct MemBucket {
         pub map: Mutex<HashMap<String, Vec<u8>>>,
         /// Fails every operation when set (to test "nothing half-written").
-        pub broken: std::sync::atomic::AtomicBool,
+        pub broken: AtomicBool,
+        /// Plain reads served (to test what a read costs).
+        pub gets: AtomicUsize,
     }
 
     impl MemBucket {
         fn check(&self) -> KvResult<()> {
-            if self.broken.load(std::sync::atomic::Ordering::SeqCst) {
+            if self.broken.load(Ordering::SeqCst) {
                 Err(KvError {
                     label: "mem".into(),
                     cause: "broken".into(),
@@ -87,22 +83,14 @@ pub mod memory {
         }
     }
 
-    pub struct MemCas {
-        key: String,
-        seen: Option<Vec<u8>>,
-    }
-
     impl Bucket for MemBucket {
-        type Cas = MemCas;
+        /// The value `cas_read` saw.
+        type Cas = Option<Vec<u8>>;
 
         fn get(&self, key: &str) -> KvResult<Option<Vec<u8>>> {
             self.check()?;
+            self.gets.fetch_add(1, Ordering::SeqCst);
             Ok(self.map.lock().unwrap().get(key).cloned())
-        }
-        fn get_many(&self, keys: &[String]) -> KvResult<Vec<Option<Vec<u8>>>> {
-            self.check()?;
-            let m = self.map.lock().unwrap();
-            Ok(keys.iter().map(|k| m.get(k).cloned()).collect())
         }
         fn set(&self, key: &str, value: &[u8]) -> KvResult<()> {
             self.check()?;
@@ -127,25 +115,22 @@ pub mod memory {
             m.insert(key.to_string(), (cur + delta).to_le_bytes().to_vec());
             Ok(cur + delta)
         }
-        fn cas_read(&self, key: &str) -> KvResult<(MemCas, Option<Vec<u8>>)> {
+        fn cas_read(&self, key: &str) -> KvResult<(Self::Cas, Option<Vec<u8>>)> {
             let seen = self.get(key)?;
-            Ok((
-                MemCas {
-                    key: key.to_string(),
-                    seen: seen.clone(),
-                },
-                seen,
-            ))
+            Ok((seen.clone(), seen))
         }
-        /// As Spin's Redis store: a swap whose comparison fails writes nothing and still
-        /// reports success (the protocol must not rely on the answer).
-        fn cas_swap(&self, cas: MemCas, value: &[u8]) -> KvResult<bool> {
+        /// The swap (nothing written when the value changed since `cas_read`), then, as a
+        /// separate step another thread may run between, the read-back.
+        fn cas_commit(&self, key: &str, seen: Self::Cas, value: &[u8]) -> KvResult<bool> {
             self.check()?;
-            let mut m = self.map.lock().unwrap();
-            if m.get(&cas.key) == cas.seen.as_ref() {
-                m.insert(cas.key, value.to_vec());
+            {
+                let mut m = self.map.lock().unwrap();
+                if m.get(key) == seen.as_ref() {
+                    m.insert(key.to_string(), value.to_vec());
+                }
             }
-            Ok(true)
+            std::thread::yield_now();
+            Ok(self.get(key)?.as_deref() == Some(value))
         }
     }
 

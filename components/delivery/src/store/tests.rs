@@ -10,11 +10,11 @@ use super::kv::memory::MemShards;
 use super::*;
 use crate::domain::{EventInput, ShipmentInput};
 
-fn now() -> DateTime<Utc> {
+pub(super) fn now() -> DateTime<Utc> {
     crate::domain::event::to_millis(Utc::now())
 }
 
-fn random() -> impl FnMut() -> u64 {
+pub(super) fn random() -> impl FnMut() -> u64 {
     static SEED: AtomicU64 = AtomicU64::new(1);
     || {
         SEED.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed)
@@ -22,7 +22,7 @@ fn random() -> impl FnMut() -> u64 {
     }
 }
 
-fn new_shipment(order: &str, buyer: Uuid) -> NewShipment {
+pub(super) fn new_shipment(order: &str, buyer: Uuid) -> NewShipment {
     serde_json::from_value::<ShipmentInput>(serde_json::json!({
         "order_id": order, "buyer_id": buyer.to_string(),
         "shipping_address": {"name": "Ada", "line1": "1 Main St", "city": "Paris",
@@ -34,7 +34,7 @@ fn new_shipment(order: &str, buyer: Uuid) -> NewShipment {
     .unwrap()
 }
 
-fn event(id: &str, status: &str, occurred_at: Option<DateTime<Utc>>) -> NewEvent {
+pub(super) fn event(id: &str, status: &str, occurred_at: Option<DateTime<Utc>>) -> NewEvent {
     EventInput {
         event_id: id.into(),
         status: status.into(),
@@ -46,18 +46,20 @@ fn event(id: &str, status: &str, occurred_at: Option<DateTime<Utc>>) -> NewEvent
     .unwrap()
 }
 
-fn created(shards: &MemShards) -> Shipment {
-    create(
-        shards,
-        &new_shipment("o-1", Uuid::now_v7()),
-        now(),
-        random(),
-    )
-    .unwrap()
-    .0
+fn create_for(shards: &MemShards, order: &str, buyer: Uuid) -> Result<(Shipment, bool)> {
+    create(shards, &new_shipment(order, buyer), now(), random())
 }
 
-fn all_keys(shards: &MemShards) -> Vec<(String, Vec<u8>)> {
+pub(super) fn created(shards: &MemShards) -> Shipment {
+    create_for(shards, "o-1", Uuid::now_v7()).unwrap().0
+}
+
+/// How many stored keys match `pred`.
+fn count_keys(shards: &MemShards, pred: impl Fn(&str) -> bool) -> usize {
+    all_keys(shards).iter().filter(|(k, _)| pred(k)).count()
+}
+
+pub(super) fn all_keys(shards: &MemShards) -> Vec<(String, Vec<u8>)> {
     let mut v: Vec<_> = shards
         .buckets
         .iter()
@@ -78,37 +80,24 @@ fn all_keys(shards: &MemShards) -> Vec<(String, Vec<u8>)> {
 fn creating_twice_for_one_order_returns_the_first_shipment() {
     let shards = MemShards::default();
     let buyer = Uuid::now_v7();
-    let (first, was_new) = create(&shards, &new_shipment("o-1", buyer), now(), random()).unwrap();
+    let (first, was_new) = create_for(&shards, "o-1", buyer).unwrap();
     assert!(was_new);
-    let (again, was_new) = create(&shards, &new_shipment("o-1", buyer), now(), random()).unwrap();
+    let (again, was_new) = create_for(&shards, "o-1", buyer).unwrap();
     assert!(!was_new);
     assert_eq!(first.record, again.record);
-    let by_tracking = load_by_tracking(
-        &shards,
-        &TrackingNumber::parse(&first.record.tracking_number).unwrap(),
-    )
-    .unwrap()
-    .unwrap();
-    assert_eq!(by_tracking.record.id, first.record.id);
+    let number = &first.record.tracking_number;
+    let tracked = load_tracking(&shards, number).unwrap().unwrap();
+    assert_eq!(
+        (&tracked.number, tracked.status),
+        (number, ShipmentStatus::Pending)
+    );
 }
 
 #[test]
 fn the_same_order_for_another_buyer_is_a_conflict() {
     let shards = MemShards::default();
-    create(
-        &shards,
-        &new_shipment("o-1", Uuid::now_v7()),
-        now(),
-        random(),
-    )
-    .unwrap();
-    let err = create(
-        &shards,
-        &new_shipment("o-1", Uuid::now_v7()),
-        now(),
-        random(),
-    )
-    .unwrap_err();
+    create_for(&shards, "o-1", Uuid::now_v7()).unwrap();
+    let err = create_for(&shards, "o-1", Uuid::now_v7()).unwrap_err();
     assert!(matches!(err, Error::Conflict(_)), "{err:?}");
 }
 
@@ -118,27 +107,15 @@ fn concurrent_creations_for_one_order_leave_one_shipment_and_no_orphans() {
     let buyer = Uuid::now_v7();
     let ids: Vec<Uuid> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..8)
-            .map(|_| {
-                s.spawn(|| {
-                    create(&shards, &new_shipment("o-race", buyer), now(), random())
-                        .unwrap()
-                        .0
-                        .record
-                        .id
-                })
-            })
+            .map(|_| s.spawn(|| create_for(&shards, "o-race", buyer).unwrap().0.record.id))
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
-    let records = all_keys(&shards)
-        .into_iter()
-        .filter(|(k, _)| k.starts_with("dlv:s:") && !k.contains(":state"))
-        .count();
-    let tracks = all_keys(&shards)
-        .into_iter()
-        .filter(|(k, _)| k.starts_with("dlv:track:"))
-        .count();
+    let records = count_keys(&shards, |k| {
+        k.starts_with("dlv:s:") && !k.contains(":state")
+    });
+    let tracks = count_keys(&shards, |k| k.starts_with("dlv:track:"));
     assert_eq!((records, tracks), (1, 1));
 }
 
@@ -252,10 +229,7 @@ fn many_threads_scanning_one_shipment_all_land_exactly_once() {
     assert_eq!(ids.len(), 161);
     assert_eq!(s.state.progress.status, ShipmentStatus::InTransit);
     // Losing attempts removed their bodies: exactly one body per event.
-    let bodies = all_keys(&shards)
-        .into_iter()
-        .filter(|(k, _)| k.contains(":e:"))
-        .count();
+    let bodies = count_keys(&shards, |k| k.contains(":e:"));
     assert_eq!(bodies, 161);
 }
 
@@ -321,7 +295,10 @@ fn a_pending_shipment_is_cancelled_once_and_nothing_is_recorded_after() {
     let s = load(&shards, id).unwrap().unwrap();
     assert_eq!(s.state.progress.status, ShipmentStatus::Cancelled);
     assert_eq!(s.history.len(), 1);
-    assert_eq!(s.history[0].event_id, crate::domain::CANCEL_EVENT_ID);
+    assert_eq!(
+        s.history[0].event_id.as_str(),
+        crate::domain::CANCEL_EVENT_ID
+    );
     assert!(s.state.reports.is_empty(), "the order service is not told");
     // Neither a scan nor a late scan lands on it, and nothing is left behind.
     for e in [
@@ -372,10 +349,7 @@ fn a_cancel_racing_a_pickup_lets_exactly_one_win() {
         assert_eq!(s.history.len(), 1);
         assert_eq!(s.history[0].status, want);
         // The loser's body is gone: one event body in the store.
-        let bodies = all_keys(&shards)
-            .into_iter()
-            .filter(|(k, _)| k.contains(":e:"))
-            .count();
+        let bodies = count_keys(&shards, |k| k.contains(":e:"));
         assert_eq!(bodies, 1);
     }
 }
@@ -390,7 +364,7 @@ fn a_pickup_creates_a_report_that_is_queued_and_acknowledged() {
         panic!("not recorded")
     };
     let report = report.unwrap();
-    assert_eq!(report.status, "shipped");
+    assert_eq!(report.status, crate::domain::OrderReport::Shipped);
     let shard = shard_of_shipment(id);
     let w = outbox_window(&shards, shard, 100).unwrap();
     assert_eq!(w.shipments, vec![id]);
@@ -419,13 +393,7 @@ fn the_relay_queue_moves_on_and_keeps_what_is_still_pending() {
     outbox_advance(&shards, &w2, &[]).unwrap();
     let w3 = outbox_window(&shards, shard, 100).unwrap();
     assert!(w3.shipments.is_empty());
-    assert_eq!(
-        all_keys(&shards)
-            .iter()
-            .filter(|(k, _)| k.contains(":slot:"))
-            .count(),
-        0
-    );
+    assert_eq!(count_keys(&shards, |k| k.contains(":slot:")), 0);
 }
 
 #[test]

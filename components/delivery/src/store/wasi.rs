@@ -1,6 +1,8 @@
 //! [`Bucket`]/[`Shards`] over `wasi:keyvalue` (store and atomics; draft2), as Spin implements
-//! them on SQLite and Redis: increments are atomic; a swap's answer cannot be trusted on Redis
-//! (see [`Bucket::cas_commit`]); `batch` is not used (see `get_many`).
+//! them on SQLite and Redis: increments are atomic; every swap is read back
+//! (`marketplace_shared::kv::swap_read_back`); `batch` is not used: Spin's Redis
+//! `batch::get-many` sends `KEYS k1 k2 …`, which Redis refuses, and panics on a one-key reply
+//! (docs/spin-runtime.md), so keys are read one at a time.
 
 use std::cell::OnceCell;
 
@@ -39,12 +41,6 @@ impl Bucket for WasiBucket {
         self.bucket.get(key).map_err(|e| self.err(e))
     }
 
-    fn get_many(&self, keys: &[String]) -> KvResult<Vec<Option<Vec<u8>>>> {
-        // One `get` per key: Spin's Redis store implements `batch::get-many` with a `KEYS`
-        // command that Redis refuses, so the batch interface cannot be used on Spin.
-        keys.iter().map(|k| self.get(k)).collect()
-    }
-
     fn set(&self, key: &str, value: &[u8]) -> KvResult<()> {
         self.bucket.set(key, value).map_err(|e| self.err(e))
     }
@@ -64,16 +60,11 @@ impl Bucket for WasiBucket {
         Ok((cas, current))
     }
 
-    fn cas_swap(&self, cas: atomics::Cas, value: &[u8]) -> KvResult<bool> {
-        match atomics::swap(cas, value) {
-            // Spin's Redis store answers `cas-failed` to every swap, written or not (it ends
-            // the swap with `UNWATCH <key>`, which Redis refuses), and reports success for a
-            // swap its `WATCH` aborted: its answer says nothing, so "maybe written" either way
-            // and `cas_commit` reads the key back. (On SQLite `cas-failed` is truthful, and the
-            // read-back agrees.)
-            Ok(()) | Err(atomics::CasError::CasFailed(_)) => Ok(true),
-            Err(atomics::CasError::StoreError(e)) => Err(self.err(e)),
-        }
+    fn cas_commit(&self, key: &str, cas: atomics::Cas, value: &[u8]) -> KvResult<bool> {
+        marketplace_shared::kv::swap_read_back(&self.bucket, key, cas, value).map_err(|e| KvError {
+            label: self.label.clone(),
+            cause: e.0,
+        })
     }
 }
 

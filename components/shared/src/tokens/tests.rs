@@ -104,8 +104,8 @@ fn refuses_a_tampered_token() {
 fn refuses_alg_none_and_hs256_signed_with_the_public_key() {
     let s = signer("k1", SEED_A);
     let v = verifier(&format!("k1:{}", s.public_key_b64()));
-    let body = URL_SAFE_NO_PAD
-        .encode(serde_json::to_vec(&claims("admin", "iss", "aud", 900)).unwrap());
+    let body =
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims("admin", "iss", "aud", 900)).unwrap());
     let none = format!(
         "{}.{}.",
         URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT","kid":"k1"}"#),

@@ -109,16 +109,6 @@ pub fn parse_assignable_role(raw: &str) -> Result<Role, &'static str> {
     }
 }
 
-/// True when `email` is listed in the `admin_emails` variable (comma-separated,
-/// compared trimmed and case-insensitively).
-pub fn is_admin_email(admin_emails: &str, email: &Email) -> bool {
-    let wanted = email.normalized();
-    admin_emails
-        .split(',')
-        .map(|e| e.trim().to_lowercase())
-        .any(|e| !e.is_empty() && e == wanted)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,23 +169,5 @@ mod tests {
         assert_eq!(parse_assignable_role("admin").unwrap(), Role::Admin);
         assert!(parse_assignable_role("service").is_err());
         assert!(parse_assignable_role("root").is_err());
-    }
-
-    #[test]
-    fn admin_emails_match_case_insensitively() {
-        let list = " Boss@Example.com , ,other@example.com";
-        assert!(is_admin_email(
-            list,
-            &Email::parse("boss@EXAMPLE.com").unwrap()
-        ));
-        assert!(is_admin_email(
-            list,
-            &Email::parse("other@example.com").unwrap()
-        ));
-        assert!(!is_admin_email(
-            list,
-            &Email::parse("x@example.com").unwrap()
-        ));
-        assert!(!is_admin_email("", &Email::parse("x@example.com").unwrap()));
     }
 }

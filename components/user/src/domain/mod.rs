@@ -1,20 +1,24 @@
 //! The user service's rules, with no I/O: parsing of emails, names, passwords and roles;
-//! password hashing; refresh-token material; the login-failure windows and the client address
-//! they count; the JWKS document.
+//! password hashing; refresh-token material; the login policy (throttle slots, rehash,
+//! session lifetime, retention) and the login-failure windows with the client address they
+//! count; bootstrap admins; the JWKS document.
 //!
-//! Everything here runs natively under `cargo test -p marketplace-user`.
+//! Everything here runs natively under `cargo test -p marketplace-user --lib`.
 
 pub mod account;
+pub mod admin;
 pub mod client;
 pub mod jwks;
+pub mod login;
 pub mod password;
 pub mod refresh;
 pub mod throttle;
 
-pub use account::{DisplayName, Email, RegistrationRole, is_admin_email};
+pub use account::{DisplayName, Email, RegistrationRole};
 pub use password::{Password, PasswordCheck};
 
 /// Lifetime of an access token (contract: 15 minutes).
 pub const ACCESS_TOKEN_TTL_SECS: i64 = 15 * 60;
-/// Lifetime of a refresh token (contract: 30 days).
+/// Lifetime of a refresh token (contract: 30 days), within its login's
+/// [`login::SessionLifetime`].
 pub const REFRESH_TOKEN_TTL_SECS: i64 = 30 * 24 * 60 * 60;

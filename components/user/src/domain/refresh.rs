@@ -7,15 +7,6 @@ use sha2::{Digest, Sha256};
 /// Longest refresh-token string accepted in a body before it is even hashed (ours are 43).
 pub const MAX_TOKEN_CHARS: usize = 256;
 
-/// Days a refresh token is kept after it expired. Within them, presenting it again still
-/// counts as reuse (its login is revoked); after them it is deleted and simply refused. A
-/// token expired that long ago grants nothing either way.
-pub const EXPIRED_TOKEN_RETENTION_DAYS: i32 = 30;
-
-/// Rows one purge deletes at most (each login runs one, so the tables shrink steadily without
-/// any request doing much work).
-pub const PURGE_BATCH: i64 = 100;
-
 /// A fresh refresh token: its text (for the client) and its hash (for the database).
 pub struct NewRefreshToken {
     pub token: String,

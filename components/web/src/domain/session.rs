@@ -15,6 +15,8 @@ pub const ABSOLUTE_SECS: i64 = 30 * 24 * 3600;
 pub const REFRESH_MARGIN_SECS: i64 = 60;
 /// Checkout forms remembered (their idempotency keys and the items they were shown with).
 pub const MAX_CHECKOUTS: usize = 5;
+/// How long one request may hold a session's refresh lock; a holder that died lets go then.
+pub const REFRESH_LOCK_SECS: i64 = 10;
 
 /// The signed-in user, as the user service described them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,6 +37,56 @@ pub struct SignedIn {
     pub refresh_token: String,
 }
 
+impl SignedIn {
+    /// The session's tokens from a login or refresh answer of the user service.
+    pub fn from_answer(v: &serde_json::Value, now: i64) -> Option<Self> {
+        let user = &v["user"];
+        let text = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+        Some(SignedIn {
+            user: User {
+                id: user["id"].as_str()?.to_string(),
+                email: text(&user["email"]),
+                display_name: text(&user["display_name"]),
+                role: text(&user["role"]),
+            },
+            access_token: v["access_token"].as_str()?.to_string(),
+            access_expires_at: now + v["expires_in"].as_i64().unwrap_or(900),
+            refresh_token: v["refresh_token"].as_str()?.to_string(),
+        })
+    }
+}
+
+/// A request refreshing the session's tokens: its random id and until when it may.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshLock {
+    pub id: String,
+    pub until: i64,
+}
+
+/// What a request that found the access token expiring may do (single-flight refresh: a
+/// refresh token works once, and the user service revokes the whole login when one is
+/// presented twice, so of two page loads of one session only one may refresh).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// No refresh is needed (any more): use the stored session as it is.
+    Fresh(Session),
+    /// This request holds the lock (store this session, refresh, then [`Session::refreshed`]).
+    Mine(Session),
+    /// Another request is refreshing: wait, then read the session again.
+    Busy,
+}
+
+/// How a refresh went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refresh {
+    /// New tokens (the old refresh token is spent).
+    Tokens(SignedIn),
+    /// Refused (spent, revoked, expired): the session is signed out.
+    Refused,
+    /// No answer (user service down): the tokens stay, the lock is let go.
+    Failed,
+}
+
 /// One checkout form shown: its idempotency key and the cart lines it was shown with, so a
 /// repeated submit sends the very same order body (and the order service replays).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,6 +104,8 @@ pub struct Session {
     pub signed_in: Option<SignedIn>,
     #[serde(default)]
     pub checkouts: Vec<Checkout>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refreshing: Option<RefreshLock>,
 }
 
 impl Session {
@@ -62,6 +116,7 @@ impl Session {
             last_seen: now,
             signed_in: None,
             checkouts: Vec::new(),
+            refreshing: None,
         }
     }
 
@@ -94,6 +149,39 @@ impl Session {
         self.signed_in
             .as_ref()
             .is_some_and(|s| s.access_expires_at - now < REFRESH_MARGIN_SECS)
+    }
+
+    /// Request `lock` asks to refresh this (stored) session at `now`.
+    pub fn claim_refresh(mut self, lock: &str, now: i64) -> Claim {
+        if !self.needs_refresh(now) {
+            return Claim::Fresh(self);
+        }
+        match &self.refreshing {
+            Some(held) if held.id != lock && held.until > now => Claim::Busy,
+            _ => {
+                let until = now + REFRESH_LOCK_SECS;
+                self.refreshing = Some(RefreshLock {
+                    id: lock.into(),
+                    until,
+                });
+                Claim::Mine(self)
+            }
+        }
+    }
+
+    /// This (stored) session once the refresh of `refresh_token` went as `outcome`; `None`
+    /// when the login changed meanwhile (signed out, or in again): then nothing is written.
+    pub fn refreshed(mut self, refresh_token: &str, outcome: Refresh) -> Option<Session> {
+        if self.signed_in.as_ref()?.refresh_token != refresh_token {
+            return None;
+        }
+        match outcome {
+            Refresh::Tokens(fresh) => self.signed_in = Some(fresh),
+            Refresh::Refused => self.signed_in = None,
+            Refresh::Failed => {}
+        }
+        self.refreshing = None;
+        Some(self)
     }
 
     /// Remembers a checkout form (the newest [`MAX_CHECKOUTS`] are kept).
@@ -169,5 +257,91 @@ mod tests {
         assert_eq!(s.checkouts.len(), MAX_CHECKOUTS);
         assert!(s.checkout("k1").is_none());
         assert!(s.checkout("k6").is_some());
+    }
+
+    fn expiring() -> Session {
+        let mut s = Session::new("c".into(), 0);
+        s.signed_in = Some(signed_in(900));
+        s
+    }
+
+    fn renewed() -> SignedIn {
+        SignedIn {
+            access_token: "at2".into(),
+            refresh_token: "rt2".into(),
+            access_expires_at: 1900,
+            ..signed_in(0)
+        }
+    }
+
+    #[test]
+    fn of_two_page_loads_that_find_the_token_expiring_only_one_refreshes() {
+        // Both read the same record; A's claim is stored first, B's claim then sees it.
+        let stored = expiring();
+        let Claim::Mine(locked) = stored.clone().claim_refresh("a", 1000) else {
+            panic!("the first claim gets the lock")
+        };
+        assert_eq!(locked.clone().claim_refresh("b", 1000), Claim::Busy);
+        assert_eq!(locked.clone().claim_refresh("b", 1005), Claim::Busy);
+        // A refreshes; B reads again and uses A's new access token, spending nothing.
+        let done = locked.refreshed("rt", Refresh::Tokens(renewed())).unwrap();
+        assert_eq!(done.refreshing, None);
+        let Claim::Fresh(seen) = done.claim_refresh("b", 1001) else {
+            panic!("nothing left to refresh")
+        };
+        assert_eq!(seen.signed_in.unwrap().access_token, "at2");
+    }
+
+    #[test]
+    fn a_lock_whose_holder_died_lapses() {
+        let Claim::Mine(locked) = expiring().claim_refresh("a", 1000) else {
+            panic!()
+        };
+        let late = 1000 + REFRESH_LOCK_SECS;
+        assert!(matches!(
+            locked.clone().claim_refresh("b", late),
+            Claim::Mine(_)
+        ));
+        assert!(
+            matches!(locked.claim_refresh("a", 1001), Claim::Mine(_)),
+            "its own again"
+        );
+        assert!(matches!(
+            Session::new("c".into(), 0).claim_refresh("a", 0),
+            Claim::Fresh(_)
+        ));
+    }
+
+    #[test]
+    fn a_refused_refresh_signs_out_and_a_failed_one_lets_go() {
+        let Claim::Mine(locked) = expiring().claim_refresh("a", 1000) else {
+            panic!()
+        };
+        let out = locked.clone().refreshed("rt", Refresh::Refused).unwrap();
+        assert_eq!((out.signed_in, out.refreshing), (None, None));
+        let kept = locked.clone().refreshed("rt", Refresh::Failed).unwrap();
+        assert_eq!(kept.signed_in.unwrap().access_token, "at");
+        assert_eq!(kept.refreshing, None);
+        // Signed in again meanwhile (another refresh token): the old refresh writes nothing.
+        let mut again = locked;
+        again.signed_in = Some(renewed());
+        assert_eq!(again.refreshed("rt", Refresh::Tokens(signed_in(5))), None);
+    }
+
+    #[test]
+    fn a_login_answer_becomes_the_sessions_tokens() {
+        let v = serde_json::json!({"access_token": "at", "token_type": "Bearer", "expires_in": 900,
+            "refresh_token": "rt", "user": {"id": "u1", "email": "a@b.c", "display_name": "Ada", "role": "buyer"}});
+        let s = SignedIn::from_answer(&v, 1000).unwrap();
+        assert_eq!(
+            (s.access_token.as_str(), s.refresh_token.as_str()),
+            ("at", "rt")
+        );
+        assert_eq!((s.access_expires_at, s.user.role.as_str()), (1900, "buyer"));
+        let partial = serde_json::json!({"access_token": "at", "user": {"id": "u"}});
+        assert!(
+            SignedIn::from_answer(&partial, 0).is_none(),
+            "no refresh token, no session"
+        );
     }
 }

@@ -748,7 +748,7 @@ async fn every_endpoint_answers_every_caller_exactly_as_the_contract_says() {
             "POST /internal/orders/outbox/relay",
             "/internal/orders/outbox/relay".into(),
             None,
-            (("order", "order"), ("delivery", "order")),
+            (("relay", "order"), ("order", "order")),
             INTERNAL_200,
         ),
         // ------------------------------------------------------------ delivery service
@@ -768,7 +768,7 @@ async fn every_endpoint_answers_every_caller_exactly_as_the_contract_says() {
             "POST /internal/deliveries/{id}/cancel",
             format!("/internal/deliveries/{nobody}/cancel"),
             None,
-            (("order", "delivery"), ("delivery", "delivery")),
+            (("order", "delivery"), ("relay", "delivery")),
             [401, 401, 404, 403, 403, 403, 403, 403, 403, 403],
         ),
         row(
@@ -817,11 +817,12 @@ async fn every_endpoint_answers_every_caller_exactly_as_the_contract_says() {
             to("delivery"),
             [401, 401, 401, 401, 403, 403, 403, 403, 404, 404],
         ),
+        // Only the relay's own identity runs the relay; the delivery service's key is refused.
         row(
             "POST /internal/deliveries/outbox/relay",
             "/internal/deliveries/outbox/relay".into(),
             None,
-            (("delivery", "delivery"), ("order", "delivery")),
+            (("relay", "delivery"), ("delivery", "delivery")),
             INTERNAL_200,
         ),
     ];

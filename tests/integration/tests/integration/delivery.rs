@@ -53,8 +53,11 @@ on_both_backends!(
     pickup_delivery_and_return_are_reported_to_the_order_service,
     a_failed_report_stays_pending_until_the_relay_lands_it,
     a_permanent_refusal_by_the_order_service_is_not_retried,
-    the_relay_accepts_only_the_delivery_services_own_token,
+    the_relay_route_accepts_only_the_relays_own_identity,
+    the_relay_identity_is_refused_on_every_other_internal_route,
     wrong_methods_get_405_with_allow,
+    query_parameters_a_route_does_not_define_are_400_everywhere_and_paths_match_exactly,
+    a_shipment_records_at_most_200_events_and_tracking_shows_them_all,
     the_cancel_endpoint_accepts_only_the_order_services_token,
     the_order_service_cancels_a_pending_shipment_idempotently,
     a_shipment_that_left_pending_cannot_be_cancelled,
@@ -198,11 +201,16 @@ impl OrderSpy {
     }
 }
 
+/// The relay CronJob's own identity (`iss` = `sub` = `relay`).
+fn relay_token(app: &TestApp) -> String {
+    app.service_token("relay", "delivery")
+}
+
 async fn relay(app: &TestApp) -> Value {
     let r = app
         .post(
             "/internal/deliveries/outbox/relay",
-            Some(&app.service_token("delivery", "delivery")),
+            Some(&relay_token(app)),
             json!({}),
         )
         .await;
@@ -1082,33 +1090,60 @@ async fn a_permanent_refusal_by_the_order_service_is_not_retried(kv: Kv) {
     assert_eq!(spy.calls().len(), 1);
 }
 
-async fn the_relay_accepts_only_the_delivery_services_own_token(kv: Kv) {
+async fn the_relay_route_accepts_only_the_relays_own_identity(kv: Kv) {
     let app = app(kv).await;
     let path = "/internal/deliveries/outbox/relay";
+    let post = |token: Option<String>| {
+        let app = &app;
+        async move { app.post(path, token.as_deref(), json!({})).await }
+    };
 
-    let anonymous = app.post(path, None, json!({})).await;
-    let admin = app
-        .post(path, Some(&app.token(Uuid::now_v7(), "admin")), json!({}))
-        .await;
-    let order = app
-        .post(
-            path,
-            Some(&app.service_token("order", "delivery")),
-            json!({}),
-        )
-        .await;
-    let own = app
-        .post(
-            path,
-            Some(&app.service_token("delivery", "delivery")),
-            json!({}),
-        )
-        .await;
+    let anonymous = post(None).await;
+    let admin = post(Some(app.token(Uuid::now_v7(), "admin"))).await;
+    let order = post(Some(order_token(&app))).await;
+    // The delivery service's own key no longer runs the relay: the CronJob holds `relay`'s.
+    let delivery = post(Some(app.service_token("delivery", "delivery"))).await;
+    let to_order = post(Some(app.service_token("relay", "order"))).await;
+    let relay = post(Some(relay_token(&app))).await;
 
     anonymous.expect_problem(401);
     admin.expect_problem(403);
     order.expect_problem(403);
-    own.expect(200);
+    delivery.expect_problem(403);
+    to_order.expect_problem(401);
+    relay.expect(200);
+}
+
+/// The relay's identity only triggers relay runs: it creates and cancels no shipment (and, on
+/// the order service, posts no delivery status — that is the order service's test).
+async fn the_relay_identity_is_refused_on_every_other_internal_route(kv: Kv) {
+    let app = app(kv).await;
+    let id = create_shipment(&app, Uuid::now_v7()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let order_id = new_order_id();
+
+    let created = app
+        .post(
+            "/internal/deliveries",
+            Some(&relay_token(&app)),
+            shipment_request(&order_id, Uuid::now_v7()),
+        )
+        .await;
+    let cancelled = cancel(&app, Some(&relay_token(&app)), &id).await;
+
+    created.expect_problem(403);
+    cancelled.expect_problem(403);
+    assert_eq!(shipment(&app, &id).await["status"], "pending");
+    let listed = app
+        .get(
+            &format!("/api/deliveries?order_id={order_id}"),
+            Some(&carrier(&app)),
+        )
+        .await;
+    listed.expect(200);
+    assert_eq!(listed.json()["items"], json!([]), "no shipment was created");
 }
 
 async fn wrong_methods_get_405_with_allow(kv: Kv) {
@@ -1141,6 +1176,169 @@ async fn wrong_methods_get_405_with_allow(kv: Kv) {
     app.get("/api/deliveries/x/y/z", Some(&token))
         .await
         .expect_problem(404);
+}
+
+/// Routing policy (every service): a parameter the route does not define, or a repeated one,
+/// is 400 (no longer ignored); a trailing slash is another path (404).
+async fn query_parameters_a_route_does_not_define_are_400_everywhere_and_paths_match_exactly(
+    kv: Kv,
+) {
+    let app = app(kv).await;
+    let s = create_shipment(&app, Uuid::now_v7()).await;
+    let (id, number) = (
+        s["id"].as_str().unwrap(),
+        s["tracking_number"].as_str().unwrap(),
+    );
+    let order_id = s["order_id"].as_str().unwrap();
+    let carrier = carrier(&app);
+    let bearer = |t: &str| format!("Bearer {t}");
+    let (as_carrier, as_order, as_relay) = (
+        bearer(&carrier),
+        bearer(&order_token(&app)),
+        bearer(&relay_token(&app)),
+    );
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("GET", "/api/deliveries/healthz?verbose=1".into(), ""),
+        ("GET", "/api/deliveries/readyz?x=".into(), ""),
+        ("GET", "/api/deliveries/openapi.json?format=yaml".into(), ""),
+        (
+            "GET",
+            format!("/api/deliveries?order_id={order_id}&sort=desc"),
+            &as_carrier,
+        ),
+        (
+            "GET",
+            format!("/api/deliveries?order_id={order_id}&order_id={order_id}"),
+            &as_carrier,
+        ),
+        ("GET", format!("/api/deliveries/track/{number}?lang=fr"), ""),
+        (
+            "GET",
+            format!("/api/deliveries/{id}?expand=all"),
+            &as_carrier,
+        ),
+        (
+            "POST",
+            format!("/api/deliveries/{id}/events?dry_run=1"),
+            &as_carrier,
+        ),
+        ("POST", "/internal/deliveries?force=1".into(), &as_order),
+        (
+            "POST",
+            format!("/internal/deliveries/{id}/cancel?reason=x"),
+            &as_order,
+        ),
+        (
+            "POST",
+            "/internal/deliveries/outbox/relay?label=0".into(),
+            &as_relay,
+        ),
+    ];
+    for (method, path, auth) in &cases {
+        let mut headers = vec![("content-type", "application/json")];
+        if !auth.is_empty() {
+            headers.push(("authorization", auth));
+        }
+        let r = app.request(method, path, &headers, b"{}".to_vec()).await;
+        let doc = r.expect_problem(400);
+        assert!(
+            doc["detail"].as_str().unwrap().contains("query parameter"),
+            "{method} {path}: {doc}"
+        );
+    }
+    // Nothing happened: the shipment is still pending with no event.
+    let s = shipment(&app, id).await;
+    assert_eq!(
+        (s["status"].as_str(), s["history"].as_array().map(Vec::len)),
+        (Some("pending"), Some(0))
+    );
+    for path in [
+        format!("/api/deliveries/{id}/"),
+        format!("/api/deliveries/track/{number}/"),
+        "/api/deliveries/healthz/".to_string(),
+    ] {
+        app.get(&path, Some(&carrier)).await.expect_problem(404);
+    }
+}
+
+/// Hardening (events per shipment): a history holds at most 200 events; the next distinct
+/// one is 409 and changes nothing, a repeated `event_id` stays idempotent, and the public
+/// tracking page still shows every recorded event.
+async fn a_shipment_records_at_most_200_events_and_tracking_shows_them_all(kv: Kv) {
+    const CAP: usize = 200;
+    let app = app(kv).await;
+    let token = carrier(&app);
+    let s = create_shipment(&app, Uuid::now_v7()).await;
+    let (id, number) = (
+        s["id"].as_str().unwrap(),
+        s["tracking_number"].as_str().unwrap(),
+    );
+    let start = Utc::now() - Duration::hours(5);
+    for i in 0..CAP {
+        let status = if i == 0 { "picked_up" } else { "in_transit" };
+        post_event(
+            &app,
+            &token,
+            id,
+            json!({"event_id": format!("scan-{i}"), "status": status,
+                   "occurred_at": ts(start + Duration::seconds(i as i64)), "location": format!("Hub {i}")}),
+        )
+        .await
+        .expect(201);
+    }
+
+    let over = post_event(
+        &app,
+        &token,
+        id,
+        json!({"event_id": "scan-over", "status": "in_transit"}),
+    )
+    .await;
+    let late = post_event(
+        &app,
+        &token,
+        id,
+        json!({"event_id": "scan-late", "status": "in_transit", "occurred_at": ts(start - Duration::hours(1))}),
+    )
+    .await;
+    let repeat = post_event(
+        &app,
+        &token,
+        id,
+        json!({"event_id": "scan-7", "status": "in_transit",
+        "occurred_at": ts(start + Duration::seconds(7)), "location": "Hub 7"}),
+    )
+    .await;
+
+    for r in [&over, &late] {
+        let doc = r.expect_problem(409);
+        assert!(
+            doc["detail"].as_str().unwrap().contains("200 events"),
+            "{doc}"
+        );
+    }
+    repeat.expect(201);
+    let s = shipment(&app, id).await;
+    assert_eq!(s["history"].as_array().unwrap().len(), CAP);
+    assert!(
+        !history_ids(&s)
+            .iter()
+            .any(|e| e == "scan-over" || e == "scan-late")
+    );
+    let t = app
+        .get(&format!("/api/deliveries/track/{number}"), None)
+        .await;
+    t.expect(200);
+    let t = t.json();
+    let history = t["history"].as_array().unwrap();
+    assert_eq!(history.len(), CAP);
+    assert_eq!(
+        (
+            history[0]["status"].as_str(),
+            history[CAP - 1]["location"].as_str()
+        ),
+        (Some("picked_up"), Some("Hub 199"))
+    );
 }
 
 // ------------------------------------------------------------------ cancellation (API v1.1)

@@ -413,7 +413,7 @@ async fn fixture() -> Fixture {
         Write {
             method: "POST",
             path: "/internal/orders/outbox/relay".into(),
-            headers: auth(&app.service_token("order", "order")),
+            headers: auth(&app.service_token("relay", "order")),
             valid: json!({}),
             number: None,
             text: None,

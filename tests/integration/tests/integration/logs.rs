@@ -441,7 +441,7 @@ async fn no_secret_of_a_representative_run_reaches_a_log_line_or_an_error_body()
     run.place(&buyer, &product, "delivery-down")
         .await
         .expect(201);
-    let order_relay = run.app.service_token("order", "order");
+    let order_relay = run.app.service_token("relay", "order");
     secrets.add("order relay token", &order_relay);
     run.post(
         "/internal/orders/outbox/relay",
@@ -459,7 +459,7 @@ async fn no_secret_of_a_representative_run_reaches_a_log_line_or_an_error_body()
     .await
     .expect(201);
     *fail_host.lock().unwrap() = None;
-    let delivery_relay = run.app.service_token("delivery", "delivery");
+    let delivery_relay = run.app.service_token("relay", "delivery");
     secrets.add("delivery relay token", &delivery_relay);
     run.post(
         "/internal/deliveries/outbox/relay",

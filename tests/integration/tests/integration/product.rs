@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 /// The component's own SQL builder, so the plan test explains the statements it sends.
 #[allow(dead_code)]
-#[path = "../../../../components/product/src/sql.rs"]
+#[path = "../../../../components/product/src/store/sql.rs"]
 mod product_sql;
 
 // ------------------------------------------------------------------ helpers
@@ -768,6 +768,49 @@ async fn wrong_methods_get_405_with_allow_and_unknown_paths_404() {
     app.get("/internal/products/other", None)
         .await
         .expect_problem(404);
+    // Routing policy: paths match exactly.
+    app.get(&format!("/api/products/{id}/"), None)
+        .await
+        .expect_problem(404);
+    app.get("/api/products/", None).await.expect_problem(404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn query_parameters_a_route_does_not_define_are_400_on_every_product_route() {
+    let app = TestApp::start().await;
+    let (_, token) = seller(&app);
+    let id = id_of(&create(&app, &token, body("lamp")).await);
+    let service = app.service_token("order", "product");
+    for (method, path, auth) in [
+        ("GET", "/api/products?colour=red".to_string(), None),
+        ("GET", "/api/products?limit=5&limit=6".to_string(), None),
+        ("POST", "/api/products?draft=true".to_string(), Some(&token)),
+        ("GET", format!("/api/products/{id}?fields=title"), None),
+        ("PATCH", format!("/api/products/{id}?x=1"), Some(&token)),
+        ("DELETE", format!("/api/products/{id}?x=1"), Some(&token)),
+        ("GET", "/api/products/healthz?x=1".to_string(), None),
+        ("GET", "/api/products/readyz?x=1".to_string(), None),
+        ("GET", "/api/products/openapi.json?x=1".to_string(), None),
+        (
+            "POST",
+            "/internal/products/reservations?x=1".to_string(),
+            Some(&service),
+        ),
+        (
+            "DELETE",
+            "/internal/products/reservations/r1?x=1".to_string(),
+            Some(&service),
+        ),
+    ] {
+        let headers: Vec<(&str, String)> = auth
+            .map(|t| vec![("authorization", format!("Bearer {t}"))])
+            .unwrap_or_default();
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let r = app.request(method, &path, &headers, Vec::new()).await;
+        assert_eq!(r.status, 400, "{method} {path}");
+    }
+    let r = app.get(&format!("/api/products/{id}"), None).await.json();
+    assert_eq!(r["status"], "active", "nothing was changed");
 }
 
 // ------------------------------------------------------------------ search and browse
@@ -1111,6 +1154,74 @@ fn form_encode(s: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_search_of_more_than_eight_words_is_422_naming_q() {
+    let app = TestApp::start().await;
+    let (_, token) = seller(&app);
+    create(&app, &token, body("red oak desk")).await;
+    let eight = "red or oak or desk or lamp or chair or shelf or bed or rug";
+    let r = app
+        .get(&format!("/api/products?q={}", form_encode(eight)), None)
+        .await;
+    assert_eq!(ids(&r.json()).len(), 1);
+    for q in [format!("{eight} or sofa"), "a-b-c-d-e-f-g-h-i".to_string()] {
+        let doc = app
+            .get(&format!("/api/products?q={}", form_encode(&q)), None)
+            .await
+            .expect_problem(422);
+        assert!(doc["errors"]["q"].is_array(), "{q}: {doc}");
+    }
+}
+
+/// Seeds `n` active products whose descriptions share five common words.
+async fn seed_common_words(app: &TestApp, n: i64) {
+    app.db(Db::Product)
+        .await
+        .execute(
+            "insert into products (id, seller_id, title, description, category, price_cents, \
+                 currency, stock)
+             select gen_random_uuid(), gen_random_uuid(), 'item ' || g,
+                    'made of cotton leather glass oak steel, number ' || g, 'c', g, 'EUR', 1
+             from generate_series(1, $1::int8) g",
+            &[&n],
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_search_past_its_statement_timeout_is_503_and_is_not_run_again_on_the_primary() {
+    // A 1 ms limit: ranking thousands of matches of OR'd common words takes longer.
+    let timeout = ("product_search_timeout_ms".to_string(), "1".to_string());
+    let app = TestApp::start_with(TestOptions {
+        variables: vec![timeout.clone()],
+        ..Default::default()
+    })
+    .await;
+    seed_common_words(&app, 20_000).await;
+    let q = form_encode("item or made or cotton or leather or glass or oak or steel");
+    let doc = app
+        .get(&format!("/api/products?q={q}"), None)
+        .await
+        .expect_problem(503);
+    assert!(
+        doc["detail"].as_str().unwrap().contains("timed out"),
+        "{doc}"
+    );
+    // On a replica the timeout is the answer too, not a reason to run the statement again on
+    // the primary (here empty, so it would answer 200).
+    let replica = app.database_url(Db::Product);
+    let via_replica = TestApp::start_with(TestOptions {
+        variables: vec![timeout, ("product_db_replica_urls".to_string(), replica)],
+        ..Default::default()
+    })
+    .await;
+    via_replica
+        .get(&format!("/api/products?q={q}"), None)
+        .await
+        .expect_problem(503);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn limits_default_to_twenty_and_accept_one_to_one_hundred() {
     let app = TestApp::start().await;
     let (_, token) = seller(&app);
@@ -1128,6 +1239,177 @@ async fn limits_default_to_twenty_and_accept_one_to_one_hundred() {
 }
 
 // ------------------------------------------------------------------ query plans
+
+/// The statements of `sql::search`, as text (the plan test below runs them).
+mod product_sql_statements {
+    use super::product_sql::*;
+
+    fn spec(order: Order) -> SearchSpec {
+        SearchSpec {
+            q: None,
+            category: None,
+            seller_id: None,
+            min_price: None,
+            max_price: None,
+            in_stock: false,
+            order,
+            fetch: 21,
+            after: None,
+        }
+    }
+
+    fn one(spec: &SearchSpec) -> Statement {
+        let mut statements = search(spec);
+        assert_eq!(statements.len(), 1, "{statements:?}");
+        statements.remove(0)
+    }
+
+    const ID: &str = "00000000-0000-0000-0000-000000000000";
+
+    #[test]
+    fn browse_orders_newest_first_with_one_parameter() {
+        let s = one(&spec(Order::Newest));
+        assert!(
+            s.sql.contains(
+                "where status = 'active' order by created_at desc, id desc limit $1::int8"
+            ),
+            "{}",
+            s.sql
+        );
+        assert_eq!(s.params, vec![Param::Int(21)]);
+    }
+
+    #[test]
+    fn user_text_is_always_a_parameter() {
+        let mut s = spec(Order::Relevance);
+        s.q = Some("'; drop table products; --".into());
+        s.category = Some("x' or '1'='1".into());
+        for st in search(&s) {
+            assert!(!st.sql.contains("drop table"));
+            assert!(!st.sql.contains("'1'='1"));
+            assert_eq!(st.params.len(), 3);
+            assert!(st.sql.contains("order by score desc, id asc"));
+        }
+    }
+
+    #[test]
+    fn keysets_follow_the_order() {
+        let mut s = spec(Order::PriceDesc);
+        s.after = Some(After::Price {
+            price_cents: 5,
+            id: ID.into(),
+        });
+        assert!(
+            one(&s)
+                .sql
+                .contains("(price_cents, id) < ($1::int8, $2::uuid)")
+        );
+        s.order = Order::PriceAsc;
+        assert!(
+            one(&s)
+                .sql
+                .contains("(price_cents, id) > ($1::int8, $2::uuid)")
+        );
+    }
+
+    #[test]
+    fn a_relevance_query_reads_full_text_matches_then_typo_only_matches() {
+        let mut s = spec(Order::Relevance);
+        s.q = Some("shoe".into());
+        let statements = search(&s);
+        assert_eq!(statements.len(), 2);
+        let (full, typos) = (&statements[0], &statements[1]);
+        assert!(
+            full.sql
+                .contains("search_tsv @@ websearch_to_tsquery('english', $1::text)")
+        );
+        assert!(full.sql.contains("(2.0 + ts_rank_cd("), "{}", full.sql);
+        assert!(!full.sql.contains("<%") && !full.sql.contains("word_similarity"));
+        assert!(
+            typos
+                .sql
+                .contains("$1::text <% title and not coalesce(search_tsv @@")
+        );
+        assert!(
+            typos
+                .sql
+                .contains("word_similarity($1::text, title)::real as score")
+        );
+        for st in &statements {
+            assert!(
+                st.sql
+                    .ends_with("order by score desc, id asc limit $2::int8"),
+                "{}",
+                st.sql
+            );
+            assert_eq!(st.params, vec![Param::Text("shoe".into()), Param::Int(21)]);
+        }
+    }
+
+    #[test]
+    fn a_cursor_among_full_text_matches_continues_them_then_starts_the_typos() {
+        let mut s = spec(Order::Relevance);
+        s.q = Some("shoe".into());
+        s.after = Some(After::Relevance {
+            score: 2.25,
+            id: ID.into(),
+        });
+        let statements = search(&s);
+        assert_eq!(statements.len(), 2);
+        assert!(
+            statements[0].sql.contains(
+                "ranked where (score < $2::real or (score = $2::real and id > $3::uuid))"
+            )
+        );
+        assert!(statements[0].sql.contains("ts_rank_cd"));
+        assert_eq!(statements[0].params.len(), 4);
+        assert!(statements[1].sql.contains("word_similarity"));
+        assert!(!statements[1].sql.contains("ranked where"));
+    }
+
+    #[test]
+    fn a_cursor_among_typo_only_matches_continues_only_them() {
+        let mut s = spec(Order::Relevance);
+        s.q = Some("shoe".into());
+        s.after = Some(After::Relevance {
+            score: 0.5,
+            id: ID.into(),
+        });
+        let st = one(&s);
+        assert!(st.sql.contains("word_similarity"));
+        assert!(st.sql.contains("ranked where (score < $2::real"));
+        assert_eq!(
+            st.params,
+            vec![
+                Param::Text("shoe".into()),
+                Param::Real(0.5),
+                Param::Uuid(ID.into()),
+                Param::Int(21)
+            ]
+        );
+    }
+
+    #[test]
+    fn text_search_in_another_order_is_one_statement_with_no_score() {
+        let mut s = spec(Order::Newest);
+        s.q = Some("shoe".into());
+        let st = one(&s);
+        assert!(
+            !st.sql.contains("score") && !st.sql.contains("ranked"),
+            "{}",
+            st.sql
+        );
+        assert!(st.sql.contains(
+            "(search_tsv @@ websearch_to_tsquery('english', $1::text) or $1::text <% title)"
+        ));
+        assert!(
+            st.sql
+                .ends_with("order by created_at desc, id desc limit $2::int8"),
+            "{}",
+            st.sql
+        );
+    }
+}
 
 /// The product search's statement shapes, each as the component builds it.
 fn query_shapes(

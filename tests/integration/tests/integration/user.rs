@@ -1026,6 +1026,45 @@ async fn logout_is_204_ends_that_login_and_is_idempotent() {
     .expect(204);
 }
 
+#[tokio::test]
+async fn a_login_ends_at_its_absolute_lifetime_however_often_it_was_refreshed() {
+    let app = TestApp::start().await;
+    let (_, _, first, _) = account(&app).await;
+    let second = refresh(&app, &first).await.expect(200).json();
+    let second = second["refresh_token"].as_str().unwrap();
+    // The login began 30 days and a minute ago (the default lifetime); its newest token was
+    // issued just now and would live 30 days more on its own.
+    let db = app.db(Db::User).await;
+    db.batch_execute(
+        "update refresh_families set created_at = now() - interval '30 days 1 minute'",
+    )
+    .await
+    .unwrap();
+
+    refresh(&app, second).await.expect_problem(401);
+}
+
+#[tokio::test]
+async fn no_refresh_token_outlives_the_configured_session_lifetime() {
+    let app = TestApp::start_with(TestOptions {
+        variables: vec![("session_max_lifetime_secs".into(), "3600".into())],
+        ..Default::default()
+    })
+    .await;
+    let (_, _, first, _) = account(&app).await;
+    refresh(&app, &first).await.expect(200);
+
+    let db = app.db(Db::User).await;
+    let sql = "select extract(epoch from t.expires_at - f.created_at)::float8 \
+               from refresh_tokens t join refresh_families f on f.id = t.family_id";
+    let rows = db.query(sql, &[]).await.unwrap();
+    assert_eq!(rows.len(), 2);
+    for row in rows {
+        let secs: f64 = row.get(0);
+        assert!((3500.0..=3600.0).contains(&secs), "{secs}");
+    }
+}
+
 // ------------------------------------------------------------------ the caller's account
 
 #[tokio::test]
@@ -1413,6 +1452,121 @@ async fn logging_in_with_a_bootstrap_admin_email_makes_and_keeps_the_account_adm
     );
 }
 
+/// An account made admin in the database, and an access token of it: the operator.
+async fn operator(app: &TestApp) -> String {
+    let (id, _, _, _) = account(app).await;
+    let db = app.db(Db::User).await;
+    db.execute("update users set role = 'admin' where id = $1", &[&id])
+        .await
+        .unwrap();
+    app.token(id, "admin")
+}
+
+#[tokio::test]
+async fn a_deleted_bootstrap_admins_address_stays_reserved_for_it() {
+    let app = TestApp::start().await;
+    register(&app, ADMIN_EMAIL).await;
+    let pair = login(&app, ADMIN_EMAIL, PASSWORD).await.expect(200).json();
+    let access = pair["access_token"].as_str().unwrap();
+    app.delete(
+        "/api/users/me",
+        Some(access),
+        Some(json!({"password": PASSWORD})),
+    )
+    .await
+    .expect(204);
+
+    let body =
+        json!({"email": ADMIN_EMAIL.to_uppercase(), "password": PASSWORD, "display_name": "Eve"});
+    app.post("/api/auth/register", None, body)
+        .await
+        .expect_problem(409);
+    login(&app, ADMIN_EMAIL, PASSWORD).await.expect_problem(401);
+}
+
+#[tokio::test]
+async fn a_bootstrap_admin_cannot_move_off_its_address_and_no_admin_moves_onto_a_listed_one() {
+    let second = "second-admin@marketplace.test";
+    let app = TestApp::start_with(TestOptions {
+        variables: vec![("admin_emails".into(), format!("{ADMIN_EMAIL},{second}"))],
+        ..Default::default()
+    })
+    .await;
+    register(&app, ADMIN_EMAIL).await;
+    let pair = login(&app, ADMIN_EMAIL, PASSWORD).await.expect(200).json();
+    let access = pair["access_token"].as_str().unwrap();
+
+    let moving_off = json!({"email": unique_email(), "current_password": PASSWORD});
+    app.patch("/api/users/me", Some(access), moving_off)
+        .await
+        .expect_problem(409);
+    let me = app
+        .get("/api/users/me", Some(access))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(me["email"], ADMIN_EMAIL);
+    // A change of case only is the same address.
+    let same = json!({"email": ADMIN_EMAIL.to_uppercase(), "current_password": PASSWORD});
+    app.patch("/api/users/me", Some(access), same)
+        .await
+        .expect(200);
+    // Another admin may not take the listed, still unreserved, address either.
+    let other = operator(&app).await;
+    let onto = json!({"email": second, "current_password": PASSWORD});
+    let doc = app
+        .patch("/api/users/me", Some(&other), onto)
+        .await
+        .expect_problem(422);
+    assert!(doc["errors"]["email"].is_array());
+}
+
+#[tokio::test]
+async fn an_operator_demotes_a_bootstrap_admin_and_the_next_login_does_not_promote_it_again() {
+    let app = TestApp::start().await;
+    let user = register(&app, ADMIN_EMAIL).await;
+    assert_eq!(user["role"], "admin");
+    let id = user["id"].as_str().unwrap();
+    let operator = operator(&app).await;
+
+    let demoted = app
+        .put(
+            &format!("/api/users/{id}/role"),
+            Some(&operator),
+            json!({"role": "buyer"}),
+        )
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(demoted["role"], "buyer");
+
+    let pair = login(&app, ADMIN_EMAIL, PASSWORD).await.expect(200).json();
+    assert_eq!(pair["user"]["role"], "buyer");
+    assert_eq!(
+        jwt_parts(pair["access_token"].as_str().unwrap()).1["role"],
+        "buyer"
+    );
+}
+
+#[tokio::test]
+async fn a_listed_address_without_a_reservation_is_claimed_by_its_account_at_login() {
+    let app = TestApp::start().await;
+    let user = register(&app, ADMIN_EMAIL).await;
+    let id = Uuid::parse_str(user["id"].as_str().unwrap()).unwrap();
+    // As for an account that had the address before reservations existed.
+    let db = app.db(Db::User).await;
+    db.batch_execute("delete from reserved_admin_emails; update users set role = 'seller'")
+        .await
+        .unwrap();
+
+    let pair = login(&app, ADMIN_EMAIL, PASSWORD).await.expect(200).json();
+
+    assert_eq!(pair["user"]["role"], "admin");
+    let sql = "select user_id from reserved_admin_emails where email_normalized = $1";
+    let row = db.query_one(sql, &[&ADMIN_EMAIL]).await.unwrap();
+    assert_eq!(row.get::<_, Uuid>(0), id);
+}
+
 // ------------------------------------------------------------------ bad input
 
 /// Every endpoint with a body, with a valid body and what it needs to get past authentication.
@@ -1665,6 +1819,11 @@ async fn wrong_methods_are_405_with_allow_unknown_paths_404_and_query_strings_40
         .await
         .expect_problem(404);
     app.get("/api/auth/nothing", None).await.expect_problem(404);
+    // Paths match exactly: a trailing slash is another path.
+    app.get("/api/users/me/", None).await.expect_problem(404);
+    app.post("/api/auth/login/", None, json!({}))
+        .await
+        .expect_problem(404);
     app.get("/api/auth/jwks?x=1", None)
         .await
         .expect_problem(400);

@@ -1,0 +1,242 @@
+//! Stock reservations of the order service: what a valid request is, and whether the locked
+//! products can cover it (all lines or none).
+
+use std::collections::BTreeMap;
+
+use marketplace_shared::wit::{self, Reservation, ReservedItem};
+use marketplace_shared::{FieldErrors, ShortItem};
+use uuid::Uuid;
+
+use super::{Product, Status, checked, has_control};
+
+/// Most lines in one reservation.
+pub const MAX_RESERVATION_ITEMS: usize = 100;
+/// Largest quantity of one reservation line.
+pub const MAX_QUANTITY: u32 = 1_000_000;
+/// Longest reservation id, in characters.
+pub const MAX_RESERVATION_ID_CHARS: usize = 255;
+
+/// The caller's id of a reservation: 1 to 255 printable characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReservationId(String);
+
+impl ReservationId {
+    pub fn parse(id: &str) -> Option<Self> {
+        let len = id.chars().count();
+        (len > 0 && len <= MAX_RESERVATION_ID_CHARS && !has_control(id, false))
+            .then(|| Self(id.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// One reservation line after validation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReservationLine {
+    pub product_id: Uuid,
+    pub quantity: i64,
+}
+
+/// A validated reservation request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReservationRequest {
+    pub reservation_id: ReservationId,
+    pub lines: Vec<ReservationLine>,
+}
+
+/// Why the locked products cannot cover a reservation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Refusal {
+    /// Lines naming unknown or archived products (422, one error per line).
+    Unknown(FieldErrors),
+    /// Products with less stock than asked for (409, each listed).
+    Short(Vec<ShortItem>),
+}
+
+impl ReservationRequest {
+    /// Validates `POST /internal/products/reservations`, naming every bad field.
+    pub fn parse(body: wit::ReservationRequest) -> Result<Self, FieldErrors> {
+        let mut errors = FieldErrors::new();
+        let reservation_id = ReservationId::parse(&body.reservation_id);
+        if reservation_id.is_none() {
+            errors.add(
+                "reservation_id",
+                format!("must be 1 to {MAX_RESERVATION_ID_CHARS} printable characters"),
+            );
+        }
+        if body.items.is_empty() {
+            errors.add("items", "must not be empty");
+        } else if body.items.len() > MAX_RESERVATION_ITEMS {
+            errors.add(
+                "items",
+                format!("must have at most {MAX_RESERVATION_ITEMS} lines"),
+            );
+        }
+        let mut lines = Vec::new();
+        for (i, item) in body.items.iter().enumerate() {
+            let product_id = Uuid::parse_str(&item.product_id);
+            if product_id.is_err() {
+                errors.add(format!("items[{i}].product_id"), "must be a UUID");
+            }
+            if item.quantity == 0 || item.quantity > MAX_QUANTITY {
+                errors.add(
+                    format!("items[{i}].quantity"),
+                    format!("must be from 1 to {MAX_QUANTITY}"),
+                );
+            }
+            if let Ok(product_id) = product_id {
+                lines.push(ReservationLine {
+                    product_id,
+                    quantity: i64::from(item.quantity),
+                });
+            }
+        }
+        checked(errors)?;
+        let reservation_id = reservation_id.ok_or_else(FieldErrors::new)?;
+        Ok(Self {
+            reservation_id,
+            lines,
+        })
+    }
+
+    /// Quantities summed per product, in product id order: the order rows are locked in,
+    /// so that concurrent reservations cannot deadlock.
+    pub fn totals(&self) -> Vec<(Uuid, i64)> {
+        let mut totals: BTreeMap<Uuid, i64> = BTreeMap::new();
+        for line in &self.lines {
+            *totals.entry(line.product_id).or_default() += line.quantity;
+        }
+        totals.into_iter().collect()
+    }
+
+    /// Checks the request against the `locked` products: every line must name an active
+    /// product, and every product must have the units all its lines ask for ([`Self::totals`]
+    /// are then taken). The answer has one item per line, with the price and title now.
+    pub fn cover(&self, locked: &[Product]) -> Result<Reservation, Refusal> {
+        let find = |id: &Uuid| locked.iter().find(|p| p.id == *id);
+        let active = |id: &Uuid| find(id).filter(|p| p.status == Status::Active);
+        let mut errors = FieldErrors::new();
+        for (i, line) in self.lines.iter().enumerate() {
+            if active(&line.product_id).is_none() {
+                errors.add(
+                    format!("items[{i}].product_id"),
+                    "unknown or archived product",
+                );
+            }
+        }
+        checked(errors).map_err(Refusal::Unknown)?;
+        let short: Vec<ShortItem> = self
+            .totals()
+            .iter()
+            .filter_map(|(id, qty)| {
+                let available = find(id).map_or(0, |p| p.stock);
+                (available < *qty).then(|| ShortItem {
+                    product_id: id.to_string(),
+                    requested: *qty,
+                    available,
+                })
+            })
+            .collect();
+        if !short.is_empty() {
+            return Err(Refusal::Short(short));
+        }
+        let items = self
+            .lines
+            .iter()
+            .filter_map(|line| {
+                let p = active(&line.product_id)?;
+                Some(ReservedItem {
+                    product_id: line.product_id.to_string(),
+                    quantity: u32::try_from(line.quantity).unwrap_or(u32::MAX),
+                    unit_price_cents: p.price_cents,
+                    currency: p.currency.clone(),
+                    title: p.title.clone(),
+                    seller_id: Some(p.seller_id.to_string()),
+                })
+            })
+            .collect();
+        Ok(Reservation {
+            reservation_id: self.reservation_id.as_str().to_string(),
+            items,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::fixture;
+    use serde_json::json;
+
+    fn request(v: serde_json::Value) -> Result<ReservationRequest, FieldErrors> {
+        ReservationRequest::parse(serde_json::from_value(v).unwrap())
+    }
+
+    #[test]
+    fn reservations_sum_lines_per_product_in_id_order() {
+        let (a, b) = (Uuid::from_u128(2), Uuid::from_u128(1));
+        let r = request(json!({"reservation_id": "r1", "items": [
+            {"product_id": a.to_string(), "quantity": 2},
+            {"product_id": b.to_string(), "quantity": 1},
+            {"product_id": a.to_string(), "quantity": 3}]}))
+        .unwrap();
+        assert_eq!(r.totals(), vec![(b, 1), (a, 5)]);
+    }
+
+    #[test]
+    fn bad_reservations_name_their_fields() {
+        let errors = request(json!({"reservation_id": "", "items": [
+            {"product_id": "nope", "quantity": 0}]}))
+        .unwrap_err();
+        for field in ["reservation_id", "items[0].product_id", "items[0].quantity"] {
+            assert!(errors.contains(field), "{field}");
+        }
+    }
+
+    #[test]
+    fn a_reservation_is_covered_whole_or_refused_naming_lines_and_short_products() {
+        let (a, b, gone) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+        let locked = [
+            fixture(a, 10, Status::Active),
+            fixture(b, 1, Status::Active),
+            fixture(gone, 9, Status::Archived),
+        ];
+        let lines = |items: serde_json::Value| {
+            request(json!({"reservation_id": "r", "items": items})).unwrap()
+        };
+        let r = lines(
+            json!([{"product_id": b, "quantity": 1}, {"product_id": a, "quantity": 2},
+            {"product_id": a, "quantity": 1}]),
+        );
+        let covered = r.cover(&locked).unwrap();
+        assert_eq!(r.totals(), vec![(a, 3), (b, 1)]);
+        let quantities: Vec<u32> = covered.items.iter().map(|i| i.quantity).collect();
+        assert_eq!(
+            quantities,
+            [1, 2, 1],
+            "one item per line, in the request's order"
+        );
+
+        let r = lines(json!([{"product_id": a, "quantity": 11}, {"product_id": b, "quantity": 1}]));
+        let Err(Refusal::Short(short)) = r.cover(&locked) else {
+            panic!()
+        };
+        assert_eq!(
+            (short.len(), short[0].requested, short[0].available),
+            (1, 11, 10)
+        );
+
+        let unknown = Uuid::from_u128(9);
+        let r = lines(
+            json!([{"product_id": a, "quantity": 1}, {"product_id": gone, "quantity": 1},
+            {"product_id": unknown, "quantity": 1}]),
+        );
+        let Err(Refusal::Unknown(errors)) = r.cover(&locked) else {
+            panic!()
+        };
+        assert!(errors.contains("items[1].product_id") && errors.contains("items[2].product_id"));
+        assert!(!errors.contains("items[0].product_id"));
+    }
+}

@@ -1,0 +1,145 @@
+//! The storage edges: PostgreSQL (`pg`, search statements in `sql`; writes on the primary,
+//! each multi-statement change in one `pg::transaction`; stale-tolerant reads on a replica
+//! first) and the key-value read model of product pages (`kv`).
+
+pub mod kv;
+pub mod pg;
+pub mod sql;
+
+use marketplace_shared::pg as shared_pg;
+use spin_sdk::pg4::{Connection, ParameterValue};
+use uuid::Uuid;
+
+use crate::config::Config;
+use crate::domain::{Cursor, Search, Sort, Source};
+use crate::error::{Error, Result};
+pub use pg::Row;
+use sql::Param;
+
+/// Opens a connection (pooled by the host per address).
+pub fn open(url: &str) -> Result<Connection> {
+    Connection::open(url).map_err(Error::from)
+}
+
+/// Runs `read` on a replica, else on the primary; says which answered.
+///
+/// Replicas are tried in a rotating order so that load spreads over them; a replica that
+/// fails (down, not answering, recovering) moves on to the next one and finally to the
+/// primary, so a dead replica costs latency, never an error. A client error or a statement
+/// past its time limit is the answer: running it elsewhere would cost as much again.
+pub fn with_read<T>(
+    config: &Config,
+    read: impl Fn(&Connection) -> Result<T>,
+) -> Result<(T, Source)> {
+    let n = config.replica_urls.len();
+    if n > 0 {
+        let start = usize::from(Uuid::new_v4().as_bytes()[0]) % n;
+        for i in 0..n {
+            let url = &config.replica_urls[(start + i) % n];
+            match open(url).and_then(|c| read(&c)) {
+                Ok(v) => return Ok((v, Source::Replica)),
+                Err(e @ (Error::Client(_) | Error::TimedOut)) => return Err(e),
+                Err(e) => eprintln!("product: replica {i} failed, trying the next: {e:?}"),
+            }
+        }
+    }
+    let conn = open(&config.db_url)?;
+    Ok((read(&conn)?, Source::Primary))
+}
+
+/// What the SQL builder needs for a page of `search`: the page size plus one row, to know
+/// whether a next page exists.
+pub fn spec(search: &Search) -> sql::SearchSpec {
+    let order = match search.sort {
+        Sort::Relevance => sql::Order::Relevance,
+        Sort::Newest => sql::Order::Newest,
+        Sort::PriceAsc => sql::Order::PriceAsc,
+        Sort::PriceDesc => sql::Order::PriceDesc,
+    };
+    let after = search.after.map(|c| match c {
+        Cursor::Newest { t, id } => sql::After::Newest {
+            created_us: t,
+            id: id.to_string(),
+        },
+        Cursor::PriceAsc { p, id } | Cursor::PriceDesc { p, id } => sql::After::Price {
+            price_cents: p,
+            id: id.to_string(),
+        },
+        Cursor::Relevance { r, id } => sql::After::Relevance {
+            score: r,
+            id: id.to_string(),
+        },
+    });
+    sql::SearchSpec {
+        q: search.q.clone(),
+        category: search.category.clone(),
+        seller_id: search.seller_id.map(|s| s.to_string()),
+        min_price: search.min_price,
+        max_price: search.max_price,
+        in_stock: search.in_stock,
+        order,
+        fetch: i64::from(search.limit) + 1,
+        after,
+    }
+}
+
+/// Where a page of `search` ended, for its `next_cursor`.
+pub fn cursor_after(sort: Sort, row: &Row) -> Cursor {
+    let id = row.product.id;
+    match sort {
+        Sort::Newest => Cursor::Newest {
+            t: row.created_us,
+            id,
+        },
+        Sort::PriceAsc => Cursor::PriceAsc {
+            p: row.product.price_cents,
+            id,
+        },
+        Sort::PriceDesc => Cursor::PriceDesc {
+            p: row.product.price_cents,
+            id,
+        },
+        Sort::Relevance => Cursor::Relevance {
+            r: row.score.unwrap_or(0.0),
+            id,
+        },
+    }
+}
+
+/// One page of a search (up to `limit + 1` rows): the statements of [`sql::search`] in
+/// order until the page is full, in one transaction whose statements the database cancels
+/// after `timeout_ms` each (`set local`: the limit ends with the transaction, so the pooled
+/// connection keeps its defaults).
+pub fn search(conn: &Connection, search: &Search, timeout_ms: u32) -> Result<Vec<Row>> {
+    let spec = spec(search);
+    let wanted = usize::try_from(spec.fetch).unwrap_or(usize::MAX);
+    shared_pg::transaction(conn, |conn| {
+        let timeout = format!("set local statement_timeout = {timeout_ms}");
+        conn.execute(&timeout, &[])?;
+        let mut page = Vec::new();
+        for statement in sql::search(&spec) {
+            if page.len() >= wanted {
+                break;
+            }
+            let params: Vec<ParameterValue> = statement.params.into_iter().map(param).collect();
+            page.extend(pg::rows(&shared_pg::query(conn, &statement.sql, &params)?)?);
+        }
+        page.truncate(wanted);
+        Ok(page)
+    })
+}
+
+fn param(p: Param) -> ParameterValue {
+    match p {
+        Param::Text(s) => ParameterValue::Str(s),
+        Param::Uuid(s) => ParameterValue::Uuid(s),
+        Param::Int(i) => ParameterValue::Int64(i),
+        Param::Real(r) => ParameterValue::Floating32(r),
+    }
+}
+
+/// `select 1` on the primary (readiness).
+pub fn ping(url: &str) -> Result<()> {
+    shared_pg::query(&open(url)?, "select 1", &[])?;
+    Ok(())
+}

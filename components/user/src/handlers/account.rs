@@ -1,0 +1,116 @@
+//! `/api/users/me` and `/api/users/me/password`: the caller's own account.
+
+use marketplace_shared::http::{empty, json, parse_body};
+use marketplace_shared::{FieldErrors, Problem};
+use serde::Deserialize;
+use spin_sdk::http::{Request, Response};
+
+use super::{
+    caller, check_presented_password, confirm_password, hash_password, parse_email, principal,
+};
+use crate::config::Config;
+use crate::domain::admin::{self, EmailChange};
+use crate::domain::{DisplayName, Password};
+use crate::error::Error;
+use crate::store::Db;
+
+pub fn me(req: &Request, cfg: &Config) -> Result<Response, Error> {
+    let db = Db::open(&cfg.db_url)?;
+    let user = caller(cfg, req, &db)?;
+    Ok(json(200, &user.view()))
+}
+
+#[derive(Deserialize)]
+struct UpdateMeBody {
+    display_name: Option<String>,
+    email: Option<String>,
+    /// Required with `email` (whoever holds a stolen token must not take the account over by
+    /// moving its email, then resetting the password); ignored otherwise.
+    current_password: Option<String>,
+}
+
+pub fn update_me(req: &Request, cfg: &Config) -> Result<Response, Error> {
+    let principal = principal(cfg, req)?;
+    let body: UpdateMeBody = parse_body(req)?;
+    let mut errors = FieldErrors::new();
+    let name = body.display_name.as_deref().and_then(|n| {
+        DisplayName::parse(n)
+            .map_err(|m| errors.add("display_name", m))
+            .ok()
+    });
+    let email = body
+        .email
+        .as_deref()
+        .and_then(|e| parse_email(&mut errors, e));
+    if body.email.is_some() {
+        match body.current_password.as_deref() {
+            Some(p) => check_presented_password(&mut errors, "current_password", p),
+            None => errors.add("current_password", "is required to change the email"),
+        }
+    }
+    errors.into_result()?;
+    let db = Db::open(&cfg.db_url)?;
+    if let (Some(email), Some(password)) = (&email, body.current_password.as_deref()) {
+        let user = caller(cfg, req, &db)?;
+        // A listed address stays with the account that first took it (`domain::admin`).
+        match admin::email_change(&cfg.admin_emails, &user.email, email) {
+            Ok(()) => {}
+            Err(EmailChange::MovingOff) => return Err(Error::AdminAddressKept),
+            Err(EmailChange::TargetReserved) => {
+                return Err(Problem::invalid_field("email", "is reserved").into());
+            }
+        }
+        confirm_password(&user, password)?;
+    }
+    let user = db
+        .update_profile(
+            principal.user_id,
+            name.as_ref().map(DisplayName::as_str),
+            email.as_ref(),
+        )?
+        .ok_or(Error::AccountGone)?;
+    Ok(json(200, &user.view()))
+}
+
+#[derive(Deserialize)]
+struct ChangePasswordBody {
+    current_password: String,
+    new_password: String,
+}
+
+pub fn change_password(req: &Request, cfg: &Config) -> Result<Response, Error> {
+    principal(cfg, req)?;
+    let body: ChangePasswordBody = parse_body(req)?;
+    let mut errors = FieldErrors::new();
+    check_presented_password(&mut errors, "current_password", &body.current_password);
+    let new = Password::parse(&body.new_password)
+        .map_err(|m| errors.add("new_password", m))
+        .ok();
+    let Some(new) = new.filter(|_| errors.is_empty()) else {
+        return Err(Problem::validation(errors).into());
+    };
+    let db = Db::open(&cfg.db_url)?;
+    let user = caller(cfg, req, &db)?;
+    confirm_password(&user, &body.current_password)?;
+    let hash = hash_password(&new)?;
+    db.change_password(user.id, &hash)?;
+    Ok(empty(204))
+}
+
+#[derive(Deserialize)]
+struct DeleteMeBody {
+    password: String,
+}
+
+pub fn delete_me(req: &Request, cfg: &Config) -> Result<Response, Error> {
+    principal(cfg, req)?;
+    let body: DeleteMeBody = parse_body(req)?;
+    let mut errors = FieldErrors::new();
+    check_presented_password(&mut errors, "password", &body.password);
+    errors.into_result()?;
+    let db = Db::open(&cfg.db_url)?;
+    let user = caller(cfg, req, &db)?;
+    confirm_password(&user, &body.password)?;
+    db.delete_account(user.id)?;
+    Ok(empty(204))
+}

@@ -1,0 +1,470 @@
+//! Storage edges: accounts, bootstrap-admin reservations and refresh tokens in PostgreSQL
+//! (`spin_sdk::pg4` through `marketplace_shared::pg`, here); login-failure windows in the
+//! `users` key-value store ([`throttle`]).
+
+pub mod throttle;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use marketplace_shared::{Role, pg};
+use serde::Serialize;
+use spin_sdk::pg4::{Connection, DbValue, Decode, ParameterValue, RowSet};
+use uuid::Uuid;
+
+use crate::domain::admin::Reservation;
+use crate::domain::login::SessionLifetime;
+use crate::domain::{Email, REFRESH_TOKEN_TTL_SECS};
+use crate::error::Error;
+
+pub use throttle::{Slot, Throttle};
+
+/// A live account as the contract shows it, plus what login needs.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: Uuid,
+    pub email: Email,
+    pub display_name: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+    pub password_hash: String,
+}
+
+/// The contract's user document: `{id, email, display_name, role, created_at}`.
+#[derive(Debug, Serialize)]
+pub struct UserView {
+    pub id: Uuid,
+    pub email: String,
+    pub display_name: String,
+    pub role: &'static str,
+    pub created_at: String,
+}
+
+impl User {
+    pub fn view(&self) -> UserView {
+        UserView {
+            id: self.id,
+            email: self.email.as_str().to_string(),
+            display_name: self.display_name.clone(),
+            role: self.role.as_str(),
+            created_at: marketplace_shared::time::format(self.created_at),
+        }
+    }
+}
+
+// `timestamptz` cannot be decoded by Spin's binding; select it as UTC `timestamp`.
+const USER_COLUMNS: &str = "id, email, display_name, role, password_hash, \
+     created_at at time zone 'utc' as created_at";
+
+fn uuid(id: Uuid) -> ParameterValue {
+    ParameterValue::Uuid(id.to_string())
+}
+
+fn text(s: &str) -> ParameterValue {
+    ParameterValue::Str(s.to_string())
+}
+
+fn opt_text(s: Option<&str>) -> ParameterValue {
+    s.map(text).unwrap_or(ParameterValue::DbNull)
+}
+
+fn get<T: Decode>(row: &[DbValue], columns: &RowSet, name: &str) -> Result<T, Error> {
+    let i = columns
+        .columns
+        .iter()
+        .position(|c| c.name == name)
+        .ok_or_else(|| Error::Internal(format!("missing column {name}")))?;
+    T::decode(&row[i]).map_err(|e| Error::Internal(format!("column {name}: {e}")))
+}
+
+fn users_from(rows: &RowSet) -> Result<Vec<User>, Error> {
+    rows.rows
+        .iter()
+        .map(|row| {
+            let role: String = get(row, rows, "role")?;
+            let created: NaiveDateTime = get(row, rows, "created_at")?;
+            Ok(User {
+                id: get(row, rows, "id")?,
+                // Stored only once parsed, so it parses again.
+                email: Email::parse(&get::<String>(row, rows, "email")?)
+                    .map_err(|e| Error::Internal(format!("stored email: {e}")))?,
+                display_name: get(row, rows, "display_name")?,
+                role: Role::parse(&role)
+                    .ok_or_else(|| Error::Internal(format!("stored role {role}")))?,
+                created_at: created.and_utc(),
+                password_hash: get(row, rows, "password_hash")?,
+            })
+        })
+        .collect()
+}
+
+fn one_user(rows: &RowSet) -> Result<Option<User>, Error> {
+    Ok(users_from(rows)?.into_iter().next())
+}
+
+/// The user database, one connection per request.
+pub struct Db {
+    conn: Connection,
+}
+
+/// A login's refresh-token family and the hash of its newest token.
+pub struct NewLogin<'a> {
+    pub family_id: Uuid,
+    pub token_hash: &'a [u8],
+}
+
+/// What became of a refresh token presented for rotation.
+pub enum Rotation {
+    /// Rotated: the old token is spent and `new` belongs to the same family.
+    Rotated(User),
+    /// Unknown, expired, of a revoked login, or of a deleted account.
+    Rejected,
+    /// Already spent: its whole family is now revoked.
+    Reused,
+}
+
+impl Db {
+    pub fn open(url: &str) -> Result<Self, Error> {
+        Ok(Self {
+            conn: Connection::open(url)?,
+        })
+    }
+
+    fn query(&self, sql: &str, params: &[ParameterValue]) -> Result<RowSet, Error> {
+        Ok(pg::query(&self.conn, sql, params)?)
+    }
+
+    fn execute(&self, sql: &str, params: &[ParameterValue]) -> Result<u64, Error> {
+        Ok(self.conn.execute(sql, params)?)
+    }
+
+    /// Runs `f` in one transaction on this connection (`marketplace_shared::pg::transaction`).
+    fn transaction<T>(&self, f: impl FnOnce(&Self) -> Result<T, Error>) -> Result<T, Error> {
+        pg::transaction(&self.conn, |_| f(self))
+    }
+
+    pub fn ping(&self) -> Result<(), Error> {
+        self.query("select 1", &[]).map(|_| ())
+    }
+
+    /// Inserts a new account; a live account with the same normalised email → `EmailTaken`
+    /// (the unique index decides, so concurrent registrations cannot both succeed). With
+    /// `reserve`, the address's bootstrap-admin reservation is taken in the same transaction;
+    /// one already held → `EmailReserved` (its primary key decides), and no account is made.
+    pub fn insert_user(
+        &self,
+        email: &Email,
+        display_name: &str,
+        role: Role,
+        password_hash: &str,
+        reserve: bool,
+    ) -> Result<User, Error> {
+        let insert = |db: &Self| {
+            let rows = db.query(
+                &format!(
+                    "insert into users \
+                     (id, email, email_normalized, display_name, role, password_hash) \
+                     values ($1, $2, $3, $4, $5, $6) returning {USER_COLUMNS}"
+                ),
+                &[
+                    uuid(Uuid::now_v7()),
+                    text(email.as_str()),
+                    text(&email.normalized()),
+                    text(display_name),
+                    text(role.as_str()),
+                    text(password_hash),
+                ],
+            )?;
+            one_user(&rows)?.ok_or_else(|| Error::Internal("insert returned no row".into()))
+        };
+        if !reserve {
+            return insert(self);
+        }
+        self.transaction(|db| {
+            let user = insert(db)?;
+            db.execute(
+                "insert into reserved_admin_emails (email_normalized, user_id) values ($1, $2)",
+                &[text(&user.email.normalized()), uuid(user.id)],
+            )?;
+            Ok(user)
+        })
+    }
+
+    /// The reservation of a listed address, if any.
+    pub fn reservation(&self, email: &Email) -> Result<Option<Reservation>, Error> {
+        let rows = self.query(
+            "select user_id, bootstrap_revoked_at is not null as revoked \
+             from reserved_admin_emails where email_normalized = $1",
+            &[text(&email.normalized())],
+        )?;
+        rows.rows
+            .first()
+            .map(|row| {
+                Ok(Reservation {
+                    holder: get(row, &rows, "user_id")?,
+                    revoked: get(row, &rows, "revoked")?,
+                })
+            })
+            .transpose()
+    }
+
+    /// Reserves a listed address for `user_id` unless it is reserved already; returns the
+    /// reservation that holds (the first taker's, whoever won a race).
+    pub fn claim_reservation(&self, email: &Email, user_id: Uuid) -> Result<Reservation, Error> {
+        self.execute(
+            "insert into reserved_admin_emails (email_normalized, user_id) values ($1, $2) \
+             on conflict (email_normalized) do nothing",
+            &[text(&email.normalized()), uuid(user_id)],
+        )?;
+        self.reservation(email)?
+            .ok_or_else(|| Error::Internal("reservation vanished".into()))
+    }
+
+    pub fn user_by_email(&self, email: &Email) -> Result<Option<User>, Error> {
+        let rows = self.query(
+            &format!(
+                "select {USER_COLUMNS} from users \
+                 where email_normalized = $1 and deleted_at is null"
+            ),
+            &[text(&email.normalized())],
+        )?;
+        one_user(&rows)
+    }
+
+    pub fn user_by_id(&self, id: Uuid) -> Result<Option<User>, Error> {
+        let rows = self.query(
+            &format!("select {USER_COLUMNS} from users where id = $1 and deleted_at is null"),
+            &[uuid(id)],
+        )?;
+        one_user(&rows)
+    }
+
+    pub fn set_password_hash(&self, id: Uuid, hash: &str) -> Result<(), Error> {
+        self.execute(
+            "update users set password_hash = $2, updated_at = now() \
+             where id = $1 and deleted_at is null",
+            &[uuid(id), text(hash)],
+        )
+        .map(|_| ())
+    }
+
+    /// Sets the role; with `revoke_bootstrap`, the account's bootstrap-admin reservations
+    /// stop promoting it at login (atomically with the role).
+    pub fn set_role(
+        &self,
+        id: Uuid,
+        role: Role,
+        revoke_bootstrap: bool,
+    ) -> Result<Option<User>, Error> {
+        self.transaction(|db| {
+            let user = db.update_role(id, role)?;
+            if user.is_some() && revoke_bootstrap {
+                db.execute(
+                    "update reserved_admin_emails set bootstrap_revoked_at = now(), \
+                     updated_at = now() where user_id = $1 and bootstrap_revoked_at is null",
+                    &[uuid(id)],
+                )?;
+            }
+            Ok(user)
+        })
+    }
+
+    fn update_role(&self, id: Uuid, role: Role) -> Result<Option<User>, Error> {
+        let rows = self.query(
+            &format!(
+                "update users set role = $2, updated_at = now() \
+                 where id = $1 and deleted_at is null returning {USER_COLUMNS}"
+            ),
+            &[uuid(id), text(role.as_str())],
+        )?;
+        one_user(&rows)
+    }
+
+    /// Changes the display name and/or email (`None` keeps the current value).
+    pub fn update_profile(
+        &self,
+        id: Uuid,
+        display_name: Option<&str>,
+        email: Option<&Email>,
+    ) -> Result<Option<User>, Error> {
+        let normalized = email.map(Email::normalized);
+        let rows = self.query(
+            &format!(
+                "update users set display_name = coalesce($2, display_name), \
+                 email = coalesce($3, email), \
+                 email_normalized = coalesce($4, email_normalized), updated_at = now() \
+                 where id = $1 and deleted_at is null returning {USER_COLUMNS}"
+            ),
+            &[
+                uuid(id),
+                opt_text(display_name),
+                opt_text(email.map(Email::as_str)),
+                opt_text(normalized.as_deref()),
+            ],
+        )?;
+        one_user(&rows)
+    }
+
+    /// Starts a login: a new refresh-token family holding one token.
+    pub fn start_login(
+        &self,
+        user_id: Uuid,
+        login: &NewLogin<'_>,
+        lifetime: SessionLifetime,
+    ) -> Result<(), Error> {
+        self.transaction(|db| {
+            db.execute(
+                "insert into refresh_families (id, user_id) values ($1, $2)",
+                &[uuid(login.family_id), uuid(user_id)],
+            )?;
+            db.insert_refresh_token(login.family_id, login.token_hash, lifetime)
+        })
+    }
+
+    /// Deletes up to `batch` refresh tokens expired more than `days` ago, then up to `batch`
+    /// logins older than that with no token left; returns how many rows went.
+    pub fn purge_expired_logins(&self, days: i32, batch: i64) -> Result<u64, Error> {
+        let tokens = self.execute(
+            "delete from refresh_tokens where token_hash in (select token_hash \
+             from refresh_tokens where expires_at < now() - make_interval(days => $1) \
+             order by expires_at limit $2)",
+            &[ParameterValue::Int32(days), ParameterValue::Int64(batch)],
+        )?;
+        // A family outlives its tokens by at most the retention: rotation issues each new
+        // token in the family of the old one, so an old family without tokens is finished.
+        let families = self.execute(
+            "delete from refresh_families where id in (select f.id from refresh_families f \
+             where f.created_at < now() - make_interval(days => $1) \
+             and not exists (select 1 from refresh_tokens t where t.family_id = f.id) \
+             order by f.created_at limit $2)",
+            &[ParameterValue::Int32(days), ParameterValue::Int64(batch)],
+        )?;
+        Ok(tokens + families)
+    }
+
+    /// A token of the family, expiring 30 days from now or at the end of the login's absolute
+    /// lifetime (counted from the family's creation), whichever is first: no refresh extends
+    /// a login past its lifetime.
+    fn insert_refresh_token(
+        &self,
+        family_id: Uuid,
+        hash: &[u8],
+        lifetime: SessionLifetime,
+    ) -> Result<(), Error> {
+        self.execute(
+            "insert into refresh_tokens (token_hash, family_id, expires_at) \
+             select $1, f.id, least(now() + make_interval(secs => $3), \
+               f.created_at + make_interval(secs => $4)) \
+             from refresh_families f where f.id = $2",
+            &[
+                ParameterValue::Binary(hash.to_vec()),
+                uuid(family_id),
+                ParameterValue::Floating64(REFRESH_TOKEN_TTL_SECS as f64),
+                ParameterValue::Floating64(lifetime.secs() as f64),
+            ],
+        )
+        .map(|_| ())
+    }
+
+    /// Spends the token with hash `old` and, if it was live, issues `new` in its family.
+    ///
+    /// Single use holds under concurrency: the conditional `update … where spent_at is null`
+    /// takes the row lock, so of two simultaneous rotations one spends the token and the
+    /// other finds it spent, which is reuse and revokes the family.
+    ///
+    /// A login past its absolute `lifetime` is over: its tokens are refused (the lifetime is
+    /// read at each refresh, so shortening it applies to running logins too).
+    pub fn rotate(
+        &self,
+        old: &[u8],
+        new: &[u8],
+        lifetime: SessionLifetime,
+    ) -> Result<Rotation, Error> {
+        self.transaction(|db| {
+            let rows = db.query(
+                "update refresh_tokens t set spent_at = now(), updated_at = now() \
+                 from refresh_families f \
+                 where t.token_hash = $1 and t.spent_at is null and f.id = t.family_id \
+                 returning t.family_id, f.user_id, (f.revoked_at is null \
+                   and t.expires_at > now() \
+                   and f.created_at + make_interval(secs => $2) > now()) as live",
+                &[
+                    ParameterValue::Binary(old.to_vec()),
+                    ParameterValue::Floating64(lifetime.secs() as f64),
+                ],
+            )?;
+            let Some(row) = rows.rows.first() else {
+                let spent = db.query(
+                    "select family_id from refresh_tokens where token_hash = $1",
+                    &[ParameterValue::Binary(old.to_vec())],
+                )?;
+                let Some(row) = spent.rows.first() else {
+                    return Ok(Rotation::Rejected);
+                };
+                let family: Uuid = get(row, &spent, "family_id")?;
+                db.revoke_family(family)?;
+                return Ok(Rotation::Reused);
+            };
+            let family: Uuid = get(row, &rows, "family_id")?;
+            let user_id: Uuid = get(row, &rows, "user_id")?;
+            let live: bool = get(row, &rows, "live")?;
+            if !live {
+                return Ok(Rotation::Rejected);
+            }
+            let Some(user) = db.user_by_id(user_id)? else {
+                return Ok(Rotation::Rejected);
+            };
+            db.insert_refresh_token(family, new, lifetime)?;
+            Ok(Rotation::Rotated(user))
+        })
+    }
+
+    fn revoke_family(&self, family: Uuid) -> Result<(), Error> {
+        self.execute(
+            "update refresh_families set revoked_at = now(), updated_at = now() \
+             where id = $1 and revoked_at is null",
+            &[uuid(family)],
+        )
+        .map(|_| ())
+    }
+
+    /// Ends the login the token belongs to (whether or not the token was still live).
+    pub fn logout(&self, token_hash: &[u8]) -> Result<(), Error> {
+        self.execute(
+            "update refresh_families f set revoked_at = now(), updated_at = now() \
+             from refresh_tokens t \
+             where t.token_hash = $1 and f.id = t.family_id and f.revoked_at is null",
+            &[ParameterValue::Binary(token_hash.to_vec())],
+        )
+        .map(|_| ())
+    }
+
+    fn revoke_all_logins(&self, user_id: Uuid) -> Result<(), Error> {
+        self.execute(
+            "update refresh_families set revoked_at = now(), updated_at = now() \
+             where user_id = $1 and revoked_at is null",
+            &[uuid(user_id)],
+        )
+        .map(|_| ())
+    }
+
+    /// Sets a new password hash and revokes every login of the user, atomically.
+    pub fn change_password(&self, user_id: Uuid, hash: &str) -> Result<(), Error> {
+        self.transaction(|db| {
+            db.set_password_hash(user_id, hash)?;
+            db.revoke_all_logins(user_id)
+        })
+    }
+
+    /// Erases the account's personal data (the row and id stay, for orders that refer to
+    /// it), frees its email and revokes every login, atomically.
+    pub fn delete_account(&self, user_id: Uuid) -> Result<(), Error> {
+        self.transaction(|db| {
+            db.execute(
+                "update users set email = null, email_normalized = null, display_name = null, \
+                 password_hash = null, deleted_at = now(), updated_at = now() \
+                 where id = $1 and deleted_at is null",
+                &[uuid(user_id)],
+            )?;
+            db.revoke_all_logins(user_id)
+        })
+    }
+}

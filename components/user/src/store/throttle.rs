@@ -1,0 +1,199 @@
+//! The login-failure windows in the `users` key-value store (layout and rules:
+//! `domain::throttle`).
+//!
+//! Keys are `login-failures/{account,address}/<bucket>`, a fixed set; subjects are stored as
+//! hashes, so no email or address is in the store in clear, and unknown emails get a window
+//! too (a 429 does not reveal whether an account exists). Every write is a compare-and-swap
+//! read back (`marketplace_shared::kv`): only the stored value says whether our slot landed;
+//! if not, we retry on the fresh value, and no concurrent slot is lost.
+
+use marketplace_shared::kv::{self, KvError, Step};
+use spin_sdk::wit::wasi::keyvalue::store as wkv;
+use uuid::Uuid;
+
+use crate::domain::throttle::{Bucket, Failure, Subject, Table};
+use crate::error::Error;
+
+/// The key-value store label of the service (spin.toml).
+pub const KV_LABEL: &str = "users";
+
+pub struct Throttle {
+    bucket: wkv::Bucket,
+}
+
+/// A slot reserved in one window before a password check. Kept, it is the failure; a check
+/// that did not happen or succeeded gives it back.
+pub struct Slot {
+    table: &'static Table,
+    subject: Subject,
+    id: u32,
+}
+
+/// What became of a compare-and-swap update (or of one round of it).
+enum Outcome<R> {
+    Done,
+    Refused(R),
+    /// Every attempt lost a race: at least that many other writers got in first.
+    Contended,
+    /// (One round only.) The key was absent and is now created empty (see `update`).
+    Seeded,
+}
+
+/// CAS attempts before giving up; each failed attempt means another writer got in first.
+const CAS_ATTEMPTS: u32 = 32;
+
+/// Longest pause after a lost race. Of N writers that read one value only one can win, so
+/// without a pause N simultaneous logins from one address would need N rounds; a random pause
+/// (doubling up to this) spreads them out.
+const MAX_BACKOFF_MS: u64 = 64;
+
+fn backoff(lost: u32) {
+    let cap = (1u64 << lost.min(6)).min(MAX_BACKOFF_MS);
+    let jitter = Uuid::new_v4().as_u64_pair().1 % (cap + 1);
+    std::thread::sleep(std::time::Duration::from_millis(jitter));
+}
+
+/// `Retry-After` when a reservation loses [`CAS_ATTEMPTS`] races in a row: that many
+/// simultaneous attempts on one key are an attack or a stampede, so we fail closed, briefly.
+const CONTENDED_RETRY_AFTER: u64 = 5;
+
+impl From<KvError> for Error {
+    fn from(e: KvError) -> Self {
+        Error::KeyValueUnavailable(e.0)
+    }
+}
+
+impl Throttle {
+    pub fn open() -> Result<Self, Error> {
+        Ok(Self {
+            bucket: wkv::open(KV_LABEL).map_err(|e| KvError(format!("open: {e:?}")))?,
+        })
+    }
+
+    fn read(&self, key: &str) -> Result<Bucket, Error> {
+        let value = self
+            .bucket
+            .get(key)
+            .map_err(|e| KvError(format!("get: {e:?}")))?;
+        Ok(Bucket::decode(value.as_deref()))
+    }
+
+    /// Seconds until `name` may try again in `table`, without writing; `None` when open.
+    pub fn retry_after(
+        &self,
+        table: &'static Table,
+        name: &str,
+        now: i64,
+    ) -> Result<Option<u64>, Error> {
+        let subject = table.subject(name);
+        Ok(self
+            .read(&subject.key)?
+            .retry_after(table.limit, subject.tag, now))
+    }
+
+    /// Reserves a slot for `name` at `now`, or answers the `Retry-After` of its full window.
+    pub fn reserve(
+        &self,
+        table: &'static Table,
+        name: &str,
+        now: i64,
+    ) -> Result<Result<Slot, u64>, Error> {
+        let subject = table.subject(name);
+        let slot = Failure {
+            at: now,
+            id: Uuid::new_v4().as_u64_pair().0 as u32,
+        };
+        let outcome = self.update(
+            &subject.key,
+            |b| b.holds(subject.tag, slot.id),
+            |b| b.reserve(table, subject.tag, slot),
+        )?;
+        Ok(match outcome {
+            Outcome::Done => Ok(Slot {
+                table,
+                subject,
+                id: slot.id,
+            }),
+            Outcome::Refused(retry_after) => Err(retry_after),
+            Outcome::Contended | Outcome::Seeded => Err(CONTENDED_RETRY_AFTER),
+        })
+    }
+
+    /// Gives the slot back (its check did not happen, or succeeded).
+    pub fn release(&self, slot: &Slot) -> Result<(), Error> {
+        let (tag, id) = (slot.subject.tag, slot.id);
+        let outcome = self.update::<()>(
+            &slot.subject.key,
+            |b| !b.holds(tag, id),
+            |b| Ok(b.release(tag, id)),
+        )?;
+        self.settle(slot, outcome);
+        Ok(())
+    }
+
+    /// Forgets every failure of the slot's subject (a successful login).
+    pub fn forget(&self, slot: &Slot) -> Result<(), Error> {
+        let tag = slot.subject.tag;
+        let outcome =
+            self.update::<()>(&slot.subject.key, |b| !b.has(tag), |b| Ok(b.forget(tag)))?;
+        self.settle(slot, outcome);
+        Ok(())
+    }
+
+    /// A release that lost every race leaves the slot as a failure until it ages out: the
+    /// safe side. Logged, not failed: the check it belonged to is already decided.
+    fn settle(&self, slot: &Slot, outcome: Outcome<()>) {
+        if let Outcome::Contended = outcome {
+            eprintln!(
+                "user: giving back a slot of {} lost {CAS_ATTEMPTS} races",
+                slot.table.prefix
+            );
+        }
+    }
+
+    /// Applies `change` to the key until the stored value satisfies `landed`
+    /// (`marketplace_shared::kv::update`, one attempt per round, with a random pause between
+    /// rounds). `change` refuses with `Err(R)`.
+    ///
+    /// On Spin's SQLite store a swap of an **absent** key is an upsert that cannot fail, so two
+    /// first writers could both "win" and one slot be lost. An absent key is therefore first
+    /// created empty (harmless if several writers do); from then on every swap compares. Keys
+    /// are a fixed set and never deleted, so this happens once per key.
+    fn update<R>(
+        &self,
+        key: &str,
+        landed: impl Fn(&Bucket) -> bool,
+        change: impl Fn(&Bucket) -> Result<Bucket, R>,
+    ) -> Result<Outcome<R>, Error> {
+        let mut step = |current: Option<&[u8]>| {
+            let bucket = Bucket::decode(current);
+            if landed(&bucket) {
+                return Step::Done(Outcome::Done);
+            }
+            if current.is_none() {
+                return Step::Write(Bucket::default().encode(), Outcome::Seeded);
+            }
+            match change(&bucket) {
+                Ok(next) => Step::Write(next.encode(), Outcome::Done),
+                Err(refusal) => Step::Done(Outcome::Refused(refusal)),
+            }
+        };
+        for round in 0..CAS_ATTEMPTS {
+            if round > 0 {
+                backoff(round);
+            }
+            match kv::update(&self.bucket, key, 1, &mut step)? {
+                Some(Outcome::Seeded) | None => {}
+                Some(done) => return Ok(done),
+            }
+        }
+        Ok(Outcome::Contended)
+    }
+
+    pub fn ping(&self) -> Result<(), Error> {
+        self.bucket
+            .exists("readyz")
+            .map(|_| ())
+            .map_err(|e| KvError(format!("exists: {e:?}")).into())
+    }
+}

@@ -1,0 +1,86 @@
+//! A carrier's pages: find a shipment, record a scan (once per form shown: its `event_id`).
+
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{Ctx, Reply, page, status_page, uuid_or_404};
+use crate::domain::form::Form;
+use crate::error::Error;
+
+/// The scans a carrier may record, as the delivery service names them (it decides which
+/// move is legal from where the parcel is).
+const SCAN_STATUSES: &[(&str, &str)] = &[
+    ("picked_up", "Picked up"),
+    ("in_transit", "In transit (hub scan)"),
+    ("out_for_delivery", "Out for delivery"),
+    ("failed_attempt", "Delivery attempt failed"),
+    ("delivered", "Delivered"),
+    ("returned", "Returned to sender"),
+];
+
+impl Ctx<'_> {
+    pub fn carrier_lookup(&mut self) -> Result<Reply, Error> {
+        self.token()?;
+        match self
+            .query
+            .get("shipment_id")
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            Some(id) if Uuid::try_parse(id).is_ok() => {
+                Ok(Reply::Redirect(format!("/carrier/shipments/{id}")))
+            }
+            Some(_) => {
+                let message = "A shipment id looks like 01a2b3c4-0000-7000-8000-000000000000.";
+                Ok(status_page(
+                    422,
+                    "carrier.html",
+                    json!({"message": message, "title": "Scan"}),
+                ))
+            }
+            None => Ok(page("carrier.html", json!({"title": "Scan"}))),
+        }
+    }
+
+    pub async fn carrier_shipment(
+        &mut self,
+        id: &str,
+        message: Option<String>,
+        status: u16,
+    ) -> Result<Reply, Error> {
+        let token = self.token()?;
+        let shipment = self
+            .api
+            .shipment(&token, &uuid_or_404(id, "shipment")?)
+            .await?;
+        // One event id per form shown: a repeated submit of this form is recorded once.
+        let event_id = Uuid::new_v4().to_string();
+        Ok(status_page(
+            status,
+            "carrier.html",
+            json!({"shipment": shipment, "event_id": event_id, "message": message, "statuses": SCAN_STATUSES, "title": "Scan"}),
+        ))
+    }
+
+    pub async fn scan(&mut self, id: &str, form: &Form) -> Result<Reply, Error> {
+        let token = self.token()?;
+        let shipment = uuid_or_404(id, "shipment")?;
+        let mut event = json!({
+            "event_id": form.get("event_id").unwrap_or(""),
+            "status": form.get("status").unwrap_or(""),
+        });
+        for k in ["location", "note"] {
+            if let Some(v) = form.get(k) {
+                event[k] = json!(v);
+            }
+        }
+        match self.api.scan(&token, &shipment, event).await {
+            Ok(_) => Ok(Reply::Redirect(format!("/carrier/shipments/{shipment}"))),
+            Err(e) if matches!(e.status, 409 | 422) => {
+                self.carrier_shipment(id, Some(e.detail_or_default()), e.status)
+                    .await
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! The cart: its lines in key-value, priced from the product service at every view.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::{Ctx, Reply, status_page};
+use crate::clients::ApiError;
+use crate::domain::cart::{CartLine, Quantity};
+use crate::domain::form::Form;
+use crate::error::Error;
+
+/// What a cart form does to its line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Add,
+    Update,
+    Remove,
+}
+
+impl Ctx<'_> {
+    /// The lines with what the product service says about each product now.
+    pub async fn lines_view(&self, lines: &[CartLine]) -> Result<Value, Error> {
+        let mut out = Vec::new();
+        let mut totals: BTreeMap<String, i64> = BTreeMap::new();
+        for l in lines {
+            match self.api.product(&l.product_id, None).await {
+                Ok(p) => {
+                    let unit = p["price_cents"].as_i64().unwrap_or(0);
+                    let currency = p["currency"].as_str().unwrap_or("").to_string();
+                    let line = unit.saturating_mul(i64::from(l.quantity));
+                    *totals.entry(currency).or_default() += line;
+                    out.push(json!({"product": p, "quantity": l.quantity, "line_cents": line, "available": p["status"] != "archived"}));
+                }
+                Err(ApiError { status: 404, .. }) => out.push(json!({
+                    "product": {"id": l.product_id, "title": "No longer available"},
+                    "quantity": l.quantity, "available": false,
+                })),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let totals: Vec<Value> = totals
+            .into_iter()
+            .map(|(c, t)| json!({"currency": c, "cents": t}))
+            .collect();
+        Ok(json!({"lines": out, "totals": totals}))
+    }
+
+    pub async fn cart_page(&self, message: Option<String>, status: u16) -> Result<Reply, Error> {
+        let cart = self.kv.cart(&self.sid)?;
+        let view = self.lines_view(cart.lines()).await?;
+        let ctx = json!({"cart": view, "message": message, "title": "Cart"});
+        Ok(status_page(status, "cart.html", ctx))
+    }
+
+    pub async fn change_cart(&mut self, change: Change, form: &Form) -> Result<Reply, Error> {
+        let Some(product_id) = form.get("product_id").and_then(|p| Uuid::try_parse(p).ok()) else {
+            return Err(Error::page(422, "That is not a product of this shop."));
+        };
+        let mut cart = self.kv.cart(&self.sid)?;
+        let quantity = |default| Quantity::parse(form.get("quantity").unwrap_or(default));
+        let changed = match change {
+            Change::Add => cart.add(product_id, quantity("1")?),
+            Change::Update => cart.set(product_id, quantity("")?),
+            Change::Remove => {
+                cart.remove(product_id);
+                Ok(())
+            }
+        };
+        if let Err(e) = changed {
+            return self.cart_page(Some(e.message()), 422).await;
+        }
+        self.kv.put_cart(&self.sid, &cart)?;
+        Ok(Reply::Redirect("/cart".into()))
+    }
+}

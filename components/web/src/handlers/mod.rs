@@ -1,0 +1,356 @@
+//! Thin handlers, one file per area of pages, all methods of one request's [`Ctx`]: read the
+//! form or query, call the services and the store, answer with a page or a redirect. Every
+//! form posts to the same origin with the session's CSRF token and is answered with a 303, so
+//! a reload never re-posts. [`render`] holds the templates and the headers of every answer.
+
+mod account;
+mod carrier;
+pub mod cart;
+mod catalog;
+mod checkout;
+mod orders;
+pub mod render;
+mod seller;
+
+use marketplace_shared::http::{self, header};
+use marketplace_shared::query::Query;
+use serde_json::{Value, json};
+use spin_sdk::http::{Request, Response};
+use uuid::Uuid;
+
+use crate::clients::Api;
+use crate::config::Config;
+use crate::domain::cookie::{self, SessionId};
+use crate::domain::csrf;
+use crate::domain::form::{Form, query_string};
+use crate::domain::session::{Claim, Refresh, Session, SignedIn};
+use crate::error::Error;
+use crate::store::Kv;
+
+/// What a handler answers with.
+pub enum Reply {
+    /// Status, template, what it shows.
+    Page(u16, &'static str, Value),
+    Redirect(String),
+}
+
+/// A 200 page.
+pub fn page(template: &'static str, ctx: Value) -> Reply {
+    status_page(200, template, ctx)
+}
+
+pub fn status_page(status: u16, template: &'static str, ctx: Value) -> Reply {
+    Reply::Page(status, template, ctx)
+}
+
+/// Times a request waits (100 ms each) for another one's token refresh before going on.
+const REFRESH_WAITS: u32 = 30;
+
+/// What the sign-in page says when a session ended (expired, removed, tokens refused).
+pub const SESSION_ENDED: &str = "Your session has ended. Please log in again.";
+
+/// One request's state: the session and what must be written back.
+pub struct Ctx<'a> {
+    req: &'a Request,
+    /// The query parameters the route allows (checked by the router).
+    query: Query,
+    api: Api<'a>,
+    kv: Kv,
+    now: i64,
+    https: bool,
+    sid: SessionId,
+    session: Session,
+    /// The session record changed and must be stored (and the cookie re-sent).
+    dirty: bool,
+    /// Signed out: the record is gone and the cookie is cleared.
+    deleted: bool,
+    /// The session was made for this request and is not stored yet.
+    fresh: bool,
+    /// The browser's session ended (expired, removed, its tokens refused): the sign-in page
+    /// says so.
+    ended: bool,
+}
+
+fn random32() -> Result<[u8; 32], Error> {
+    let mut b = [0u8; 32];
+    getrandom::getrandom(&mut b).map_err(|e| Error::Internal(format!("random source: {e}")))?;
+    Ok(b)
+}
+
+fn new_session(now: i64) -> Result<(SessionId, Session), Error> {
+    let id = SessionId::from_bytes(random32()?);
+    Ok((id, Session::new(csrf::token_from(random32()?), now)))
+}
+
+/// A redirect target from a form: a path on this site only (no `//host`, no scheme).
+pub fn local_path(next: Option<&str>) -> String {
+    match next {
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.contains('\\')
+                && n.len() < 500
+                && !n.chars().any(char::is_control) =>
+        {
+            n.to_string()
+        }
+        _ => "/".to_string(),
+    }
+}
+
+/// Order ids and tracking numbers are opaque: only URL-safe ones are passed on.
+pub fn opaque_id(raw: &str) -> Option<&str> {
+    let ok = !raw.is_empty()
+        && raw.len() <= 100
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    ok.then_some(raw)
+}
+
+/// A UUID from the path, or the 404 page naming what is missing (`product`, `shipment`).
+pub fn uuid_or_404(raw: &str, what: &str) -> Result<Uuid, Error> {
+    Uuid::try_parse(raw).map_err(|_| Error::page(404, format!("There is no such {what}.")))
+}
+
+impl<'a> Ctx<'a> {
+    /// The browser's session (a new one if it has none that lives), its tokens refreshed.
+    pub async fn start(req: &'a Request, cfg: &'a Config, query: Query) -> Result<Self, Error> {
+        let kv = Kv::open()?;
+        let now = chrono::Utc::now().timestamp();
+        let https = cookie::is_https(
+            header(req, "spin-full-url"),
+            header(req, "x-forwarded-proto"),
+        );
+        let presented = cookie::read(header(req, "cookie"));
+        let mut existing = None;
+        if let Some(id) = &presented {
+            match kv.session(id)? {
+                Some(s) if !s.is_expired(now) => existing = Some((id.clone(), s)),
+                Some(_) => {
+                    kv.delete_session(id)?;
+                    kv.delete_cart(id)?;
+                }
+                None => {}
+            }
+        }
+        let ended = presented.is_some() && existing.is_none();
+        let fresh = existing.is_none();
+        let (sid, mut session) = match existing {
+            Some(found) => found,
+            None => new_session(now)?,
+        };
+        let dirty = fresh || session.touch(now);
+        let api = Api::new(cfg);
+        let deleted = false;
+        let mut ctx = Ctx {
+            req,
+            query,
+            api,
+            kv,
+            now,
+            https,
+            sid,
+            session,
+            dirty,
+            deleted,
+            fresh,
+            ended,
+        };
+        ctx.refresh_if_needed().await?;
+        Ok(ctx)
+    }
+
+    /// Refreshes the access token shortly before it expires, once per session however many
+    /// page loads find it expiring (a refresh token works once: `domain::session::Claim`).
+    /// The request that gets the lock refreshes; the others wait and use its new token.
+    async fn refresh_if_needed(&mut self) -> Result<(), Error> {
+        let lock = Uuid::new_v4().to_string();
+        for _ in 0..REFRESH_WAITS {
+            if !self.session.needs_refresh(self.now) {
+                return Ok(());
+            }
+            match self.kv.claim_refresh(&self.sid, &lock, self.now)? {
+                None => return self.restart(),
+                Some(Claim::Fresh(s)) => {
+                    self.session = s;
+                    return Ok(());
+                }
+                Some(Claim::Mine(s)) => return self.refresh(s).await,
+                Some(Claim::Busy) => std::thread::sleep(std::time::Duration::from_millis(100)),
+            }
+        }
+        // Another refresh took over 3 s: carry on with the tokens as they are.
+        Ok(())
+    }
+
+    /// The refresh itself, by the holder of the lock. A refused refresh (revoked, expired,
+    /// reused) signs the session out; an unreachable user service leaves it as it is (the
+    /// call that needs the token then fails on its own).
+    async fn refresh(&mut self, locked: Session) -> Result<(), Error> {
+        let Some(spent) = locked.signed_in.map(|s| s.refresh_token) else {
+            return Ok(());
+        };
+        let outcome = match self.api.refresh(&spent).await {
+            Ok(v) => SignedIn::from_answer(&v, self.now).map_or_else(
+                || {
+                    eprintln!("web: the user service answered a refresh without tokens");
+                    Refresh::Failed
+                },
+                Refresh::Tokens,
+            ),
+            Err(e) if (400..500).contains(&e.status) => Refresh::Refused,
+            Err(e) => {
+                eprintln!("web: refresh failed: {} {}", e.status, e.detail);
+                Refresh::Failed
+            }
+        };
+        self.ended = outcome == Refresh::Refused;
+        match self.kv.finish_refresh(&self.sid, &spent, outcome)? {
+            Some(stored) => self.session = stored,
+            None => self.restart()?,
+        }
+        Ok(())
+    }
+
+    /// The session record disappeared under us (signed out elsewhere): a new, anonymous one.
+    fn restart(&mut self) -> Result<(), Error> {
+        (self.sid, self.session) = new_session(self.now)?;
+        (self.fresh, self.dirty, self.ended) = (true, true, true);
+        Ok(())
+    }
+
+    /// The form of a POST, refused (403, nothing changed) without the session's CSRF token.
+    pub fn form(&self) -> Result<Form, Error> {
+        let form = Form::parse(self.req.body());
+        if !csrf::check(&self.session.csrf, form.raw(csrf::FIELD)) {
+            return Err(Error::page(
+                403,
+                "This form has expired or did not come from this site. Go back, reload the page and try again.",
+            ));
+        }
+        Ok(form)
+    }
+
+    fn signed_in(&self) -> Option<&SignedIn> {
+        self.session.signed_in.as_ref()
+    }
+
+    /// The access token; signed out, the sign-in page (coming back here afterwards).
+    fn token(&self) -> Result<String, Error> {
+        self.signed_in()
+            .map(|s| s.access_token.clone())
+            .ok_or(Error::SignIn)
+    }
+
+    /// The sign-in page, coming back afterwards to this page (a GET) or to the page the form
+    /// was on (a POST cannot be repeated by a redirect: its `Referer`, when it is ours).
+    fn to_login(&self) -> Reply {
+        let back = if self.req.method().to_string().eq_ignore_ascii_case("GET") {
+            let (p, q) = (http::path(self.req), self.req.query());
+            if q.is_empty() {
+                p.to_string()
+            } else {
+                format!("{p}?{q}")
+            }
+        } else {
+            header(self.req, "referer")
+                .and_then(|r| r.split_once("://").map(|(_, rest)| rest))
+                .and_then(|rest| rest.find('/').map(|i| rest[i..].to_string()))
+                .unwrap_or_else(|| "/".into())
+        };
+        let reason = if self.ended { "ended" } else { "" };
+        let q = query_string([
+            ("next", local_path(Some(&back)).as_str()),
+            ("reason", reason),
+        ]);
+        Reply::Redirect(format!("/login?{q}"))
+    }
+
+    /// Stores what changed and renders the reply (or the error page) with the navigation. A
+    /// new visitor's session is stored only when `keep_new` (a page that hands out a form
+    /// with its CSRF token): crawlers of the home page and of searches leave no records.
+    pub fn finish(mut self, result: Result<Reply, Error>, keep_new: bool) -> Response {
+        if self.fresh && !keep_new {
+            self.dirty = false;
+        }
+        let reply = match result {
+            Ok(r) => r,
+            Err(Error::SignIn) => {
+                // Tokens a service refused (revoked, expired beyond refresh): the login ended.
+                if self.session.signed_in.take().is_some() {
+                    (self.ended, self.dirty) = (true, !self.deleted);
+                }
+                self.to_login()
+            }
+            Err(e) => {
+                let p = e.into_page();
+                status_page(
+                    p.status,
+                    "error.html",
+                    json!({"error": p, "title": p.title}),
+                )
+            }
+        };
+        let cookie = if self.deleted {
+            Some(cookie::clear(self.https))
+        } else if self.dirty {
+            if let Err(e) = self.kv.put_session(&self.sid, &self.session) {
+                return render::bare_error(e.into());
+            }
+            Some(cookie::set(
+                &self.sid,
+                self.https,
+                self.session.max_age(self.now),
+            ))
+        } else {
+            None
+        };
+        let (status, template, mut ctx) = match reply {
+            Reply::Redirect(to) => return render::redirect(&to, cookie.as_deref()),
+            Reply::Page(status, template, ctx) => (status, template, ctx),
+        };
+        let units = if self.deleted {
+            0
+        } else {
+            self.kv.cart(&self.sid).map(|c| c.units()).unwrap_or(0)
+        };
+        let user = self.session.signed_in.as_ref().filter(|_| !self.deleted);
+        if let Some(obj) = ctx.as_object_mut() {
+            let nav = json!({"user": user.map(|s| &s.user), "cart_units": units, "csrf": self.session.csrf});
+            obj.insert("nav".into(), nav);
+        }
+        match render::render(template, &ctx) {
+            Ok(body) => render::html(status, body, cookie.as_deref()),
+            Err(e) => render::bare_error(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirects_after_login_stay_on_this_site() {
+        assert_eq!(local_path(Some("/checkout")), "/checkout");
+        for bad in [
+            "//evil.example",
+            "https://evil.example",
+            "/\\evil",
+            "evil",
+            "",
+        ] {
+            assert_eq!(local_path(Some(bad)), "/", "{bad}");
+        }
+        assert_eq!(local_path(None), "/");
+    }
+
+    #[test]
+    fn only_url_safe_opaque_ids_are_passed_on() {
+        assert_eq!(opaque_id("o01_abc-9"), Some("o01_abc-9"));
+        for bad in ["", "a/b", "a?b", "../x", "a b", &"x".repeat(101)] {
+            assert_eq!(opaque_id(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! Templates (embedded at compile time, HTML auto-escaping on for every one of them) and the
+//! headers every page carries.
+
+use marketplace_shared::http;
+use minijinja::{AutoEscape, Environment, UndefinedBehavior};
+use spin_sdk::http::Response;
+
+use crate::error::Error;
+
+/// The stylesheet, served at `/static/style.css`.
+pub const CSS: &str = include_str!("../../static/style.css");
+
+/// Every template, by name.
+const TEMPLATES: &[(&str, &str)] = &[
+    ("base.html", include_str!("../../templates/base.html")),
+    ("macros.html", include_str!("../../templates/macros.html")),
+    ("home.html", include_str!("../../templates/home.html")),
+    ("search.html", include_str!("../../templates/search.html")),
+    ("product.html", include_str!("../../templates/product.html")),
+    (
+        "register.html",
+        include_str!("../../templates/register.html"),
+    ),
+    ("login.html", include_str!("../../templates/login.html")),
+    ("cart.html", include_str!("../../templates/cart.html")),
+    (
+        "checkout.html",
+        include_str!("../../templates/checkout.html"),
+    ),
+    ("orders.html", include_str!("../../templates/orders.html")),
+    ("order.html", include_str!("../../templates/order.html")),
+    ("track.html", include_str!("../../templates/track.html")),
+    ("error.html", include_str!("../../templates/error.html")),
+    ("sell.html", include_str!("../../templates/sell.html")),
+    (
+        "product_form.html",
+        include_str!("../../templates/product_form.html"),
+    ),
+    ("sales.html", include_str!("../../templates/sales.html")),
+    ("carrier.html", include_str!("../../templates/carrier.html")),
+];
+
+/// The policy every HTML answer carries: nothing but our own stylesheet and images; no
+/// script at all, no inline style, no framing, forms only to ourselves.
+pub const CSP: &str = "default-src 'self'; script-src 'none'; style-src 'self'; img-src 'self' data:; \
+     object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+fn money(cents: i64, currency: String) -> String {
+    crate::domain::money::format(cents, &currency)
+}
+
+/// `2026-11-28T12:00:00Z` → `2026-11-28 12:00 UTC`.
+fn when(ts: String) -> String {
+    match (ts.get(0..10), ts.get(11..16)) {
+        (Some(d), Some(t)) => format!("{d} {t} UTC"),
+        _ => ts,
+    }
+}
+
+/// `in_transit` → `in transit`.
+fn words(s: String) -> String {
+    s.replace('_', " ")
+}
+
+fn env() -> Result<Environment<'static>, Error> {
+    let mut env = Environment::new();
+    // Explicitly HTML for every template, whatever its name: nothing reaches the page unescaped.
+    env.set_auto_escape_callback(|_| AutoEscape::Html);
+    env.set_undefined_behavior(UndefinedBehavior::Chainable);
+    env.add_filter("money", money);
+    env.add_filter("when", when);
+    env.add_filter("words", words);
+    for (name, source) in TEMPLATES {
+        env.add_template(name, source)
+            .map_err(|e| Error::Internal(format!("template {name}: {e}")))?;
+    }
+    Ok(env)
+}
+
+/// Renders template `name` with `ctx`.
+pub fn render(name: &str, ctx: &serde_json::Value) -> Result<String, Error> {
+    let env = env()?;
+    let t = env
+        .get_template(name)
+        .map_err(|e| Error::Internal(format!("template {name}: {e}")))?;
+    t.render(ctx)
+        .map_err(|e| Error::Internal(format!("rendering {name}: {e:#}")))
+}
+
+/// What every answer of the storefront carries: nothing but our own stylesheet and images,
+/// no framing, nothing cached (pages hold personal data and CSRF tokens).
+const SECURITY: [(&str, &str); 5] = [
+    ("content-security-policy", CSP),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "same-origin"),
+    ("x-frame-options", "DENY"),
+    ("cache-control", "no-store"),
+];
+
+/// An answer with the security headers, `extra` headers (e.g. `Set-Cookie`) and its length.
+fn answer(status: u16, content_type: &str, body: Vec<u8>, extra: &[(&str, &str)]) -> Response {
+    let headers: Vec<(&str, &str)> = SECURITY
+        .iter()
+        .copied()
+        .chain(extra.iter().copied())
+        .collect();
+    http::bytes(status, content_type, body, &headers)
+}
+
+fn cookie_header(cookie: Option<&str>) -> Vec<(&'static str, &str)> {
+    cookie.map(|c| ("set-cookie", c)).into_iter().collect()
+}
+
+/// An HTML page; `cookie` is a `Set-Cookie` value.
+pub fn html(status: u16, body: String, cookie: Option<&str>) -> Response {
+    let headers = cookie_header(cookie);
+    answer(
+        status,
+        "text/html; charset=utf-8",
+        body.into_bytes(),
+        &headers,
+    )
+}
+
+/// A `303 See Other` (after a form post: reloading the next page never re-posts).
+pub fn redirect(location: &str, cookie: Option<&str>) -> Response {
+    let mut headers = cookie_header(cookie);
+    headers.push(("location", location));
+    answer(303, "text/plain; charset=utf-8", Vec::new(), &headers)
+}
+
+/// The stylesheet (cacheable: the one answer without `no-store`).
+pub fn css() -> Response {
+    let headers: Vec<(&str, &str)> = SECURITY[..4].to_vec();
+    let cache = [("cache-control", "public, max-age=3600")];
+    http::bytes(
+        200,
+        "text/css; charset=utf-8",
+        CSS.into(),
+        &[headers.as_slice(), &cache].concat(),
+    )
+}
+
+/// An error page when not even a session could be had (configuration or store down).
+pub fn bare_error(e: Error) -> Response {
+    let p = e.into_page();
+    let ctx = serde_json::json!({"nav": {}, "error": p, "title": p.title});
+    match render("error.html", &ctx) {
+        Ok(body) => html(p.status, body, None),
+        Err(_) => html(p.status, p.detail, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn every_template_compiles() {
+        env().unwrap();
+    }
+
+    #[test]
+    fn what_a_product_says_is_escaped_never_markup() {
+        let ctx = json!({
+            "nav": {},
+            "product": {"id": "p", "title": "<script>alert(1)</script>", "description": "\"><img src=x onerror=alert(1)>",
+                        "price_cents": 100, "currency": "EUR", "stock": 1, "category": "x", "attributes": {}},
+        });
+        let page = render("product.html", &ctx).unwrap();
+        assert!(!page.contains("<script>alert(1)"), "{page}");
+        assert!(page.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;"));
+        assert!(!page.contains("<img src=x"));
+    }
+
+    /// ` onclick=`, ` onload=`…: an attribute starting with `on` and followed by `=`.
+    fn has_inline_handler(source: &str) -> bool {
+        source.match_indices(" on").any(|(i, _)| {
+            let rest = &source[i + 3..];
+            let name_len = rest.bytes().take_while(u8::is_ascii_lowercase).count();
+            name_len > 0 && rest[name_len..].starts_with('=')
+        })
+    }
+
+    #[test]
+    fn every_page_renders_with_what_the_services_answer() {
+        let product = json!({"id": "0193a0c0-0000-7000-8000-000000000000", "title": "Lamp", "description": "Bright",
+            "category": "home & garden", "price_cents": 1999, "currency": "EUR", "stock": 3, "status": "active",
+            "attributes": {"colour": "red", "watts": 40, "dimmable": true}});
+        let order = json!({"id": "o01abc", "status": "confirmed", "created_at": "2026-11-28T12:00:00Z",
+            "items": [{"product_id": product["id"], "title": "Lamp", "quantity": 2, "unit_price_cents": 1999, "currency": "EUR"}],
+            "total_cents": 3998, "currency": "EUR",
+            "shipping_address": {"name": "Ada", "line1": "1 Road", "city": "Berlin", "postal_code": "10115", "country": "DE"}});
+        let shipment = json!({"tracking_number": "TRK1", "status": "pending",
+            "history": [{"status": "pending", "occurred_at": "2026-11-28T12:00:00Z", "location": null, "note": null}]});
+        let cart = json!({"lines": [{"product": product, "quantity": 2, "line_cents": 3998, "available": true},
+            {"product": {"id": "x", "title": "No longer available"}, "quantity": 1, "available": false}],
+            "totals": [{"currency": "EUR", "cents": 3998}]});
+        let nav = json!({"user": {"display_name": "Ada"}, "cart_units": 3, "csrf": "tok"});
+        let cases = [
+            (
+                "home.html",
+                json!({"categories": ["lamps"], "products": [product]}),
+            ),
+            (
+                "search.html",
+                json!({"search": {"q": "lamp", "sort": "newest"}, "products": [product],
+                "problems": ["x"], "next": "/search?cursor=a", "first": "/search", "sorts": SORTS_FOR_TEST}),
+            ),
+            ("product.html", json!({"product": product})),
+            (
+                "register.html",
+                json!({"form": {"role": "seller"}, "errors": {"email": ["taken"]}, "message": "m"}),
+            ),
+            (
+                "login.html",
+                json!({"next": "/", "form": {}, "message": "m"}),
+            ),
+            ("cart.html", json!({"cart": cart, "message": "m"})),
+            (
+                "checkout.html",
+                json!({"cart": cart, "key": "k", "address": {"name": "Ada"}, "errors": {"city": ["bad"]}}),
+            ),
+            ("checkout.html", json!({"empty": true})),
+            (
+                "orders.html",
+                json!({"orders": [order], "next": "/orders?cursor=c", "paged": true}),
+            ),
+            (
+                "order.html",
+                json!({"order": order, "shipments": [shipment]}),
+            ),
+            (
+                "order.html",
+                json!({"order": order, "shipments": [], "shipments_error": "down"}),
+            ),
+            (
+                "track.html",
+                json!({"number": "TRK1", "tracking": shipment}),
+            ),
+            (
+                "error.html",
+                json!({"error": {"status": 404, "title": "Not found", "detail": "no such product"}}),
+            ),
+        ];
+        for (name, mut ctx) in cases {
+            ctx["nav"] = nav.clone();
+            let page = render(name, &ctx).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+            assert!(
+                page.contains("name=\"csrf\" value=\"tok\""),
+                "{name}: the logout form carries the token"
+            );
+        }
+    }
+
+    const SORTS_FOR_TEST: &[(&str, &str)] = crate::domain::search::SORTS;
+
+    #[test]
+    fn pages_carry_no_inline_script_or_style() {
+        for (name, source) in TEMPLATES {
+            assert!(!source.contains("<script"), "{name}");
+            assert!(!source.contains("style="), "{name}");
+            assert!(!source.contains("<style"), "{name}");
+            assert!(!has_inline_handler(source), "{name} has no inline handler");
+            assert!(!source.contains("|safe"), "{name} does not bypass escaping");
+        }
+    }
+}
