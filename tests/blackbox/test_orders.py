@@ -443,3 +443,27 @@ def test_a_delivery_status_outside_shipped_delivered_returned_is_422(mint, share
     _, o = new_order(buyer, shared_seller)
     report(mint, o["id"], "cancelled").expect_invalid("status")
     assert order_of(buyer, o["id"])["status"] == "confirmed"
+
+
+# ---------------------------------------------------------------- the outbox relay's own identity
+
+
+RELAY = "/internal/orders/outbox/relay"
+
+
+def test_the_relay_route_accepts_only_the_relays_own_identity(mint):
+    # The order and delivery services' keys (which reserve stock and create shipments) are
+    # refused there: the CronJob holds only the relay's key.
+    for caller in ("order", "delivery"):
+        post(RELAY, {}, token=mint.service(caller, "order")).expect_problem(403)
+    post(RELAY, {}, token=mint.service("relay", "delivery")).expect_problem(401)
+    stats = post(RELAY, {}, token=mint.service("relay", "order")).expect(200).json()
+    assert "shipments_requested" in stats, stats
+
+
+def test_the_relay_identity_is_refused_on_the_delivery_status_route(mint, shared_seller, buyer):
+    _, o = new_order(buyer, shared_seller)
+    post(f"/internal/orders/{o['id']}/delivery-status",
+         {"status": "shipped", "occurred_at": rfc3339(now_utc())},
+         token=mint.service("relay", "order")).expect_problem(403)
+    assert order_of(buyer, o["id"])["status"] == "confirmed"

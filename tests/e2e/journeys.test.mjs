@@ -574,3 +574,76 @@ test('two page loads that find the access token expired refresh it once', async 
   assert.equal(new URL(page.url()).pathname, '/orders');
   await page.close();
 });
+
+test('an admin finds a user and makes them a carrier; their next sign-in shows carrier pages', async (t) => {
+  // The e2e app's admin_emails is admin@marketplace.test (tools/scaled/up.sh).
+  const admin = 'admin@marketplace.test';
+  await api('POST', '/api/auth/register', { email: admin, password: PASSWORD, display_name: 'Admin' }).catch(() => {});
+  const email = `newcarrier-${RUN}@example.test`;
+  const user = await api('POST', '/api/auth/register', { email, password: PASSWORD, display_name: 'Nia Newcarrier' });
+
+  // Not an admin: the pages are refused in words.
+  await context.clearCookies();
+  const page = await freshPage(t);
+  await page.goto('/login');
+  await page.getByLabel('Email').fill(email);
+  await page.getByLabel('Password').fill(PASSWORD);
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.waitForURL(`${BASE}/`);
+  assert.equal(await page.getByRole('link', { name: 'Users', exact: true }).count(), 0, 'no admin link for a buyer');
+  for (const path of ['/admin', `/admin/users/${user.id}`]) {
+    const refused = await page.goto(path);
+    assert.equal(refused.status(), 403, path);
+    assert.match(await page.locator('#problem-detail').textContent(), /administrators only/);
+  }
+  const csrf = await page.locator('#logout').evaluate((b) => b.form.elements.csrf.value);
+  const post = await page.request.post(`/admin/users/${user.id}/role`, { form: { csrf, role: 'admin' }, maxRedirects: 0 });
+  assert.equal(post.status(), 403, 'a buyer cannot change a role');
+  await page.locator('#logout').click();
+  await page.waitForURL(`${BASE}/`);
+
+  // The admin: the navigation's Users link, find by id, change the role to carrier.
+  await page.goto('/login');
+  await page.getByLabel('Email').fill(admin);
+  await page.getByLabel('Password').fill(PASSWORD);
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.waitForURL(`${BASE}/`);
+  await page.getByRole('link', { name: 'Users', exact: true }).click();
+  await page.waitForURL(`${BASE}/admin`);
+  await shot(page, '24-admin-find');
+  await page.getByLabel('User id').fill('not-an-id');
+  await page.getByRole('button', { name: 'Find' }).click();
+  await page.locator('#message', { hasText: 'A user id looks like' }).waitFor();
+  await page.getByLabel('User id').fill(user.id);
+  await page.getByRole('button', { name: 'Find' }).click();
+  await page.waitForURL(`${BASE}/admin/users/${user.id}`);
+  assert.equal(await page.locator('#user-email').textContent(), email);
+  assert.equal(await page.locator('#user-role').textContent(), 'buyer');
+  // Without its CSRF token the form changes nothing.
+  const bare = await page.request.post(`/admin/users/${user.id}/role`, { form: { role: 'admin' }, maxRedirects: 0 });
+  assert.equal(bare.status(), 403);
+  await page.getByLabel('New role').selectOption('carrier');
+  const form = await page.locator('#role-form').evaluate((f) => Object.fromEntries(new FormData(f)));
+  const answer = await page.request.post(`/admin/users/${user.id}/role`, { form, maxRedirects: 0 });
+  assert.equal(answer.status(), 303);
+  assert.equal(answer.headers().location, `/admin/users/${user.id}?changed=role`);
+  await page.locator('#change-role').click();
+  await page.waitForURL(`${BASE}/admin/users/${user.id}?changed=role`);
+  assert.match(await page.locator('#notice').textContent(), /Nia Newcarrier is now a carrier/);
+  assert.equal(await page.locator('#user-role').textContent(), 'carrier');
+  await shot(page, '25-admin-user');
+  await page.locator('#logout').click();
+  await page.waitForURL(`${BASE}/`);
+
+  // The user's next sign-in: a carrier's pages.
+  await page.goto('/login');
+  await page.getByLabel('Email').fill(email);
+  await page.getByLabel('Password').fill(PASSWORD);
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.waitForURL(`${BASE}/`);
+  await page.getByRole('link', { name: 'Scan', exact: true }).click();
+  await page.waitForURL(`${BASE}/carrier`);
+  await page.getByRole('heading', { name: 'Scan a parcel' }).waitFor();
+  assert.equal(await page.getByRole('link', { name: 'My orders', exact: true }).count(), 0, 'a carrier, not a buyer');
+  await page.close();
+});

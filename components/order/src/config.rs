@@ -8,6 +8,11 @@ use crate::error::Error;
 /// This service's name in service tokens.
 pub const SERVICE: &str = "order";
 
+/// The outbox relay's own identity (its CronJob's service tokens: `iss = sub = "relay"`):
+/// accepted on `POST /internal/orders/outbox/relay` only, so the CronJob holds no key that
+/// could reserve stock or create shipments.
+pub const RELAY: &str = "relay";
+
 pub struct Config {
     /// Connection strings of the physical order databases; index = position in `db_urls`.
     pub db_urls: Vec<String>,

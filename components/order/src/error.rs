@@ -1,23 +1,40 @@
 //! The one error type of the order service and its one mapping to a problem document.
 
-use marketplace_shared::Problem;
 use marketplace_shared::pg::{Failure, describe};
+use marketplace_shared::{FieldErrors, OrderStatus, Problem, ShortItem};
 use spin_sdk::pg4::PgError;
+
+use crate::domain::key::KeyError;
+use crate::domain::order::PricingError;
 
 #[derive(Debug)]
 pub enum Error {
-    /// An answer about the request itself (4xx), already shaped for the client.
+    /// An answer the shared plumbing already shaped (authentication, query, body: 4xx).
     Client(Problem),
+    /// No such order, or not one the caller may know of (404).
+    NotFound,
+    /// Invalid input, every bad field named (422).
+    Invalid(FieldErrors),
+    /// A bad `Idempotency-Key` header (400).
+    Key(KeyError),
+    /// The key was used with another request body (422).
+    KeyReused,
+    /// Another request with the key is still being processed (409).
+    KeyBusy,
+    /// Another cancel of the order is still being processed (409).
+    CancelBusy,
+    /// Not enough stock (409, naming the short products); nothing was reserved.
+    Stock {
+        detail: String,
+        short_items: Vec<ShortItem>,
+    },
+    /// The order can no longer be cancelled (409): its status, or `None` when the delivery
+    /// service refused because the parcel was picked up.
+    TooLate(Option<OrderStatus>),
     /// A dependency is down or misbehaving: 503 naming it; the cause is logged.
     Unavailable { dependency: String, cause: String },
     /// A defect or a deployment error: 500 with a generic body; the cause is logged.
     Internal(String),
-}
-
-impl From<Problem> for Error {
-    fn from(p: Problem) -> Self {
-        Error::Client(p)
-    }
 }
 
 impl Error {
@@ -34,10 +51,100 @@ impl Error {
         }
     }
 
+    pub fn product(cause: impl Into<String>) -> Self {
+        Error::Unavailable {
+            dependency: "product-service".into(),
+            cause: cause.into(),
+        }
+    }
+
+    pub fn delivery(cause: impl Into<String>) -> Self {
+        Error::Unavailable {
+            dependency: "delivery-service".into(),
+            cause: cause.into(),
+        }
+    }
+}
+
+impl From<Problem> for Error {
+    fn from(p: Problem) -> Self {
+        Error::Client(p)
+    }
+}
+
+impl From<FieldErrors> for Error {
+    fn from(e: FieldErrors) -> Self {
+        Error::Invalid(e)
+    }
+}
+
+impl From<KeyError> for Error {
+    fn from(e: KeyError) -> Self {
+        Error::Key(e)
+    }
+}
+
+impl From<PricingError> for Error {
+    fn from(e: PricingError) -> Self {
+        let mut errors = FieldErrors::new();
+        match e {
+            PricingError::MixedCurrencies(c) => errors.add(
+                "items",
+                format!(
+                    "all items must be priced in one currency (found {})",
+                    c.join(", ")
+                ),
+            ),
+            PricingError::TotalTooLarge => errors.add("items", "the order total is too large"),
+            PricingError::Mismatch(m) => {
+                return Error::product(format!("reservation does not match the request: {m}"));
+            }
+        }
+        Error::Invalid(errors)
+    }
+}
+
+const KEY_BUSY: &str = "a request with this Idempotency-Key is still being processed; retry later";
+
+impl From<Error> for Problem {
     /// The problem document to answer with; server-side causes are logged, never sent.
-    pub fn into_problem(self) -> Problem {
-        match self {
+    fn from(e: Error) -> Self {
+        match e {
             Error::Client(p) => p,
+            Error::NotFound => Problem::not_found("no such order"),
+            Error::Invalid(errors) => Problem::validation(errors),
+            Error::Key(e) => {
+                let mut p = Problem::bad_request(format!("Idempotency-Key header {}", e.message()));
+                let mut errors = FieldErrors::new();
+                errors.add("Idempotency-Key", e.message());
+                p.errors = Some(Box::new(errors));
+                p
+            }
+            Error::KeyReused => Problem::unprocessable(
+                "this Idempotency-Key was already used with a different request body",
+            ),
+            Error::KeyBusy => Problem::conflict(KEY_BUSY),
+            Error::CancelBusy => {
+                Problem::conflict("a cancel of this order is still being processed; retry later")
+            }
+            Error::Stock {
+                detail,
+                short_items,
+            } => {
+                if !short_items.is_empty() {
+                    Problem::insufficient_stock(short_items)
+                } else if detail.is_empty() {
+                    Problem::conflict("not enough stock")
+                } else {
+                    Problem::conflict(detail)
+                }
+            }
+            Error::TooLate(Some(status)) => Problem::conflict(format!(
+                "the order is {status} and can no longer be cancelled"
+            )),
+            Error::TooLate(None) => Problem::conflict(
+                "the order's shipment has already been picked up; the order can no longer be cancelled",
+            ),
             Error::Unavailable { dependency, cause } => {
                 eprintln!("order: dependency {dependency} unavailable: {cause}");
                 Problem::service_unavailable(&dependency)

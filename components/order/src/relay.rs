@@ -7,11 +7,10 @@
 //! leaves its rows unclaimed for the next run. The callees are idempotent (delivery per order
 //! id, product per reservation id), so a row sent again after a lost answer does no harm.
 //!
-//! A `cancel_shipment` row is an unresolved cancel (see `service::cancel`): it is due only once
-//! its request's lease has passed (the request died, or had no definite answer from the
-//! delivery service), and the relay resolves it by looking at the shipment, never by
-//! cancelling it: `cancelled` → the cancel is finished (order cancelled, release queued);
-//! anything else → the intent is dropped and the order stays as it is.
+//! A placement's `create_shipment` row and a cancel's `cancel_shipment` intent are leased to
+//! the request that wrote them (`domain::outbox`); the relay takes them over when that request
+//! failed or died. An intent is resolved from the shipment's status, never by cancelling it
+//! (`handlers::cancel`).
 
 use marketplace_shared::wit::{ShipmentItem, ShipmentRequest};
 use marketplace_shared::{OrderStatus, ShipmentStatus};
@@ -20,11 +19,12 @@ use uuid::Uuid;
 
 use crate::clients;
 use crate::config::Config;
+use crate::domain::key::IdempotencyKey;
+use crate::domain::order::{self, CancelOutcome, Order, format_millis};
 use crate::domain::outbox::{self, CancelIntent, Kind, Release};
 use crate::domain::shard::OrderId;
 use crate::error::Error;
-use crate::service;
-use crate::store::{Db, OrderView, OutboxRow};
+use crate::store::{Db, Done, Job, OutboxRow, Shipped};
 
 /// What one relay run did.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -45,23 +45,28 @@ pub struct Stats {
     pub failed: u32,
 }
 
+/// What became of one row: done (and marked delivered), nothing to do (any more), or the
+/// call failed (retried later).
+enum Outcome {
+    Done,
+    Nothing,
+    Failed(String),
+}
+
 /// Relays every shard. Returns the stats and the shards that could not be reached.
 pub async fn run_all(cfg: &Config) -> (Stats, Vec<usize>) {
     let mut stats = Stats::default();
     let mut down = Vec::new();
     for index in 0..cfg.db_urls.len() {
-        let result = match Db::open(cfg, index) {
-            Ok(db) => match sweep_abandoned(cfg, &db, &mut stats).await {
-                Ok(()) => match relay_shard(cfg, &db, None, &mut stats).await {
-                    Ok(()) => purge(&db, &mut stats),
-                    Err(e) => Err(e),
-                },
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(e),
-        };
+        let result = async {
+            let db = Db::open(cfg, index)?;
+            sweep_abandoned(cfg, &db, &mut stats).await?;
+            relay_shard(cfg, &db, None, &mut stats).await?;
+            purge(&db, &mut stats)
+        }
+        .await;
         if let Err(e) = result {
-            let p = e.into_problem();
+            let p = marketplace_shared::Problem::from(e);
             eprintln!("order: relay of order-db-{index} stopped: {}", p.detail);
             down.push(index);
         }
@@ -71,11 +76,11 @@ pub async fn run_all(cfg: &Config) -> (Stats, Vec<usize>) {
 
 /// Relays the due rows of one order right after the commit that created them. Best effort:
 /// whatever fails stays in the outbox for the next run.
-pub async fn run_for_order(cfg: &Config, db: &Db, order_id: &str) -> Stats {
+pub async fn run_for_order(cfg: &Config, db: &Db, order: &OrderId) -> Stats {
     let mut stats = Stats::default();
-    if let Err(e) = relay_shard(cfg, db, Some(order_id), &mut stats).await {
-        let p = e.into_problem();
-        eprintln!("order: inline relay of {order_id} stopped: {}", p.detail);
+    if let Err(e) = relay_shard(cfg, db, Some(order), &mut stats).await {
+        let p = marketplace_shared::Problem::from(e);
+        eprintln!("order: inline relay of {order} stopped: {}", p.detail);
     }
     stats
 }
@@ -83,129 +88,119 @@ pub async fn run_for_order(cfg: &Config, db: &Db, order_id: &str) -> Stats {
 async fn relay_shard(
     cfg: &Config,
     db: &Db,
-    order_id: Option<&str>,
+    order: Option<&OrderId>,
     stats: &mut Stats,
 ) -> Result<(), Error> {
-    db.begin()?;
-    let result = async {
-        for row in db.claim_outbox(order_id)? {
+    db.transaction_async(async |db| {
+        for row in db.claim_outbox(order)? {
             match deliver(cfg, db, &row).await? {
-                Ok(Some(kind)) => {
+                Outcome::Done => match row.job {
+                    Job::CreateShipment(_) => stats.shipments_requested += 1,
+                    Job::Release(_) => stats.reservations_released += 1,
+                    _ => stats.cancels_finished += 1,
+                },
+                Outcome::Nothing => {
                     db.outbox_done(row.id)?;
-                    match kind {
-                        Kind::CreateShipment => stats.shipments_requested += 1,
-                        Kind::ReleaseReservation => stats.reservations_released += 1,
-                        Kind::CancelShipment => stats.cancels_finished += 1,
+                    match row.job {
+                        Job::Cancel(_) => stats.cancels_dropped += 1,
+                        _ => stats.skipped += 1,
                     }
                 }
-                Ok(None) if row.kind == Some(Kind::CancelShipment) => {
-                    db.outbox_done(row.id)?;
-                    stats.cancels_dropped += 1;
-                }
-                Ok(None) => {
-                    db.outbox_done(row.id)?;
-                    stats.skipped += 1;
-                }
-                Err(cause) => {
+                Outcome::Failed(cause) => {
                     eprintln!(
-                        "order: outbox row {} ({}) for {} failed: {cause}",
-                        row.id,
-                        row.kind.map_or("unknown", Kind::as_str),
-                        row.order_id
+                        "order: outbox row {} for {} failed: {cause}",
+                        row.id, row.order_id
                     );
                     db.outbox_failed(&row, &cause)?;
                     stats.failed += 1;
                 }
             }
         }
-        Ok::<(), Error>(())
-    }
-    .await;
-    match result {
-        Ok(()) => db.commit(),
-        Err(e) => {
-            db.rollback();
-            Err(e)
+        Ok(())
+    })
+    .await
+}
+
+/// Makes the call an outbox row asks for. `Err`: the database failed (stop the run).
+async fn deliver(cfg: &Config, db: &Db, row: &OutboxRow) -> Result<Outcome, Error> {
+    match &row.job {
+        Job::CreateShipment(order) => {
+            let Some(order) = order else {
+                return Ok(Outcome::Nothing);
+            };
+            if order.shipment_id.is_some() || order.status == OrderStatus::Cancelled {
+                // Cancelled before the shipment was requested: nothing to ship.
+                return Ok(Outcome::Nothing);
+            }
+            let created = match clients::ensure_shipment(cfg, &shipment_request(order)).await {
+                Ok(created) => created,
+                Err(e) => return Ok(Outcome::Failed(e)),
+            };
+            let tracking = created.tracking_number.as_deref();
+            let shipment = Shipped::by(created.id, tracking, chrono::Utc::now(), "relay");
+            db.record_shipment(&order.id, &shipment, Done::Row(row.id), None)?;
+            Ok(Outcome::Done)
         }
+        Job::Release(release) => match clients::release(cfg, &release.reservation_id).await {
+            Ok(()) => {
+                db.released(row, release)?;
+                Ok(Outcome::Done)
+            }
+            Err(e) => Ok(Outcome::Failed(e)),
+        },
+        Job::Cancel(intent) => resolve_cancel(cfg, db, row, intent).await,
+        Job::Unknown(kind) => Ok(Outcome::Failed(format!("unknown outbox kind {kind}"))),
     }
 }
 
-/// Makes the call an outbox row asks for. Outer error: the database failed (stop the run);
-/// inner: the call failed (retry later); `Ok(None)`: nothing to do any more.
-async fn deliver(
+/// Asks for the shipment of an order just placed (its `create_shipment` row is leased to this
+/// request, `PLACEMENT_LEASE_SECS`) and records it in one statement that also marks the row
+/// delivered and stores the order with its shipment as the key's response to replay. The
+/// order as answered now; `None` if the shipment is not recorded (the relay will do it: a
+/// failed call makes the row due at once, anything else leaves it to the lease's end).
+pub async fn ship_placed(
     cfg: &Config,
     db: &Db,
-    row: &OutboxRow,
-) -> Result<Result<Option<Kind>, String>, Error> {
-    match row.kind {
-        Some(Kind::CreateShipment) => {
-            let Some(order) = db.shipment_source(&row.order_id)? else {
-                return Ok(Ok(None));
-            };
-            let status = order.status();
-            if order.shipment_id.is_some() || status == Some(OrderStatus::Cancelled) {
-                // Cancelled before the shipment was requested: nothing to ship.
-                return Ok(Ok(None));
+    buyer: Uuid,
+    key: &IdempotencyKey,
+    order: &Order,
+) -> Option<Order> {
+    let created = match clients::ensure_shipment(cfg, &shipment_request(order)).await {
+        Ok(created) => created,
+        Err(cause) => {
+            eprintln!("order: shipment of {} not requested: {cause}", order.id);
+            if let Err(e) = db.placement_failed(&order.id, &cause) {
+                let p = marketplace_shared::Problem::from(e);
+                eprintln!("order: {} left to the relay: {}", order.id, p.detail);
             }
-            let request = shipment_request(&order)?;
-            match clients::create_shipment(cfg, &request).await {
-                Ok(created) => {
-                    let shipment = created.id;
-                    if db.set_shipment(
-                        &row.order_id,
-                        shipment,
-                        created.tracking_number.as_deref(),
-                    )? {
-                        let s = status.unwrap_or(OrderStatus::Confirmed);
-                        db.history(
-                            &row.order_id,
-                            "shipment_requested",
-                            Some(s),
-                            s,
-                            "relay",
-                            &serde_json::json!({ "shipment_id": shipment }),
-                            None,
-                        )?;
-                    }
-                    Ok(Ok(Some(Kind::CreateShipment)))
-                }
-                Err(e) => Ok(Err(e)),
-            }
+            return None;
         }
-        Some(Kind::ReleaseReservation) => {
-            let Ok(release) = serde_json::from_value::<Release>(row.payload.clone()) else {
-                return Err(Error::Internal(format!("outbox row {} payload", row.id)));
-            };
-            match clients::release(cfg, &release.reservation_id).await {
-                Ok(()) => {
-                    if let Some(s) = db.status_of(&row.order_id)? {
-                        db.history(
-                            &row.order_id,
-                            "stock_released",
-                            Some(s),
-                            s,
-                            "relay",
-                            &serde_json::json!({ "reservation_id": release.reservation_id }),
-                            None,
-                        )?;
-                    }
-                    Ok(Ok(Some(Kind::ReleaseReservation)))
-                }
-                Err(e) => Ok(Err(e)),
-            }
+    };
+    let now = chrono::Utc::now();
+    let shipped = Order {
+        shipment_id: Some(created.id),
+        updated_at: format_millis(now),
+        ..order.clone()
+    };
+    let tracking = created.tracking_number.as_deref();
+    let shipment = Shipped::by(created.id, tracking, now, "relay");
+    let replay = Some((buyer, key, &shipped));
+    match db.record_shipment(&order.id, &shipment, Done::Placement, replay) {
+        Ok(()) => Some(shipped),
+        Err(e) => {
+            let p = marketplace_shared::Problem::from(e);
+            eprintln!("order: shipment of {} not recorded: {}", order.id, p.detail);
+            None
         }
-        Some(Kind::CancelShipment) => resolve_cancel(cfg, db, row).await,
-        None => Ok(Err("unknown outbox kind".to_string())),
     }
 }
 
 /// The delivery service's shipment request for an order.
-pub(crate) fn shipment_request(order: &OrderView) -> Result<ShipmentRequest, Error> {
-    Ok(ShipmentRequest {
-        order_id: order.id.clone(),
+pub fn shipment_request(order: &Order) -> ShipmentRequest {
+    ShipmentRequest {
+        order_id: order.id.to_string(),
         buyer_id: order.buyer_id.to_string(),
-        shipping_address: serde_json::from_value(order.shipping_address.clone())
-            .map_err(|e| Error::Internal(format!("stored address: {e}")))?,
+        shipping_address: order.shipping_address.clone(),
         items: order
             .items
             .iter()
@@ -215,83 +210,102 @@ pub(crate) fn shipment_request(order: &OrderView) -> Result<ShipmentRequest, Err
                 quantity: l.quantity,
             })
             .collect(),
-    })
+    }
 }
 
-/// Resolves an unresolved cancel from the shipment's status (module documentation).
-/// `Ok(Some)`: finished; `Ok(None)`: dropped (also when the order is no longer `confirmed`:
-/// cancelled by a later request, or shipped); inner `Err`: no answer, retried later.
+/// Resolves an unresolved cancel from the shipment's status (module documentation). Dropped
+/// also when the order is no longer `confirmed` (cancelled by a later request, or shipped).
 async fn resolve_cancel(
     cfg: &Config,
     db: &Db,
     row: &OutboxRow,
-) -> Result<Result<Option<Kind>, String>, Error> {
-    let Some(id) = OrderId::parse(&row.order_id) else {
-        return Ok(Ok(None));
+    intent: &CancelIntent,
+) -> Result<Outcome, Error> {
+    let Some(order) = db.load_order(&row.order_id)? else {
+        return Ok(Outcome::Nothing);
     };
-    let Some(order) = db.load_order(&id)? else {
-        return Ok(Ok(None));
-    };
-    if order.status() != Some(OrderStatus::Confirmed) {
-        return Ok(Ok(None));
+    if order.status != OrderStatus::Confirmed {
+        return Ok(Outcome::Nothing);
     }
-    let intent: CancelIntent = serde_json::from_value(row.payload.clone())
-        .map_err(|e| Error::Internal(format!("outbox row {} payload: {e}", row.id)))?;
     // The idempotent create answers the order's shipment as it is (and creates it if the
     // order had none, which a live order needs anyway): a read that needs no new endpoint.
-    let shipment = match clients::ensure_shipment(cfg, &shipment_request(&order)?).await {
+    let shipment = match clients::ensure_shipment(cfg, &shipment_request(&order)).await {
         Ok(s) => s,
-        Err(e) => return Ok(Err(e)),
+        Err(e) => return Ok(Outcome::Failed(e)),
     };
     if shipment.status == Some(ShipmentStatus::Cancelled) {
         // Terminal at the delivery service: it cannot change while we write.
-        service::apply_cancel(db, &id, &intent, shipment.id, true)?;
-        Ok(Ok(Some(Kind::CancelShipment)))
-    } else {
-        // Not cancelled, and it never will be by this intent (nobody sends it again): the
-        // order stays as it is. Record the shipment id the answer named, as the create row
-        // would have.
-        if order.shipment_id.is_none() {
-            record_shipment(
-                db,
-                &row.order_id,
-                shipment.id,
-                shipment.tracking_number.as_deref(),
-                "relay",
-            )?;
-        }
-        Ok(Ok(None))
+        apply_cancel(db, &order.id, intent, shipment.id, true)?;
+        db.outbox_done(row.id)?;
+        return Ok(Outcome::Done);
     }
+    // Not cancelled, and it never will be by this intent (nobody sends it again): the order
+    // stays as it is. Record the shipment id the answer named, as the create row would have.
+    if order.shipment_id.is_none() {
+        let tracking = shipment.tracking_number.as_deref();
+        let recorded = Shipped::by(shipment.id, tracking, chrono::Utc::now(), "relay");
+        db.record_shipment(&order.id, &recorded, Done::Not, None)?;
+    }
+    Ok(Outcome::Nothing)
 }
 
-/// Stores the shipment id of an order that had none, with its history entry.
-pub(crate) fn record_shipment(
+/// The order's side of a cancel whose shipment is `cancelled` (inside a transaction; the
+/// request's last step, or the relay finishing an unresolved cancel): under the order's row
+/// lock, a `confirmed` order becomes `cancelled` with its history entry and its
+/// `release_reservation` row; an order cancelled meanwhile is left as it is. The shipment id
+/// is recorded if the order did not know it. Returns whether the order was cancelled now.
+pub fn apply_cancel(
     db: &Db,
-    order_id: &str,
+    id: &OrderId,
+    intent: &CancelIntent,
     shipment: Uuid,
-    tracking_number: Option<&str>,
-    actor: &str,
-) -> Result<(), Error> {
-    if db.set_shipment(order_id, shipment, tracking_number)? {
-        let s = db.status_of(order_id)?.unwrap_or(OrderStatus::Confirmed);
-        db.history(
-            order_id,
-            "shipment_requested",
-            Some(s),
-            s,
-            actor,
-            &serde_json::json!({ "shipment_id": shipment }),
-            None,
-        )?;
+    by_relay: bool,
+) -> Result<bool, Error> {
+    let Some(order) = db.lock_order(id)? else {
+        return Err(Error::Internal(format!("order {id} vanished")));
+    };
+    if order.shipment_id.is_none() {
+        let actor = if by_relay { "relay" } else { &intent.actor };
+        let recorded = Shipped::by(shipment, None, chrono::Utc::now(), actor);
+        db.record_shipment(id, &recorded, Done::Not, None)?;
     }
-    Ok(())
+    match order::on_cancel(order.status) {
+        CancelOutcome::Cancel => {
+            let mut detail = serde_json::json!({ "by": intent.by, "shipment_id": shipment });
+            if by_relay {
+                detail["finished_by"] = "relay".into();
+            }
+            db.transition(
+                id,
+                order.status,
+                OrderStatus::Cancelled,
+                &intent.actor,
+                &detail,
+                None,
+            )?;
+            let release = Release {
+                reservation_id: *id,
+            };
+            db.enqueue(id, Kind::ReleaseReservation, &release)?;
+            Ok(true)
+        }
+        CancelOutcome::AlreadyCancelled => Ok(false),
+        CancelOutcome::TooLate => {
+            // Cannot happen: a cancelled shipment was never picked up, so nothing reported it
+            // shipped. Logged, and the order left as it is.
+            eprintln!(
+                "order: {id} is {} but its shipment {shipment} is cancelled",
+                order.status
+            );
+            Ok(false)
+        }
+    }
 }
 
 /// Releases the reservations of create attempts that never finished (their key row is still
 /// `pending`, unlocked, and old), then forgets the attempt so its key can be used again.
 async fn sweep_abandoned(cfg: &Config, db: &Db, stats: &mut Stats) -> Result<(), Error> {
-    db.begin()?;
-    let result = async {
+    db.transaction_async(async |db| {
         for a in db.claim_abandoned()? {
             match clients::release(cfg, &a.order_id).await {
                 Ok(()) => {
@@ -307,16 +321,9 @@ async fn sweep_abandoned(cfg: &Config, db: &Db, stats: &mut Stats) -> Result<(),
                 }
             }
         }
-        Ok::<(), Error>(())
-    }
-    .await;
-    match result {
-        Ok(()) => db.commit(),
-        Err(e) => {
-            db.rollback();
-            Err(e)
-        }
-    }
+        Ok(())
+    })
+    .await
 }
 
 /// Deletes what is past its retention (see `domain::outbox`): one bounded statement per table,

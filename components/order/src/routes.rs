@@ -1,4 +1,5 @@
-//! The route table (matches spin.toml and the contract) and thin handlers.
+//! The route table (matches spin.toml and the contract) and the dispatch to one handler per
+//! route.
 //!
 //! | method | path | who |
 //! | --- | --- | --- |
@@ -9,32 +10,31 @@
 //! | GET | /api/orders/{id} | its buyer, admin |
 //! | POST | /api/orders/{id}/cancel | its buyer, admin |
 //! | POST | /internal/orders/{id}/delivery-status | service `delivery` |
-//! | POST | /internal/orders/outbox/relay | service `order` (its CronJob) |
+//! | POST | /internal/orders/outbox/relay | service `relay` (the CronJob's own identity) |
+//!
+//! Routing policy (every service): paths match exactly (a trailing slash is another path:
+//! 404), and query parameters a route does not define, or repeats, are 400.
 
-use marketplace_shared::body;
-use marketplace_shared::page::{self, Page};
-use marketplace_shared::query::Query;
-use marketplace_shared::response::{self as resp, header};
-use marketplace_shared::tokens::Principal;
-use marketplace_shared::wit::DeliveryStatusUpdate;
-use marketplace_shared::{Problem, Role};
-use serde::Deserialize;
-use spin_sdk::http::{Request, Response};
+use marketplace_shared::Problem;
+use marketplace_shared::http::{self, segments};
+use spin_sdk::http::{Method, Request, Response};
 
 use crate::config::Config;
-use crate::domain::order::{CreateOrderBody, DeliveryStatus, IdempotencyKey, NewOrder};
-use crate::domain::sales::{self, Position, SalesQuery};
 use crate::error::Error;
-use crate::{relay, service};
+use crate::handlers;
 
 /// The OpenAPI 3.1 document of this service.
 pub const OPENAPI: &str = include_str!("../openapi.json");
 
-enum Route<'a> {
+/// Which endpoint a request is for; ids are the path's text (an id this service could not
+/// have issued is a 404 of the handler).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route<'a> {
     Healthz,
     Readyz,
     OpenApi,
-    Orders,
+    Place,
+    List,
     Sales,
     Order(&'a str),
     Cancel(&'a str),
@@ -42,209 +42,79 @@ enum Route<'a> {
     Relay,
 }
 
-fn route(path: &str) -> Option<(Route<'_>, &'static [&'static str])> {
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    Some(match segments.as_slice() {
-        ["api", "orders"] => (Route::Orders, &["GET", "POST"]),
-        ["api", "orders", "healthz"] => (Route::Healthz, &["GET"]),
-        ["api", "orders", "readyz"] => (Route::Readyz, &["GET"]),
-        ["api", "orders", "openapi.json"] => (Route::OpenApi, &["GET"]),
-        ["api", "orders", "sales"] => (Route::Sales, &["GET"]),
-        ["api", "orders", id] if !id.is_empty() => (Route::Order(id), &["GET"]),
-        ["api", "orders", id, "cancel"] if !id.is_empty() => (Route::Cancel(id), &["POST"]),
-        ["internal", "orders", "outbox", "relay"] => (Route::Relay, &["POST"]),
-        ["internal", "orders", id, "delivery-status"] if !id.is_empty() => {
-            (Route::DeliveryStatus(id), &["POST"])
+impl Route<'_> {
+    /// The query parameters the route defines.
+    fn parameters(self) -> &'static [&'static str] {
+        match self {
+            Route::List => &["limit", "cursor"],
+            Route::Sales => &["limit", "cursor", "status", "seller_id"],
+            _ => &[],
         }
-        _ => return None,
+    }
+}
+
+/// The route of `method path`: 404 for an unknown path, 405 (with `Allow`) for a method the
+/// path does not take.
+pub fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, Problem> {
+    use Route::*;
+    let (get, post) = match segments(path).as_slice() {
+        ["api", "orders"] => (Some(List), Some(Place)),
+        ["api", "orders", "healthz"] => (Some(Healthz), None),
+        ["api", "orders", "readyz"] => (Some(Readyz), None),
+        ["api", "orders", "openapi.json"] => (Some(OpenApi), None),
+        ["api", "orders", "sales"] => (Some(Sales), None),
+        ["api", "orders", id] if !id.is_empty() => (Some(Order(id)), None),
+        ["api", "orders", id, "cancel"] if !id.is_empty() => (None, Some(Cancel(id))),
+        ["internal", "orders", "outbox", "relay"] => (None, Some(Relay)),
+        ["internal", "orders", id, "delivery-status"] if !id.is_empty() => {
+            (None, Some(DeliveryStatus(id)))
+        }
+        _ => return Err(Problem::not_found("no such resource")),
+    };
+    let chosen = match method {
+        Method::Get => get,
+        Method::Post => post,
+        _ => None,
+    };
+    chosen.ok_or_else(|| {
+        let allowed: Vec<&str> = [get.map(|_| "GET"), post.map(|_| "POST")]
+            .into_iter()
+            .flatten()
+            .collect();
+        Problem::method_not_allowed(&allowed)
     })
 }
 
-/// Answers one request.
-pub async fn handle(req: Request) -> Response {
-    match dispatch(&req).await {
-        Ok(r) => r,
-        Err(e) => e.into_problem().into(),
+/// Answers one request. `cfg` is only needed past the routes that depend on nothing.
+pub async fn dispatch(req: &Request, cfg: Result<Config, Error>) -> Response {
+    match run(req, cfg).await {
+        Ok(response) => response,
+        Err(e) => Problem::from(e).into(),
     }
 }
 
-async fn dispatch(req: &Request) -> Result<Response, Error> {
-    let path = resp::path(req);
-    let Some((route, allowed)) = route(path) else {
-        return Err(Problem::not_found("no such resource").into());
-    };
-    let method = req.method().to_string().to_ascii_uppercase();
-    if !allowed.contains(&method.as_str()) {
-        return Err(Problem::method_not_allowed(allowed).into());
-    }
+async fn run(req: &Request, cfg: Result<Config, Error>) -> Result<Response, Error> {
+    let route = route(req.method(), http::path(req))?;
+    let q = http::query(req, route.parameters())?;
     match route {
-        Route::Healthz => return Ok(resp::json(200, &serde_json::json!({"status": "ok"}))),
+        Route::Healthz => return Ok(http::json(200, &serde_json::json!({"status": "ok"}))),
         Route::OpenApi => {
-            return Ok(Response::builder()
-                .status(200)
-                .header("content-type", "application/json")
-                .body(OPENAPI)
-                .build());
+            let body = OPENAPI.as_bytes().to_vec();
+            return Ok(http::bytes(200, "application/json", body, &[]));
         }
         _ => {}
     }
-    let cfg = Config::load()?;
-    let auth = header(req, "authorization");
+    let cfg = cfg?;
     match route {
-        Route::Healthz | Route::OpenApi => unreachable_route(),
-        Route::Readyz => {
-            service::ready(&cfg)?;
-            Ok(resp::json(200, &serde_json::json!({"status": "ready"})))
-        }
-        Route::Orders if method == "POST" => {
-            let who = buyer(&cfg, auth)?;
-            no_query(req)?;
-            let key = IdempotencyKey::parse(header(req, "idempotency-key"))?;
-            let parsed: CreateOrderBody = resp::parse_body(req)?;
-            let new = NewOrder::parse(parsed)?;
-            let placed = service::place(&cfg, who.user_id, &key, &new).await?;
-            let mut b = Response::builder();
-            b.status(placed.status)
-                .header("content-type", "application/json");
-            if let Some(id) = placed.body.get("id").and_then(|v| v.as_str()) {
-                b.header("location", format!("/api/orders/{id}"));
-            }
-            if placed.replayed {
-                b.header("idempotent-replayed", "true");
-            }
-            Ok(b.body(serde_json::to_vec(&placed.body).unwrap_or_default())
-                .build())
-        }
-        Route::Orders => {
-            let who = buyer(&cfg, auth)?;
-            let q = Query::parse(req.query(), &["limit", "cursor"])?;
-            let limit = page::limit(&q)?;
-            let (items, next_cursor) = service::list(&cfg, who.user_id, q.get("cursor"), limit)?;
-            Ok(resp::json(200, &Page { items, next_cursor }))
-        }
-        Route::Sales => {
-            let who = cfg.verifier.authenticate(auth)?;
-            if !matches!(who.role, Role::Seller | Role::Admin) {
-                return Err(Problem::forbidden("only sellers and admins list sales").into());
-            }
-            let q = Query::parse(req.query(), &["limit", "cursor", "status", "seller_id"])?;
-            let query = sales_query(&who, &q)?;
-            let (items, next_cursor) = service::sales(&cfg, &query)?;
-            Ok(resp::json(200, &Page { items, next_cursor }))
-        }
-        Route::Order(id) => {
-            let who = cfg.verifier.authenticate(auth)?;
-            no_query(req)?;
-            Ok(resp::json(200, &service::get(&cfg, &who, id)?))
-        }
-        Route::Cancel(id) => {
-            let who = cfg.verifier.authenticate(auth)?;
-            no_query(req)?;
-            optional_empty_body(req)?;
-            Ok(resp::json(200, &service::cancel(&cfg, &who, id).await?))
-        }
-        Route::DeliveryStatus(id) => {
-            cfg.verifier.authenticate_service(auth, &["delivery"])?;
-            no_query(req)?;
-            let update: DeliveryStatusUpdate = resp::parse_body(req)?;
-            let (status, occurred_at) = parse_update(&update)?;
-            Ok(resp::json(
-                200,
-                &service::delivery_update(&cfg, id, status, occurred_at)?,
-            ))
-        }
-        Route::Relay => {
-            cfg.verifier.authenticate_service(auth, &["order"])?;
-            no_query(req)?;
-            optional_empty_body(req)?;
-            let (stats, down) = relay::run_all(&cfg).await;
-            if let Some(db) = down.first() {
-                return Err(Error::Unavailable {
-                    dependency: format!("postgres order-db-{db}"),
-                    cause: "relay could not finish".into(),
-                });
-            }
-            Ok(resp::json(200, &stats))
-        }
-    }
-}
-
-fn unreachable_route() -> Result<Response, Error> {
-    Err(Error::Internal("route handled earlier".into()))
-}
-
-/// The caller, who must be a buyer.
-fn buyer(cfg: &Config, auth: Option<&str>) -> Result<Principal, Error> {
-    let who = cfg.verifier.authenticate(auth)?;
-    if who.role != Role::Buyer {
-        return Err(Problem::forbidden("only buyers place and list orders").into());
-    }
-    Ok(who)
-}
-
-/// The parameters of `GET /api/orders/sales`. A seller lists their own sales (`seller_id`, if
-/// given, must be theirs: 403 otherwise); an admin names the seller (400 without one).
-fn sales_query(who: &Principal, q: &Query) -> Result<SalesQuery, Error> {
-    let limit = page::limit(q)?;
-    let status = sales::parse_status(q.get("status"))?;
-    let named = q
-        .get("seller_id")
-        .map(|s| {
-            uuid::Uuid::try_parse(s).map_err(|_| Problem::bad_request("`seller_id` must be a UUID"))
-        })
-        .transpose()?;
-    let seller = match (who.role, named) {
-        (Role::Admin, Some(seller)) => seller,
-        (Role::Admin, None) => {
-            return Err(
-                Problem::bad_request("admins name the seller: `seller_id` is required").into(),
-            );
-        }
-        (_, Some(seller)) if seller != who.user_id => {
-            return Err(Problem::forbidden("sellers list only their own sales").into());
-        }
-        _ => who.user_id,
-    };
-    let after = q.get("cursor").map(Position::from_cursor).transpose()?;
-    Ok(SalesQuery {
-        seller,
-        status,
-        after,
-        limit,
-    })
-}
-
-fn no_query(req: &Request) -> Result<(), Error> {
-    Query::parse(req.query(), &[])?;
-    Ok(())
-}
-
-/// Bodies of action endpoints (cancel, relay): nothing, or an empty JSON object.
-fn optional_empty_body(req: &Request) -> Result<(), Error> {
-    if req.body().is_empty() {
-        return Ok(());
-    }
-    #[derive(Deserialize)]
-    struct Empty {}
-    let _: Empty = body::parse_json(header(req, "content-type"), req.body())?;
-    Ok(())
-}
-
-fn parse_update(
-    u: &DeliveryStatusUpdate,
-) -> Result<(DeliveryStatus, chrono::DateTime<chrono::Utc>), Error> {
-    let mut errors = marketplace_shared::FieldErrors::new();
-    let status = DeliveryStatus::parse(&u.status);
-    if status.is_none() {
-        errors.add("status", "must be shipped, delivered or returned");
-    }
-    let at = marketplace_shared::time::parse(&u.occurred_at);
-    if at.is_none() {
-        errors.add("occurred_at", "must be an RFC 3339 timestamp");
-    }
-    match (status, at) {
-        (Some(s), Some(t)) => Ok((s, t)),
-        _ => Err(Problem::validation(errors).into()),
+        Route::Healthz | Route::OpenApi => Err(Error::Internal("answered above".into())),
+        Route::Readyz => handlers::readyz(&cfg),
+        Route::Place => handlers::place(&cfg, req).await,
+        Route::List => handlers::list(&cfg, req, &q),
+        Route::Sales => handlers::sales(&cfg, req, &q),
+        Route::Order(id) => handlers::get(&cfg, req, id),
+        Route::Cancel(id) => handlers::cancel(&cfg, req, id).await,
+        Route::DeliveryStatus(id) => handlers::delivery_status(&cfg, req, id),
+        Route::Relay => handlers::relay(&cfg, req).await,
     }
 }
 
@@ -253,45 +123,60 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_route_table_matches_the_contract() {
-        let cases = [
-            ("/api/orders", Some(vec!["GET", "POST"])),
-            ("/api/orders/healthz", Some(vec!["GET"])),
-            ("/api/orders/readyz", Some(vec!["GET"])),
-            ("/api/orders/openapi.json", Some(vec!["GET"])),
-            ("/api/orders/sales", Some(vec!["GET"])),
-            ("/api/orders/o00abc", Some(vec!["GET"])),
-            ("/api/orders/o00abc/cancel", Some(vec!["POST"])),
+    fn the_route_table_matches_the_contract_and_the_openapi_document() {
+        use Route::*;
+        let id = "o00abc";
+        let found = [
+            (Method::Post, "/api/orders", Place),
+            (Method::Get, "/api/orders", List),
+            (Method::Get, "/api/orders/healthz", Healthz),
+            (Method::Get, "/api/orders/readyz", Readyz),
+            (Method::Get, "/api/orders/openapi.json", OpenApi),
+            (Method::Get, "/api/orders/sales", Sales),
+            (Method::Get, "/api/orders/o00abc", Order(id)),
+            (Method::Post, "/api/orders/o00abc/cancel", Cancel(id)),
             (
+                Method::Post,
                 "/internal/orders/o00abc/delivery-status",
-                Some(vec!["POST"]),
+                DeliveryStatus(id),
             ),
-            ("/internal/orders/outbox/relay", Some(vec!["POST"])),
-            ("/api/orders/", None),
-            ("/api/orders/x/y", None),
-            ("/internal/orders", None),
+            (Method::Post, "/internal/orders/outbox/relay", Relay),
         ];
-        for (path, expected) in cases {
-            assert_eq!(route(path).map(|(_, m)| m.to_vec()), expected, "{path}");
-        }
-    }
-
-    #[test]
-    fn the_openapi_document_is_json_and_lists_every_path() {
         let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
         assert_eq!(doc["openapi"], "3.1.0");
-        for p in [
-            "/api/orders",
-            "/api/orders/{id}",
-            "/api/orders/{id}/cancel",
-            "/api/orders/healthz",
-            "/api/orders/readyz",
-            "/api/orders/openapi.json",
-            "/api/orders/sales",
-            "/internal/orders/{id}/delivery-status",
-            "/internal/orders/outbox/relay",
-        ] {
-            assert!(doc["paths"].get(p).is_some(), "{p}");
+        for (method, path, expected) in found {
+            let documented = path.replace(id, "{id}");
+            assert!(doc["paths"].get(&documented).is_some(), "{documented}");
+            assert_eq!(
+                route(&method, path).ok(),
+                Some(expected),
+                "{method:?} {path}"
+            );
         }
+        let refused = [
+            (Method::Delete, "/api/orders", 405),
+            (Method::Post, "/api/orders/o00abc", 405),
+            (Method::Get, "/api/orders/o00abc/cancel", 405),
+            (Method::Get, "/internal/orders/outbox/relay", 405),
+            (Method::Put, "/api/orders/healthz", 405),
+            (Method::Get, "/api/orders/", 404),
+            (Method::Get, "/api/orders/o00abc/", 404),
+            (Method::Post, "/api/orders/o00abc/cancel/", 404),
+            (Method::Get, "/api/orders/x/y", 404),
+            (Method::Get, "/internal/orders", 404),
+            (Method::Get, "/api//orders", 404),
+        ];
+        for (method, path, status) in refused {
+            let p = route(&method, path).unwrap_err();
+            assert_eq!(p.status, status, "{method:?} {path}");
+        }
+        let p = route(&Method::Delete, "/api/orders").unwrap_err();
+        assert!(
+            p.headers
+                .iter()
+                .any(|(n, v)| n.eq_ignore_ascii_case("allow") && v == "GET, POST"),
+            "{:?}",
+            p.headers
+        );
     }
 }

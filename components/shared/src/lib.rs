@@ -31,9 +31,6 @@ pub mod kv;
 pub mod outbound;
 #[cfg(feature = "spin")]
 pub mod pg;
-/// The old name of [`http`], kept while the components move over (issue: one shape).
-#[cfg(feature = "spin")]
-pub use http as response;
 
 pub use problem::{FieldErrors, Problem, ShortItem};
 pub use wit::{OrderStatus, Role, ShipmentStatus, ShippingAddress};

@@ -60,7 +60,14 @@ pub fn transaction<T, E: From<PgError>>(
     f: impl FnOnce(&Connection) -> Result<T, E>,
 ) -> Result<T, E> {
     conn.execute("begin", &[])?;
-    match f(conn) {
+    let result = f(conn);
+    end_transaction(conn, result)
+}
+
+/// `commit` after success, `rollback` after failure (a failed rollback is logged: the server
+/// ends the transaction with the connection).
+fn end_transaction<T, E: From<PgError>>(conn: &Connection, result: Result<T, E>) -> Result<T, E> {
+    match result {
         Ok(value) => {
             conn.execute("commit", &[])?;
             Ok(value)
@@ -72,6 +79,18 @@ pub fn transaction<T, E: From<PgError>>(
             Err(e)
         }
     }
+}
+
+/// [`transaction`] for work that awaits another service while it holds its row locks (a
+/// reservation or shipment call inside the placement): the same `begin`, then `commit` or
+/// `rollback`, on every path.
+pub async fn transaction_async<T, E: From<PgError>>(
+    conn: &Connection,
+    work: impl AsyncFnOnce() -> Result<T, E>,
+) -> Result<T, E> {
+    conn.execute("begin", &[])?;
+    let result = work().await;
+    end_transaction(conn, result)
 }
 
 /// What a failed statement means for the caller, whichever shape Spin gave the error.

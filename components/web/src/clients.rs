@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use crate::config::Config;
 use crate::domain::form::query_string;
+use crate::domain::role::Role;
 
 /// A service's answer that was not a success, or no answer (`status` 503).
 #[derive(Debug, Clone)]
@@ -143,6 +144,20 @@ impl<'a> Api<'a> {
     pub async fn logout(&self, refresh_token: &str) -> Answer {
         let body = json!({"refresh_token": refresh_token});
         self.post("user", "/api/auth/logout", None, body).await
+    }
+
+    /// `GET /api/users/{id}` (admin).
+    pub async fn user(&self, token: &str, id: &Uuid) -> Answer {
+        self.get("user", &format!("/api/users/{id}"), Some(token))
+            .await
+    }
+
+    /// `PUT /api/users/{id}/role` (admin): any of the four roles.
+    pub async fn set_role(&self, token: &str, id: &Uuid, role: Role) -> Answer {
+        let path = format!("/api/users/{id}/role");
+        let body = Some(json!({"role": role.as_str()}));
+        self.call("user", Method::Put, &path, Some(token), body, &[])
+            .await
     }
 
     // ------------------------------------------------------------ product

@@ -45,6 +45,9 @@ pub enum Route<'a> {
     Carrier,
     CarrierShipment(&'a str),
     CarrierScan(&'a str),
+    Admin,
+    AdminUser(&'a str),
+    SetRole(&'a str),
 }
 
 /// The route of `method path`: 404 for a path that is no page, 405 (with `Allow`) for a
@@ -80,6 +83,9 @@ pub fn route<'a>(method: &str, path: &'a str) -> Result<Route<'a>, Problem> {
         ["carrier"] => (Some(Carrier), None),
         ["carrier", "shipments", id] if !id.is_empty() => (Some(CarrierShipment(id)), None),
         ["carrier", "shipments", id, "events"] if !id.is_empty() => (None, Some(CarrierScan(id))),
+        ["admin"] => (Some(Admin), None),
+        ["admin", "users", id] if !id.is_empty() => (Some(AdminUser(id)), None),
+        ["admin", "users", id, "role"] if !id.is_empty() => (None, Some(SetRole(id))),
         _ => return Err(Problem::not_found("There is no page at this address.")),
     };
     match (method, get, post) {
@@ -112,6 +118,8 @@ fn query_names(route: Route<'_>) -> &'static [&'static str] {
         Route::Orders | Route::Sales | Route::Sell => &["cursor"],
         Route::Track => &["number"],
         Route::Carrier => &["shipment_id"],
+        Route::Admin => &["user_id"],
+        Route::AdminUser(_) => &["changed"],
         _ => &[],
     }
 }
@@ -186,6 +194,9 @@ async fn handle(ctx: &mut Ctx<'_>, route: Route<'_>, post: bool) -> Result<Reply
         Route::Carrier => ctx.carrier_lookup(),
         Route::CarrierShipment(id) => ctx.carrier_shipment(id, None, 200).await,
         Route::CarrierScan(id) => ctx.scan(id, &form).await,
+        Route::Admin => ctx.admin_lookup(),
+        Route::AdminUser(id) => ctx.admin_user(id, None, 200).await,
+        Route::SetRole(id) => ctx.change_role(id, &form).await,
         Route::Css | Route::Health | Route::ApiUnknown => Err(Error::not_found()),
     }
 }
@@ -239,6 +250,9 @@ mod tests {
                 format!("/carrier/shipments/{p}/events"),
                 CarrierScan(p),
             ),
+            ("GET", "/admin".into(), Admin),
+            ("GET", format!("/admin/users/{p}"), AdminUser(p)),
+            ("POST", format!("/admin/users/{p}/role"), SetRole(p)),
             ("GET", "/static/style.css".into(), Css),
             ("GET", "/api/web/healthz".into(), Health),
             ("GET", "/api/nothing".into(), ApiUnknown),
@@ -254,6 +268,10 @@ mod tests {
             "/cart/",
             "/search/",
             "//cart",
+            "/admin/",
+            "/admin/users",
+            "/admin/users/",
+            "/admin/users/x/role/y",
         ] {
             assert_eq!(route("GET", path).map_err(|p| p.status), Err(404), "{path}");
         }
@@ -273,17 +291,32 @@ mod tests {
         assert_eq!(allow("POST", "/"), Some("GET".into()));
         assert_eq!(allow("GET", "/logout"), Some("POST".into()));
         assert_eq!(allow("DELETE", "/checkout"), Some("GET, POST".into()));
+        assert_eq!(allow("POST", "/admin"), Some("GET".into()));
+        assert_eq!(
+            allow("PUT", &format!("/admin/users/{P}/role")),
+            Some("POST".into())
+        );
+        assert_eq!(
+            allow("POST", &format!("/admin/users/{P}")),
+            Some("GET".into())
+        );
     }
 
     #[test]
     fn pages_take_only_their_own_query_parameters() {
         assert!(Query::parse("q=lamp&in_stock=on&sort=newest", query_names(Search)).is_ok());
         assert!(Query::parse("next=%2Fcart&reason=ended", query_names(LoginForm)).is_ok());
+        assert!(Query::parse("user_id=u1", query_names(Admin)).is_ok());
+        assert!(Query::parse("changed=role", query_names(AdminUser(P))).is_ok());
         for (q, r) in [
             ("utm=1", Home),
             ("q=a&q=b", Search),
             ("x=1", Order("o1")),
             ("cursor=c", Cart),
+            ("changed=role", Admin),
+            ("user_id=u1", AdminUser(P)),
+            ("user_id=a&user_id=b", Admin),
+            ("changed=role", SetRole(P)),
         ] {
             assert_eq!(
                 Query::parse(q, query_names(r)).unwrap_err().status,
@@ -298,7 +331,7 @@ mod tests {
         assert!(hands_out_a_form(Product("p")));
         assert!(hands_out_a_form(LoginForm));
         assert!(hands_out_a_form(RegisterForm));
-        for r in [Home, Search, Track, Login, Cart] {
+        for r in [Home, Search, Track, Login, Cart, Admin, AdminUser(P)] {
             assert!(!hands_out_a_form(r), "{r:?}");
         }
     }

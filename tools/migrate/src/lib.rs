@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
+use tokio_postgres::config::SslMode;
 use tokio_postgres::{Client, NoTls};
 
 /// Key of the advisory lock every runner takes (any constant shared by all runners works).
@@ -59,15 +60,60 @@ pub fn load(dir: &Path) -> Result<Vec<Migration>> {
 }
 
 /// Applies what is not applied yet; returns the names applied by this run.
+///
+/// TLS as the services get it (production: `sslmode=require`): unless the connection string
+/// says `sslmode=disable`, the server's certificate chain and host name are verified against
+/// `PGSSLROOTCERT` (a PEM file: the database CA) or, without it, the public web roots.
 pub async fn apply(database_url: &str, migrations: &[Migration]) -> Result<Vec<String>> {
-    let (mut client, connection) = tokio_postgres::connect(database_url, NoTls)
-        .await
-        .context("connecting to the database")?;
-    let conn = tokio::spawn(connection);
+    let config: tokio_postgres::Config = database_url
+        .parse()
+        .context("parsing the connection string")?;
+    let (mut client, conn) = if config.get_ssl_mode() == SslMode::Disable {
+        let (client, connection) = config
+            .connect(NoTls)
+            .await
+            .context("connecting to the database")?;
+        (
+            client,
+            tokio::spawn(async move { connection.await.map(|_| ()) }),
+        )
+    } else {
+        let (client, connection) = config
+            .connect(tls()?)
+            .await
+            .context("connecting to the database (TLS)")?;
+        (
+            client,
+            tokio::spawn(async move { connection.await.map(|_| ()) }),
+        )
+    };
     let result = apply_locked(&mut client, migrations).await;
     drop(client);
     let _ = conn.await;
     result
+}
+
+fn tls() -> Result<tokio_postgres_rustls::MakeRustlsConnect> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    match std::env::var_os("PGSSLROOTCERT") {
+        Some(path) => {
+            for cert in CertificateDer::pem_file_iter(&path).context("reading PGSSLROOTCERT")? {
+                roots
+                    .add(cert.context("a certificate of PGSSLROOTCERT")?)
+                    .context("adding a certificate of PGSSLROOTCERT")?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .context("TLS protocol versions")?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
 async fn apply_locked(client: &mut Client, migrations: &[Migration]) -> Result<Vec<String>> {

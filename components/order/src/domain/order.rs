@@ -1,43 +1,34 @@
-//! Orders: the create request parsed into valid values, the price snapshot, and the status
-//! machine. No I/O.
+//! Orders: the create request parsed into valid values, the price snapshot, the order as the
+//! contract shows it, and the status machine. No I/O.
 
 use std::collections::HashSet;
 
-use marketplace_shared::wit::{ReservedItem, ShippingAddress};
-use marketplace_shared::{FieldErrors, OrderStatus, Problem};
-use serde::{Deserialize, Serialize};
+use marketplace_shared::tokens::Principal;
+use marketplace_shared::wit::{DeliveryStatusUpdate, ReservedItem, ShippingAddress};
+use marketplace_shared::{FieldErrors, OrderStatus};
+use serde::{Deserialize, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
+
+use crate::domain::shard::OrderId;
 
 /// Most lines one order may have.
 pub const MAX_ITEMS: usize = 100;
 /// Most units of one product per order (a larger number is a typo or abuse).
 pub const MAX_QUANTITY: i64 = 1000;
-/// Longest idempotency key (contract: 1..255 characters).
-pub const MAX_IDEMPOTENCY_KEY: usize = 255;
 
 /// `POST /api/orders` body as it arrives (shape only; see [`NewOrder::parse`]).
 #[derive(Debug, Deserialize)]
 pub struct CreateOrderBody {
     pub items: Vec<ItemBody>,
-    pub shipping_address: AddressBody,
+    /// Checked by [`NewOrder::parse`] (trimmed, lengths, postal code, country).
+    pub shipping_address: ShippingAddress,
 }
 
 #[derive(Debug, Deserialize)]
 pub struct ItemBody {
     pub product_id: String,
     pub quantity: i64,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct AddressBody {
-    pub name: String,
-    pub line1: String,
-    #[serde(default)]
-    pub line2: Option<String>,
-    pub city: String,
-    pub postal_code: String,
-    pub country: String,
 }
 
 /// One valid order line: a product and a quantity in `1..=MAX_QUANTITY`.
@@ -80,9 +71,9 @@ fn text_field(
 }
 
 impl NewOrder {
-    /// Checks everything that can be checked without the product service; on failure the
-    /// 422 names every bad field.
-    pub fn parse(body: CreateOrderBody) -> Result<Self, Problem> {
+    /// Checks everything that can be checked without the product service; on failure every
+    /// bad field is named (a 422).
+    pub fn parse(body: CreateOrderBody) -> Result<Self, FieldErrors> {
         let mut errors = FieldErrors::new();
         let mut items = Vec::new();
         if body.items.is_empty() {
@@ -152,11 +143,13 @@ impl NewOrder {
                 "must be an ISO 3166-1 alpha-2 country code",
             );
         }
-        errors.into_result()?;
-        let (Some(name), Some(line1), Some(city), Some(postal_code)) =
-            (name, line1, city, postal_code)
+        let (Some(name), Some(line1), Some(city), Some(postal_code), true) =
+            (name, line1, city, postal_code, errors.is_empty())
         else {
-            return Err(Problem::invalid_field("shipping_address", "is invalid"));
+            if errors.is_empty() {
+                errors.add("shipping_address", "is invalid");
+            }
+            return Err(errors);
         };
         Ok(Self {
             items,
@@ -181,40 +174,6 @@ impl NewOrder {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// A valid `Idempotency-Key` header value: 1..=255 visible ASCII characters.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IdempotencyKey(String);
-
-impl IdempotencyKey {
-    /// `None` header → missing; else checked. Both failures are 400s naming the header.
-    pub fn parse(header: Option<&str>) -> Result<Self, Problem> {
-        let bad = |message: &str| {
-            let mut p = Problem::bad_request(format!("Idempotency-Key header {message}"));
-            let mut errors = FieldErrors::new();
-            errors.add("Idempotency-Key", message);
-            p.errors = Some(Box::new(errors));
-            p
-        };
-        let Some(v) = header else {
-            return Err(bad("is required"));
-        };
-        if v.is_empty() {
-            return Err(bad("must not be empty"));
-        }
-        if v.len() > MAX_IDEMPOTENCY_KEY {
-            return Err(bad("must be at most 255 characters"));
-        }
-        if !v.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
-            return Err(bad("must contain only visible ASCII characters"));
-        }
-        Ok(Self(v.to_string()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
 /// One order line with its price snapshot from the reservation.
@@ -301,6 +260,59 @@ pub fn price(requested: &[Line], reserved: &[ReservedItem]) -> Result<Priced, Pr
     })
 }
 
+/// An order as the contract shows it (and as its idempotency key replays it).
+#[derive(Debug, Clone, Serialize)]
+pub struct Order {
+    pub id: OrderId,
+    pub buyer_id: Uuid,
+    #[serde(serialize_with = "status_name")]
+    pub status: OrderStatus,
+    pub items: Vec<PricedLine>,
+    pub total_cents: i64,
+    pub currency: String,
+    pub shipping_address: ShippingAddress,
+    pub shipment_id: Option<Uuid>,
+    /// RFC 3339 UTC with milliseconds (`time::format_millis`).
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// The contract's spelling of a status (the WIT type's own serde form is its Rust name).
+pub fn status_name<S: Serializer>(status: &OrderStatus, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(status.as_str())
+}
+
+/// A timestamp in the form every order field uses: `2026-11-28T12:00:00.123Z`.
+pub fn format_millis(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+impl Order {
+    /// Whether `who` may see and act on the order (others get 404: they may not know it
+    /// exists): its buyer and admins.
+    pub fn visible_to(&self, who: &Principal) -> bool {
+        who.user_id == self.buyer_id || who.is_admin()
+    }
+
+    /// The order just placed, built from what was written (no read back): `confirmed`, no
+    /// shipment yet, created when its id was generated.
+    pub fn placed(id: OrderId, buyer_id: Uuid, priced: Priced, address: ShippingAddress) -> Self {
+        let at = format_millis(id.created_at());
+        Self {
+            id,
+            buyer_id,
+            status: OrderStatus::Confirmed,
+            items: priced.lines,
+            total_cents: priced.total_cents,
+            currency: priced.currency,
+            shipping_address: address,
+            shipment_id: None,
+            created_at: at.clone(),
+            updated_at: at,
+        }
+    }
+}
+
 /// A delivery status the delivery service reports (`POST /internal/orders/{id}/delivery-status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliveryStatus {
@@ -325,6 +337,25 @@ impl DeliveryStatus {
             Self::Delivered => OrderStatus::Delivered,
             Self::Returned => OrderStatus::Returned,
         }
+    }
+}
+
+/// Parses the body of `POST /internal/orders/{id}/delivery-status`.
+pub fn parse_update(
+    u: &DeliveryStatusUpdate,
+) -> Result<(DeliveryStatus, chrono::DateTime<chrono::Utc>), FieldErrors> {
+    let mut errors = FieldErrors::new();
+    let status = DeliveryStatus::parse(&u.status);
+    if status.is_none() {
+        errors.add("status", "must be shipped, delivered or returned");
+    }
+    let at = marketplace_shared::time::parse(&u.occurred_at);
+    if at.is_none() {
+        errors.add("occurred_at", "must be an RFC 3339 timestamp");
+    }
+    match (status, at) {
+        (Some(s), Some(t)) => Ok((s, t)),
+        _ => Err(errors),
     }
 }
 
@@ -372,195 +403,4 @@ pub fn on_cancel(current: OrderStatus) -> CancelOutcome {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn body(v: serde_json::Value) -> CreateOrderBody {
-        serde_json::from_value(v).unwrap()
-    }
-
-    fn address() -> serde_json::Value {
-        json!({"name": "Ada", "line1": "1 Main St", "city": "Paris", "postal_code": "75001", "country": "fr"})
-    }
-
-    fn pid(n: u8) -> String {
-        format!("0193c0e4-a1b2-7c3d-8e9f-0011223344{n:02x}")
-    }
-
-    #[test]
-    fn a_valid_request_is_parsed_and_normalised() {
-        let o = NewOrder::parse(body(json!({
-            "items": [{"product_id": pid(1), "quantity": 2}],
-            "shipping_address": address(),
-        })))
-        .unwrap();
-        assert_eq!(o.items[0].quantity, 2);
-        assert_eq!(o.shipping_address.country, "FR");
-        assert_eq!(o.shipping_address.line2, None);
-    }
-
-    #[test]
-    fn every_bad_field_is_named() {
-        let p = NewOrder::parse(body(json!({
-            "items": [
-                {"product_id": pid(1), "quantity": 0},
-                {"product_id": "nope", "quantity": -3},
-                {"product_id": pid(1), "quantity": 1_000_000},
-            ],
-            "shipping_address": {"name": " ", "line1": "x", "city": "y", "postal_code": "<script>", "country": "FRA"},
-        })))
-        .unwrap_err();
-        assert_eq!(p.status, 422);
-        let e = p.errors.unwrap();
-        for field in [
-            "items[0].quantity",
-            "items[1].product_id",
-            "items[1].quantity",
-            "items[2].product_id",
-            "items[2].quantity",
-            "shipping_address.name",
-            "shipping_address.postal_code",
-            "shipping_address.country",
-        ] {
-            assert!(e.contains(field), "{field}: {e:?}");
-        }
-    }
-
-    #[test]
-    fn empty_and_oversized_item_lists_are_refused() {
-        let p = NewOrder::parse(body(json!({"items": [], "shipping_address": address()})));
-        assert!(p.unwrap_err().errors.unwrap().contains("items"));
-        let many: Vec<_> = (0..=MAX_ITEMS)
-            .map(|i| json!({"product_id": uuid::Uuid::now_v7().to_string(), "quantity": i % 5 + 1}))
-            .collect();
-        let p = NewOrder::parse(body(json!({"items": many, "shipping_address": address()})));
-        assert!(p.unwrap_err().errors.unwrap().contains("items"));
-    }
-
-    #[test]
-    fn the_fingerprint_ignores_formatting_but_not_content() {
-        let a = NewOrder::parse(body(json!({"items": [{"product_id": pid(1), "quantity": 2}], "shipping_address": address()}))).unwrap();
-        let b = NewOrder::parse(body(json!({"shipping_address": address(), "items": [{"quantity": 2, "product_id": pid(1)}]}))).unwrap();
-        let c = NewOrder::parse(body(json!({"items": [{"product_id": pid(1), "quantity": 3}], "shipping_address": address()}))).unwrap();
-        assert_eq!(a.fingerprint(), b.fingerprint());
-        assert_ne!(a.fingerprint(), c.fingerprint());
-    }
-
-    #[test]
-    fn idempotency_keys_are_checked() {
-        assert_eq!(IdempotencyKey::parse(None).unwrap_err().status, 400);
-        assert_eq!(IdempotencyKey::parse(Some("")).unwrap_err().status, 400);
-        assert!(IdempotencyKey::parse(Some(&"k".repeat(255))).is_ok());
-        assert_eq!(
-            IdempotencyKey::parse(Some(&"k".repeat(256)))
-                .unwrap_err()
-                .status,
-            400
-        );
-        assert!(IdempotencyKey::parse(Some("tab\there")).is_err());
-    }
-
-    fn reserved(n: u8, q: u32, price: i64, cur: &str) -> ReservedItem {
-        ReservedItem {
-            product_id: pid(n),
-            quantity: q,
-            unit_price_cents: price,
-            currency: cur.into(),
-            title: format!("p{n}"),
-            seller_id: Some(Uuid::nil().to_string()),
-        }
-    }
-
-    fn line(n: u8, q: u32) -> Line {
-        Line {
-            product_id: Uuid::parse_str(&pid(n)).unwrap(),
-            quantity: q,
-        }
-    }
-
-    #[test]
-    fn pricing_totals_one_currency_in_request_order() {
-        let p = price(
-            &[line(2, 3), line(1, 1)],
-            &[reserved(1, 1, 500, "EUR"), reserved(2, 3, 199, "EUR")],
-        )
-        .unwrap();
-        assert_eq!(p.total_cents, 1097);
-        assert_eq!(p.currency, "EUR");
-        assert_eq!(p.lines[0].title, "p2");
-    }
-
-    #[test]
-    fn pricing_refuses_mixed_currencies_mismatches_and_overflow() {
-        assert!(matches!(
-            price(
-                &[line(1, 1), line(2, 1)],
-                &[reserved(1, 1, 1, "EUR"), reserved(2, 1, 1, "USD")]
-            ),
-            Err(PricingError::MixedCurrencies(_))
-        ));
-        assert!(matches!(
-            price(&[line(1, 2)], &[reserved(1, 1, 1, "EUR")]),
-            Err(PricingError::Mismatch(_))
-        ));
-        assert_eq!(
-            price(&[line(1, 1000)], &[reserved(1, 1000, i64::MAX / 2, "EUR")]),
-            Err(PricingError::TotalTooLarge)
-        );
-    }
-
-    #[test]
-    fn delivery_updates_only_move_orders_forward() {
-        use DeliveryStatus as D;
-        use OrderStatus as S;
-        assert_eq!(
-            on_delivery_update(S::Confirmed, D::Shipped),
-            Transition::Move(S::Shipped)
-        );
-        assert_eq!(
-            on_delivery_update(S::Shipped, D::Delivered),
-            Transition::Move(S::Delivered)
-        );
-        assert_eq!(
-            on_delivery_update(S::Confirmed, D::Delivered),
-            Transition::Move(S::Delivered)
-        );
-        assert_eq!(
-            on_delivery_update(S::Shipped, D::Shipped),
-            Transition::Ignore
-        );
-        assert_eq!(
-            on_delivery_update(S::Delivered, D::Shipped),
-            Transition::Ignore
-        );
-        assert_eq!(
-            on_delivery_update(S::Delivered, D::Returned),
-            Transition::Ignore
-        );
-        assert_eq!(
-            on_delivery_update(S::Returned, D::Delivered),
-            Transition::Ignore
-        );
-        assert_eq!(
-            on_delivery_update(S::Cancelled, D::Shipped),
-            Transition::Ignore
-        );
-    }
-
-    #[test]
-    fn cancel_is_refused_once_shipped() {
-        assert_eq!(on_cancel(OrderStatus::Confirmed), CancelOutcome::Cancel);
-        assert_eq!(
-            on_cancel(OrderStatus::Cancelled),
-            CancelOutcome::AlreadyCancelled
-        );
-        for s in [
-            OrderStatus::Shipped,
-            OrderStatus::Delivered,
-            OrderStatus::Returned,
-        ] {
-            assert_eq!(on_cancel(s), CancelOutcome::TooLate);
-        }
-    }
-}
+mod tests;

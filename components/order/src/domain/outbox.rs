@@ -39,7 +39,7 @@ impl Kind {
 /// Payload of a `release_reservation` row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Release {
-    pub reservation_id: String,
+    pub reservation_id: crate::domain::shard::OrderId,
 }
 
 /// Payload of a `cancel_shipment` row: who asked, for the order's history.
@@ -56,6 +56,13 @@ pub struct CancelIntent {
 /// request died is the relay's. Longer than the commit-to-lock gap by far, shorter than the
 /// time a buyer would wait for a crashed cancel to settle.
 pub const CANCEL_LEASE_SECS: i64 = 30;
+
+/// How long a placement's `create_shipment` row is not due: the placing request asks for the
+/// shipment itself right after its commit, without claiming the row in a transaction of its
+/// own; the relay sends it only if that request failed (the row is then made due at once) or
+/// died. A request slower than this may send it a second time, which the idempotent
+/// delivery service answers with the same shipment.
+pub const PLACEMENT_LEASE_SECS: i64 = 30;
 
 /// Seconds to wait before the next attempt after `attempts` failed ones.
 ///

@@ -10,11 +10,20 @@
 //! after it: no line is skipped or repeated, whatever is inserted meanwhile (a new line sorts
 //! before the cursor unless it was placed earlier than the cursor's line).
 
-use marketplace_shared::{OrderStatus, Problem};
+use marketplace_shared::OrderStatus;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::domain::order::status_name;
 use crate::domain::shard::OrderId;
+
+/// A cursor this list did not make (400).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidCursor;
+
+/// A `status=` that is not an order status (400).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnknownStatus;
 
 /// Where a line sits in the total order; also what the cursor encodes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,7 +31,7 @@ pub struct Position {
     /// RFC 3339 UTC with milliseconds, `YYYY-MM-DDTHH:MM:SS.mmmZ` (fixed width, so the text
     /// order is the time order).
     pub placed_at: String,
-    pub order_id: String,
+    pub order_id: OrderId,
     pub line_no: i32,
 }
 
@@ -41,19 +50,17 @@ impl Position {
         marketplace_shared::page::encode_cursor(&(&self.placed_at, &self.order_id, self.line_no))
     }
 
-    /// Parses a cursor made by [`Position::cursor`]; anything else is a 400.
-    pub fn from_cursor(cursor: &str) -> Result<Self, Problem> {
-        let invalid = || Problem::bad_request("invalid cursor");
-        let (placed_at, order_id, line_no): (String, String, i32) =
-            marketplace_shared::page::decode_cursor(cursor)?;
-        let at = marketplace_shared::time::parse(&placed_at).ok_or_else(invalid)?;
-        let order_id = OrderId::parse(&order_id).ok_or_else(invalid)?;
+    /// Parses a cursor made by [`Position::cursor`].
+    pub fn from_cursor(cursor: &str) -> Result<Self, InvalidCursor> {
+        let (placed_at, order_id, line_no): (String, OrderId, i32) =
+            marketplace_shared::page::decode_cursor(cursor).map_err(|_| InvalidCursor)?;
+        let at = marketplace_shared::time::parse(&placed_at).ok_or(InvalidCursor)?;
         if line_no < 0 {
-            return Err(invalid());
+            return Err(InvalidCursor);
         }
         Ok(Self {
-            placed_at: at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
-            order_id: order_id.to_string(),
+            placed_at: crate::domain::order::format_millis(at),
+            order_id,
             line_no,
         })
     }
@@ -70,7 +77,7 @@ pub struct ShipTo {
 /// One line of the list, as the contract shows it. Nothing else of the buyer is in it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Sale {
-    pub order_id: String,
+    pub order_id: OrderId,
     pub line_no: i32,
     pub placed_at: String,
     pub product_id: Uuid,
@@ -78,7 +85,8 @@ pub struct Sale {
     pub quantity: i32,
     pub unit_price_cents: i64,
     pub currency: String,
-    pub order_status: String,
+    #[serde(serialize_with = "status_name")]
+    pub order_status: OrderStatus,
     pub shipment_id: Option<Uuid>,
     pub tracking_number: Option<String>,
     pub ship_to: ShipTo,
@@ -88,7 +96,7 @@ impl Sale {
     pub fn position(&self) -> Position {
         Position {
             placed_at: self.placed_at.clone(),
-            order_id: self.order_id.clone(),
+            order_id: self.order_id,
             line_no: self.line_no,
         }
     }
@@ -103,16 +111,10 @@ pub struct SalesQuery {
     pub limit: u32,
 }
 
-/// Parses `status=` (400 for anything but an order status, like the other list parameters).
-pub fn parse_status(raw: Option<&str>) -> Result<Option<OrderStatus>, Problem> {
-    raw.map(|s| {
-        OrderStatus::parse(s).ok_or_else(|| {
-            Problem::bad_request(
-                "`status` must be one of confirmed, shipped, delivered, cancelled, returned",
-            )
-        })
-    })
-    .transpose()
+/// Parses `status=` (an order status, like the other list parameters).
+pub fn parse_status(raw: Option<&str>) -> Result<Option<OrderStatus>, UnknownStatus> {
+    raw.map(|s| OrderStatus::parse(s).ok_or(UnknownStatus))
+        .transpose()
 }
 
 /// Merges the shards' pages (each in list order, each at most `limit + 1` long) into the
@@ -136,9 +138,9 @@ pub fn merge(shards: Vec<Vec<Sale>>, limit: u32) -> (Vec<Sale>, Option<String>) 
 mod tests {
     use super::*;
 
-    fn oid(n: u8) -> String {
+    fn oid(n: u8) -> OrderId {
         // A valid order id (vshard 00 + a UUID v7 whose last byte is n).
-        format!("o000193000000007000800000000000{n:04x}")
+        OrderId::parse(&format!("o000193000000007000800000000000{n:04x}")).unwrap()
     }
 
     fn sale(at: &str, order: u8, line: i32) -> Sale {
@@ -151,7 +153,7 @@ mod tests {
             quantity: 1,
             unit_price_cents: 1,
             currency: "EUR".into(),
-            order_status: "confirmed".into(),
+            order_status: OrderStatus::Confirmed,
             shipment_id: None,
             tracking_number: None,
             ship_to: ShipTo {
@@ -162,9 +164,9 @@ mod tests {
         }
     }
 
-    fn keys(s: &[Sale]) -> Vec<(String, String, i32)> {
+    fn keys(s: &[Sale]) -> Vec<(String, OrderId, i32)> {
         s.iter()
-            .map(|s| (s.placed_at.clone(), s.order_id.clone(), s.line_no))
+            .map(|s| (s.placed_at.clone(), s.order_id, s.line_no))
             .collect()
     }
 
@@ -224,15 +226,15 @@ mod tests {
         assert_eq!(Position::from_cursor(&p.cursor()).unwrap(), p);
         for bad in [
             "!!".to_string(),
-            marketplace_shared::page::encode_cursor(&("yesterday", oid(1), 0)),
+            marketplace_shared::page::encode_cursor(&("yesterday", oid(1).to_string(), 0)),
             marketplace_shared::page::encode_cursor(&("2026-12-01T10:00:00Z", "o1", 0)),
-            marketplace_shared::page::encode_cursor(&("2026-12-01T10:00:00Z", oid(1), -1)),
+            marketplace_shared::page::encode_cursor(&(
+                "2026-12-01T10:00:00Z",
+                oid(1).to_string(),
+                -1,
+            )),
         ] {
-            assert_eq!(
-                Position::from_cursor(&bad).unwrap_err().status,
-                400,
-                "{bad}"
-            );
+            assert_eq!(Position::from_cursor(&bad), Err(InvalidCursor), "{bad}");
         }
     }
 
@@ -243,6 +245,6 @@ mod tests {
             parse_status(Some("shipped")).unwrap(),
             Some(OrderStatus::Shipped)
         );
-        assert_eq!(parse_status(Some("lost")).unwrap_err().status, 400);
+        assert_eq!(parse_status(Some("lost")), Err(UnknownStatus));
     }
 }

@@ -42,14 +42,9 @@ impl VShard {
     }
 }
 
-impl fmt::Display for VShard {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
-
-/// An order id: its virtual shard and a UUID v7. Exists only when well-formed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// An order id: its virtual shard and a UUID v7. Exists only when well-formed. Ids compare
+/// like their text (shard, then UUID bytes), the order `collate "C"` gives them in SQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct OrderId {
     vshard: VShard,
     uuid: Uuid,
@@ -93,6 +88,11 @@ impl OrderId {
         self.vshard
     }
 
+    /// When the id was generated (to the millisecond): the order's `created_at`.
+    pub fn created_at(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::from_timestamp_millis(self.unix_millis()).unwrap_or_default()
+    }
+
     /// Milliseconds since the Unix epoch at which the id was generated.
     pub fn unix_millis(&self) -> i64 {
         let (secs, nanos) = self
@@ -107,6 +107,19 @@ impl OrderId {
 impl fmt::Display for OrderId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "o{:02x}{}", self.vshard.0, self.uuid.simple())
+    }
+}
+
+impl serde::Serialize for OrderId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for OrderId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Self::parse(&text).ok_or_else(|| serde::de::Error::custom("not an order id"))
     }
 }
 

@@ -1,5 +1,5 @@
 //! The storefront's own rules, with no I/O: the cart, sessions and their cookie, CSRF
-//! tokens, form and search parsing, money display. Business rules (stock, prices, order
+//! tokens, form, role and search parsing, money display. Business rules (stock, prices, order
 //! states, address validation) stay with the services; these only shape what a browser sends.
 
 pub mod cart;
@@ -8,6 +8,7 @@ pub mod csrf;
 pub mod form;
 pub mod listing;
 pub mod money;
+pub mod role;
 pub mod search;
 pub mod session;
 

@@ -4,6 +4,7 @@
 //! a reload never re-posts. [`render`] holds the templates and the headers of every answer.
 
 mod account;
+mod admin;
 mod carrier;
 pub mod cart;
 mod catalog;

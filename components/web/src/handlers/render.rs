@@ -38,6 +38,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("sales.html", include_str!("../../templates/sales.html")),
     ("carrier.html", include_str!("../../templates/carrier.html")),
+    ("admin.html", include_str!("../../templates/admin.html")),
 ];
 
 /// The policy every HTML answer carries: nothing but our own stylesheet and images; no
@@ -62,7 +63,7 @@ fn words(s: String) -> String {
     s.replace('_', " ")
 }
 
-fn env() -> Result<Environment<'static>, Error> {
+fn env() -> Environment<'static> {
     let mut env = Environment::new();
     // Explicitly HTML for every template, whatever its name: nothing reaches the page unescaped.
     env.set_auto_escape_callback(|_| AutoEscape::Html);
@@ -70,16 +71,21 @@ fn env() -> Result<Environment<'static>, Error> {
     env.add_filter("money", money);
     env.add_filter("when", when);
     env.add_filter("words", words);
-    for (name, source) in TEMPLATES {
-        env.add_template(name, source)
-            .map_err(|e| Error::Internal(format!("template {name}: {e}")))?;
-    }
-    Ok(env)
+    // Each request is a fresh instance: compile only the page's template and what it extends
+    // or imports (the loader runs when `get_template`, `extends` or `from` first names one),
+    // not all of them.
+    env.set_loader(|name| Ok(source(name).map(str::to_owned)));
+    env
+}
+
+/// The embedded source of template `name`.
+fn source(name: &str) -> Option<&'static str> {
+    TEMPLATES.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
 }
 
 /// Renders template `name` with `ctx`.
 pub fn render(name: &str, ctx: &serde_json::Value) -> Result<String, Error> {
-    let env = env()?;
+    let env = env();
     let t = env
         .get_template(name)
         .map_err(|e| Error::Internal(format!("template {name}: {e}")))?;
@@ -159,7 +165,23 @@ mod tests {
 
     #[test]
     fn every_template_compiles() {
-        env().unwrap();
+        let env = env();
+        for (name, _) in TEMPLATES {
+            env.get_template(name)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        assert!(env.get_template("nothing.html").is_err());
+    }
+
+    #[test]
+    fn a_page_compiles_only_its_template_and_what_it_extends_or_imports() {
+        let env = env();
+        let page = env.get_template("login.html").unwrap();
+        page.render(json!({"nav": {"csrf": "tok"}, "next": "/"}))
+            .unwrap();
+        let mut loaded: Vec<&str> = env.templates().map(|(name, _)| name).collect();
+        loaded.sort_unstable();
+        assert_eq!(loaded, ["base.html", "login.html", "macros.html"]);
     }
 
     #[test]
@@ -198,7 +220,9 @@ mod tests {
         let cart = json!({"lines": [{"product": product, "quantity": 2, "line_cents": 3998, "available": true},
             {"product": {"id": "x", "title": "No longer available"}, "quantity": 1, "available": false}],
             "totals": [{"currency": "EUR", "cents": 3998}]});
-        let nav = json!({"user": {"display_name": "Ada"}, "cart_units": 3, "csrf": "tok"});
+        let user = json!({"id": "0193a0c0-0000-7000-8000-000000000001", "email": "cara@example.test",
+            "display_name": "Cara", "role": "carrier", "created_at": "2026-11-28T12:00:00Z"});
+        let nav = json!({"user": {"display_name": "Ada", "role": "admin"}, "cart_units": 3, "csrf": "tok"});
         let cases = [
             (
                 "home.html",
@@ -244,6 +268,11 @@ mod tests {
                 "error.html",
                 json!({"error": {"status": 404, "title": "Not found", "detail": "no such product"}}),
             ),
+            ("admin.html", json!({"message": "no such user"})),
+            (
+                "admin.html",
+                json!({"user": user, "roles": [["buyer", "Buyer"], ["carrier", "Carrier"]], "notice": "Role changed."}),
+            ),
         ];
         for (name, mut ctx) in cases {
             ctx["nav"] = nav.clone();
@@ -252,6 +281,26 @@ mod tests {
                 page.contains("name=\"csrf\" value=\"tok\""),
                 "{name}: the logout form carries the token"
             );
+        }
+    }
+
+    #[test]
+    fn the_admin_page_shows_the_user_with_their_role_chosen_and_only_admins_see_its_link() {
+        let user = json!({"id": "u1", "email": "cara@example.test", "display_name": "Cara",
+            "role": "carrier", "created_at": "2026-11-28T12:00:00Z"});
+        let roles = [["buyer", "Buyer"], ["carrier", "Carrier"]];
+        let nav = |role: &str| json!({"user": {"display_name": "A", "role": role}, "csrf": "tok"});
+        let ctx =
+            json!({"nav": nav("admin"), "user": user, "roles": roles, "notice": "Role changed."});
+        let page = render("admin.html", &ctx).unwrap();
+        assert!(page.contains(r#"<option value="carrier" selected>Carrier</option>"#));
+        assert!(page.contains(r#"<option value="buyer">Buyer</option>"#));
+        assert!(page.contains(r#"action="/admin/users/u1/role""#));
+        assert!(page.contains("Role changed."));
+        assert!(page.contains(r#"<a href="/admin">Users</a>"#));
+        for role in ["buyer", "seller", "carrier"] {
+            let home = render("home.html", &json!({"nav": nav(role)})).unwrap();
+            assert!(!home.contains(r#"href="/admin""#), "{role}");
         }
     }
 

@@ -12,4 +12,5 @@ mod imports;
 mod logs;
 mod order;
 mod product;
+mod shape;
 mod user;

@@ -115,7 +115,7 @@ impl Market {
     }
 
     async fn relay(&self) -> Value {
-        let token = self.app.service_token("order", "order");
+        let token = self.app.service_token("relay", "order");
         let r = self
             .app
             .post("/internal/orders/outbox/relay", Some(&token), json!({}))
@@ -1022,7 +1022,7 @@ impl Market {
             .app
             .post(
                 "/internal/deliveries/outbox/relay",
-                Some(&self.app.service_token("delivery", "delivery")),
+                Some(&self.app.service_token("relay", "delivery")),
                 json!({}),
             )
             .await;
@@ -1686,7 +1686,7 @@ async fn carrier_scans_at_the_delivery_service_reach_the_order() {
         .json();
     if order["status"] != "shipped" {
         // The delivery service reports through its own outbox when the inline report fails.
-        let relay = m.app.service_token("delivery", "delivery");
+        let relay = m.app.service_token("relay", "delivery");
         m.app
             .post("/internal/deliveries/outbox/relay", Some(&relay), json!({}))
             .await;
@@ -1726,7 +1726,7 @@ async fn carrier_scans_at_the_delivery_service_reach_the_order() {
 // ------------------------------------------------------------------ outbox relay
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_relay_accepts_only_the_order_services_own_token() {
+async fn the_relay_route_accepts_only_the_relays_own_identity() {
     let m = Market::start().await;
     let path = "/internal/orders/outbox/relay";
     m.app.post(path, None, json!({})).await.expect_problem(401);
@@ -1735,27 +1735,55 @@ async fn the_relay_accepts_only_the_order_services_own_token() {
         .post(path, Some(&user), json!({}))
         .await
         .expect_problem(403);
-    let delivery = m.app.service_token("delivery", "order");
-    m.app
-        .post(path, Some(&delivery), json!({}))
-        .await
-        .expect_problem(403);
+    // The services' own keys (which can reserve stock or create shipments) are refused here:
+    // the CronJob holds only the relay's key.
+    for service in ["order", "delivery"] {
+        let token = m.app.service_token(service, "order");
+        m.app
+            .post(path, Some(&token), json!({}))
+            .await
+            .expect_problem(403);
+    }
     // Addressed to another service: not for us.
-    let to_product = m.app.service_token("order", "product");
+    let to_delivery = m.app.service_token("relay", "delivery");
     m.app
-        .post(path, Some(&to_product), json!({}))
+        .post(path, Some(&to_delivery), json!({}))
         .await
         .expect_problem(401);
-    let own = m.app.service_token("order", "order");
-    let r = m.app.post(path, Some(&own), json!({})).await;
+    let relay = m.app.service_token("relay", "order");
+    let r = m.app.post(path, Some(&relay), json!({})).await;
     r.expect(200);
     assert_eq!(r.json()["failed"], 0);
     // The CronJob may send no body at all.
-    let auth = format!("Bearer {own}");
+    let auth = format!("Bearer {relay}");
     m.app
         .request("POST", path, &[("authorization", &auth)], vec![])
         .await
         .expect(200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_relay_identity_is_refused_on_every_other_internal_order_route() {
+    let m = Market::start().await;
+    let p = m.product(100, "EUR", 10).await;
+    let buyer = m.app.token(Uuid::now_v7(), "buyer");
+    let placed = m
+        .place(&buyer, Some("k-relay"), &order_body(&[(&p, 1)]))
+        .await;
+    placed.expect(201);
+    let id = placed.json()["id"].as_str().unwrap().to_string();
+    let relay = m.app.service_token("relay", "order");
+    let update = json!({"status": "shipped", "occurred_at": "2026-12-01T10:00:00Z"});
+    m.app
+        .post(
+            &format!("/internal/orders/{id}/delivery-status"),
+            Some(&relay),
+            update,
+        )
+        .await
+        .expect_problem(403);
+    let stored = m.app.get(&format!("/api/orders/{id}"), Some(&buyer)).await;
+    assert_eq!(stored.json()["status"], "confirmed");
 }
 
 // ------------------------------------------------------------------ failure injection
@@ -2169,7 +2197,7 @@ async fn one_shard_database_down_fails_only_its_buyers_and_readiness_names_it() 
         "{doc}"
     );
     // The relay still works through the reachable shard, and says that one is down.
-    let token = m.app.service_token("order", "order");
+    let token = m.app.service_token("relay", "order");
     let doc = m
         .app
         .post("/internal/orders/outbox/relay", Some(&token), json!({}))
@@ -2180,6 +2208,33 @@ async fn one_shard_database_down_fails_only_its_buyers_and_readiness_names_it() 
         "{doc}"
     );
     drop(holder);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_order_route_refuses_query_parameters_it_does_not_define() {
+    // Routing policy (every service): an undefined or repeated parameter is a 400 on every
+    // route, also those that read no parameter at all.
+    let m = Market::start().await;
+    let buyer = m.app.token(Uuid::now_v7(), "buyer");
+    let relay = m.app.service_token("relay", "order");
+    for (method, path, token) in [
+        ("GET", "/api/orders/healthz?verbose=1", None),
+        ("GET", "/api/orders/readyz?verbose=1", None),
+        ("GET", "/api/orders/openapi.json?v=3", None),
+        ("GET", "/api/orders?limit=1&limit=2", Some(&buyer)),
+        ("GET", "/api/orders/sales?page=2", Some(&buyer)),
+        (
+            "POST",
+            "/internal/orders/outbox/relay?all=true",
+            Some(&relay),
+        ),
+    ] {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> =
+            auth.iter().map(|a| ("authorization", a.as_str())).collect();
+        let r = m.app.request(method, path, &headers, vec![]).await;
+        r.expect_problem(400);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

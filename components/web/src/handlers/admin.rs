@@ -1,0 +1,114 @@
+//! An admin's pages: find a user by id, change their role (`GET /api/users/{id}`,
+//! `PUT /api/users/{id}/role`, admins only at the user service too).
+
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::{Ctx, Reply, page, status_page};
+use crate::domain::form::Form;
+use crate::domain::role::Role;
+use crate::error::Error;
+
+const TITLE: &str = "Users";
+const NO_SUCH_USER: &str = "There is no user with that id.";
+const AN_ID: &str = "A user id looks like 01a2b3c4-0000-7000-8000-000000000000.";
+
+/// The roles the form offers, as (value, label).
+fn roles() -> Vec<(&'static str, &'static str)> {
+    Role::ALL.iter().map(|r| (r.as_str(), r.label())).collect()
+}
+
+/// The page with the lookup form; `lookup` what was typed, `message` what went wrong.
+fn lookup_page(status: u16, lookup: &str, message: Option<&str>) -> Reply {
+    let ctx = json!({"lookup": lookup, "message": message, "title": TITLE});
+    status_page(status, "admin.html", ctx)
+}
+
+impl Ctx<'_> {
+    /// The access token of a signed-in admin; signed out, the sign-in page; anyone else, a
+    /// 403 page (the user service would refuse them too).
+    fn admin_token(&self) -> Result<String, Error> {
+        let token = self.token()?;
+        match self.signed_in() {
+            Some(s) if s.user.role == Role::Admin.as_str() => Ok(token),
+            _ => Err(Error::page(403, "This page is for administrators only.")),
+        }
+    }
+
+    /// `/admin`, and `/admin?user_id=…` → that user's page.
+    pub fn admin_lookup(&mut self) -> Result<Reply, Error> {
+        self.admin_token()?;
+        let typed = self.query.get("user_id").map(str::trim).unwrap_or("");
+        if typed.is_empty() {
+            return Ok(page("admin.html", json!({"title": TITLE})));
+        }
+        match Uuid::try_parse(typed) {
+            Ok(id) => Ok(Reply::Redirect(format!("/admin/users/{id}"))),
+            Err(_) => {
+                let shown: String = typed.chars().take(100).collect();
+                Ok(lookup_page(422, &shown, Some(AN_ID)))
+            }
+        }
+    }
+
+    /// One user and the role form; after a change (`?changed=role`) a notice saying the role
+    /// the user service now holds.
+    pub async fn admin_user(
+        &mut self,
+        id: &str,
+        message: Option<String>,
+        status: u16,
+    ) -> Result<Reply, Error> {
+        let token = self.admin_token()?;
+        let Ok(uid) = Uuid::try_parse(id) else {
+            return Ok(lookup_page(404, "", Some(NO_SUCH_USER)));
+        };
+        let user = match self.api.user(&token, &uid).await {
+            Ok(u) => u,
+            Err(e) if e.status == 404 => {
+                return Ok(lookup_page(404, &uid.to_string(), Some(NO_SUCH_USER)));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let changed = self.query.get("changed") == Some("role") && message.is_none();
+        let notice = changed.then(|| role_notice(&user));
+        Ok(status_page(
+            status,
+            "admin.html",
+            json!({"user": user, "lookup": uid, "roles": roles(), "message": message, "notice": notice, "title": TITLE}),
+        ))
+    }
+
+    /// `POST /admin/users/{id}/role`: the new role, then back to the user's page (303).
+    pub async fn change_role(&mut self, id: &str, form: &Form) -> Result<Reply, Error> {
+        let token = self.admin_token()?;
+        let Ok(uid) = Uuid::try_parse(id) else {
+            return Ok(lookup_page(404, "", Some(NO_SUCH_USER)));
+        };
+        let role = match Role::parse(form.get("role").unwrap_or("")) {
+            Ok(r) => r,
+            Err(e) => return self.admin_user(id, Some(e.message().into()), 422).await,
+        };
+        match self.api.set_role(&token, &uid, role).await {
+            Ok(_) => Ok(Reply::Redirect(format!("/admin/users/{uid}?changed=role"))),
+            Err(e) if e.status == 422 => {
+                self.admin_user(id, Some(e.detail_or_default()), 422).await
+            }
+            Err(e) if e.status == 404 => Ok(lookup_page(404, &uid.to_string(), Some(NO_SUCH_USER))),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// "Role changed: Cara is now a carrier." from the user as the service answers now.
+fn role_notice(user: &Value) -> String {
+    let name = user["display_name"]
+        .as_str()
+        .filter(|n| !n.is_empty())
+        .unwrap_or("this user");
+    let role = user["role"].as_str().and_then(|r| Role::parse(r).ok());
+    match role {
+        Some(r) => format!("Role changed: {name} is now {}.", r.with_article()),
+        None => "Role changed.".to_string(),
+    }
+}
