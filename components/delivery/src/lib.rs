@@ -15,22 +15,9 @@ mod relay;
 pub mod routes;
 pub mod store;
 
-/// The Spin entry point. The SDK's macro generates the (unsafe) WIT export glue, hence the
-/// one `allow` in the crate. Only on wasm32: the export names (`wasi:http/...#handle`) break
-/// native `cdylib` linking, and native builds exist for the unit tests.
-#[cfg(target_arch = "wasm32")]
-#[allow(unsafe_code)]
-mod entry {
-    use marketplace_shared::Problem;
-
-    #[spin_sdk::http_component]
-    async fn handle(req: spin_sdk::http::IncomingRequest, out: spin_sdk::http::ResponseOutparam) {
-        marketplace_shared::http::serve(req, out, |req| async move {
-            match crate::config::Config::load() {
-                Ok(cfg) => crate::routes::dispatch(&req, &cfg).await,
-                Err(e) => Problem::from(e).into(),
-            }
-        })
-        .await
-    }
-}
+// The Spin entry point: read the request, load the configuration once, dispatch
+// (marketplace_shared::http_entry!: body limit, one-write responses).
+marketplace_shared::http_entry!(|req| match crate::config::Config::load() {
+    Ok(cfg) => crate::routes::dispatch(&req, &cfg).await,
+    Err(e) => marketplace_shared::Problem::from(e).into(),
+});

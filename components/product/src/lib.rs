@@ -15,23 +15,9 @@ mod handlers;
 mod routes;
 pub mod store;
 
-/// The entry point: reads the request, loads the configuration once, routes. The export
-/// glue that `http_component` generates uses `unsafe`, which the workspace otherwise denies.
-#[cfg(target_arch = "wasm32")]
-#[allow(unsafe_code)]
-mod entry {
-    use marketplace_shared::Problem;
-
-    #[spin_sdk::http_component]
-    async fn handle(req: spin_sdk::http::IncomingRequest, out: spin_sdk::http::ResponseOutparam) {
-        // The request is read within the body limit and the answer sent in one write
-        // (marketplace_shared::http::serve).
-        marketplace_shared::http::serve(req, out, |req| async move {
-            match super::config::Config::load() {
-                Ok(config) => super::routes::dispatch(&req, &config),
-                Err(e) => Problem::from(e).into(),
-            }
-        })
-        .await
-    }
-}
+// The Spin entry point: read the request, load the configuration once, dispatch
+// (marketplace_shared::http_entry!: body limit, one-write responses).
+marketplace_shared::http_entry!(|req| match crate::config::Config::load() {
+    Ok(config) => crate::routes::dispatch(&req, &config),
+    Err(e) => marketplace_shared::Problem::from(e).into(),
+});

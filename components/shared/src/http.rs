@@ -82,6 +82,29 @@ pub fn bytes(status: u16, content_type: &str, body: Vec<u8>, headers: &[(&str, &
     builder.body(body).build()
 }
 
+/// Every component's entry point, written once: `http_entry!(|req| <answer>)` defines the
+/// `#[spin_sdk::http_component]` handler, which [`serve`]s each request: read within the body
+/// limit, `<answer>` (an expression of type `Response`, `.await` allowed) computed from `req`,
+/// sent in one write. Compiled for Wasm only: the WIT export names cannot be linked into a
+/// native cdylib (native builds are the unit tests). The handler's generated export glue is
+/// `unsafe` by nature; the allow is scoped to it, the crate stays under `unsafe_code = "deny"`.
+#[macro_export]
+macro_rules! http_entry {
+    (|$req:ident| $answer:expr) => {
+        #[cfg(target_arch = "wasm32")]
+        #[allow(unsafe_code)]
+        mod entry {
+            #[::spin_sdk::http_component]
+            async fn handle(
+                req: ::spin_sdk::http::IncomingRequest,
+                out: ::spin_sdk::http::ResponseOutparam,
+            ) {
+                $crate::http::serve(req, out, |$req| async move { $answer }).await
+            }
+        }
+    };
+}
+
 /// The whole life of a request in every component's entry point: the request read within the
 /// body limit (413 otherwise), `handle` run on it, the answer sent with [`respond`].
 pub async fn serve<F, Fut>(

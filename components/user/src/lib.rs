@@ -27,25 +27,9 @@ pub mod handlers;
 pub mod routes;
 pub mod store;
 
-/// The Spin entry point: read the request, load the configuration, dispatch.
-///
-/// The `http_component` macro expands to the component's `unsafe` ABI glue (exported
-/// symbols); the workspace denies `unsafe_code`, so it is allowed for this module only. It is
-/// compiled for Wasm only: the WIT export names cannot be linked into a native cdylib, and
-/// native builds exist for the unit tests.
-#[cfg(target_arch = "wasm32")]
-#[allow(unsafe_code)]
-mod entry {
-    #[spin_sdk::http_component]
-    async fn handle(req: spin_sdk::http::IncomingRequest, out: spin_sdk::http::ResponseOutparam) {
-        // The request is read within the body limit and the answer sent in one write
-        // (marketplace_shared::http::serve).
-        marketplace_shared::http::serve(req, out, |req| async move {
-            match crate::config::Config::load() {
-                Ok(config) => crate::routes::dispatch(&req, &config),
-                Err(e) => e.into(),
-            }
-        })
-        .await
-    }
-}
+// The Spin entry point: read the request, load the configuration once, dispatch
+// (marketplace_shared::http_entry!: body limit, one-write responses).
+marketplace_shared::http_entry!(|req| match crate::config::Config::load() {
+    Ok(config) => crate::routes::dispatch(&req, &config),
+    Err(e) => e.into(),
+});

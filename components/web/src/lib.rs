@@ -16,22 +16,9 @@ mod handlers;
 pub mod routes;
 mod store;
 
-/// The Spin entry point: reads the request, loads the configuration, dispatches.
-// The macro generates the component's export glue, which is `unsafe` by nature; the allow
-// is scoped to this module, the rest of the crate stays under `unsafe_code = "deny"`.
-#[cfg(target_arch = "wasm32")]
-#[allow(unsafe_code)]
-mod entry {
-    #[spin_sdk::http_component]
-    async fn handle(req: spin_sdk::http::IncomingRequest, out: spin_sdk::http::ResponseOutparam) {
-        // The request is read within the body limit and the answer sent in one write
-        // (marketplace_shared::http::serve).
-        marketplace_shared::http::serve(req, out, |req| async move {
-            match crate::config::Config::load() {
-                Ok(cfg) => crate::routes::dispatch(&req, &cfg).await,
-                Err(e) => crate::handlers::render::bare_error(e),
-            }
-        })
-        .await
-    }
-}
+// The Spin entry point: read the request, load the configuration once, dispatch
+// (marketplace_shared::http_entry!: body limit, one-write responses).
+marketplace_shared::http_entry!(|req| match crate::config::Config::load() {
+    Ok(cfg) => crate::routes::dispatch(&req, &cfg).await,
+    Err(e) => crate::handlers::render::bare_error(e),
+});
