@@ -76,7 +76,7 @@ def test_product_read_replica_stops_and_returns(world):
 
 
 # How long Spin may take to use a Redis server again once it is back (measured on Spin 4.1:
-# up to ~80 s after a five-minute outage, a few seconds after this test's eight).
+# 80 s after a five-minute outage, 105 s after this test's eight seconds under load).
 REDIS_RECOVERY_MAX = 180
 
 

@@ -104,7 +104,7 @@ pub fn detail(req: &Request, config: &Config, id: Uuid) -> Result<Response> {
     let product = match cached {
         Some(doc) if doc.is_fresh(now_ms) => doc.product,
         _ => {
-            let (row, source) = store::with_read(config, |c| pg::product(c, id, false))?;
+            let (row, source) = store::with_read(config, None, |c| pg::product(c, id, false))?;
             let row = row.ok_or(Error::Access(Access::Unknown))?;
             if let Err(e) = kv::put(&document(&row, source)) {
                 eprintln!("product: read model refill failed for {id}: {e}");
@@ -172,8 +172,8 @@ pub fn archive(req: &Request, config: &Config, id: Uuid) -> Result<Response> {
 pub fn search(req: &Request, config: &Config, query: &Query) -> Result<Response> {
     let search = Search::parse(query)?;
     actor(config, req)?;
-    let (mut rows, _) = store::with_read(config, |c| {
-        store::search(c, &search, config.search_timeout_ms)
+    let (mut rows, _) = store::with_read(config, Some(config.search_timeout_ms), |c| {
+        store::search(c, &search)
     })?;
     let limit = search.limit as usize;
     let next_cursor = if rows.len() > limit {

@@ -27,24 +27,41 @@ pub fn open(url: &str) -> Result<Connection> {
 /// fails (down, not answering, recovering) moves on to the next one and finally to the
 /// primary, so a dead replica costs latency, never an error. A client error or a statement
 /// past its time limit is the answer: running it elsewhere would cost as much again.
+///
+/// With `timeout_ms`, the connection is opened with `statement_timeout` set for the session
+/// ([`with_statement_timeout`]): a pool of its own per database, so the bound costs no
+/// statement per request and never reaches the writes.
 pub fn with_read<T>(
     config: &Config,
+    timeout_ms: Option<u32>,
     read: impl Fn(&Connection) -> Result<T>,
 ) -> Result<(T, Source)> {
+    let url_of = |url: &str| match timeout_ms {
+        Some(ms) => with_statement_timeout(url, ms),
+        None => url.to_string(),
+    };
     let n = config.replica_urls.len();
     if n > 0 {
         let start = usize::from(Uuid::new_v4().as_bytes()[0]) % n;
         for i in 0..n {
-            let url = &config.replica_urls[(start + i) % n];
-            match open(url).and_then(|c| read(&c)) {
+            let url = url_of(&config.replica_urls[(start + i) % n]);
+            match open(&url).and_then(|c| read(&c)) {
                 Ok(v) => return Ok((v, Source::Replica)),
                 Err(e @ (Error::Client(_) | Error::TimedOut)) => return Err(e),
                 Err(e) => eprintln!("product: replica {i} failed, trying the next: {e:?}"),
             }
         }
     }
-    let conn = open(&config.db_url)?;
+    let conn = open(&url_of(&config.db_url))?;
     Ok((read(&conn)?, Source::Primary))
+}
+
+/// `url` with the session parameter `statement_timeout` in its `options` (libpq's and
+/// tokio-postgres's connection-string parameter, `-c name=value`, percent-encoded): every
+/// statement on such a connection is cancelled by the server after `ms` milliseconds.
+pub fn with_statement_timeout(url: &str, ms: u32) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}options=-c%20statement_timeout%3D{ms}")
 }
 
 /// What the SQL builder needs for a page of `search`: the page size plus one row, to know
@@ -107,26 +124,21 @@ pub fn cursor_after(sort: Sort, row: &Row) -> Cursor {
 }
 
 /// One page of a search (up to `limit + 1` rows): the statements of [`sql::search`] in
-/// order until the page is full, in one transaction whose statements the database cancels
-/// after `timeout_ms` each (`set local`: the limit ends with the transaction, so the pooled
-/// connection keeps its defaults).
-pub fn search(conn: &Connection, search: &Search, timeout_ms: u32) -> Result<Vec<Row>> {
+/// order until the page is full. Run on a connection of [`with_read`] with a timeout, so the
+/// database cancels each statement past the search time limit.
+pub fn search(conn: &Connection, search: &Search) -> Result<Vec<Row>> {
     let spec = spec(search);
     let wanted = usize::try_from(spec.fetch).unwrap_or(usize::MAX);
-    shared_pg::transaction(conn, |conn| {
-        let timeout = format!("set local statement_timeout = {timeout_ms}");
-        conn.execute(&timeout, &[])?;
-        let mut page = Vec::new();
-        for statement in sql::search(&spec) {
-            if page.len() >= wanted {
-                break;
-            }
-            let params: Vec<ParameterValue> = statement.params.into_iter().map(param).collect();
-            page.extend(pg::rows(&shared_pg::query(conn, &statement.sql, &params)?)?);
+    let mut page = Vec::new();
+    for statement in sql::search(&spec) {
+        if page.len() >= wanted {
+            break;
         }
-        page.truncate(wanted);
-        Ok(page)
-    })
+        let params: Vec<ParameterValue> = statement.params.into_iter().map(param).collect();
+        page.extend(pg::rows(&shared_pg::query(conn, &statement.sql, &params)?)?);
+    }
+    page.truncate(wanted);
+    Ok(page)
 }
 
 fn param(p: Param) -> ParameterValue {
@@ -142,4 +154,21 @@ fn param(p: Param) -> ParameterValue {
 pub fn ping(url: &str) -> Result<()> {
     shared_pg::query(&open(url)?, "select 1", &[])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_statement_timeout;
+
+    #[test]
+    fn the_search_time_limit_rides_in_the_connection_options() {
+        assert_eq!(
+            with_statement_timeout("postgres://u@h/db?sslmode=disable", 500),
+            "postgres://u@h/db?sslmode=disable&options=-c%20statement_timeout%3D500"
+        );
+        assert_eq!(
+            with_statement_timeout("postgres://u@h/db", 1),
+            "postgres://u@h/db?options=-c%20statement_timeout%3D1"
+        );
+    }
 }
