@@ -8,6 +8,7 @@
 //! if not, we retry on the fresh value, and no concurrent slot is lost.
 
 use marketplace_shared::kv::{self, KvError, Step};
+use spin_sdk::wit::wasi::keyvalue::atomics as wkv_atomics;
 use spin_sdk::wit::wasi::keyvalue::store as wkv;
 use uuid::Uuid;
 
@@ -35,12 +36,15 @@ enum Outcome<R> {
     Refused(R),
     /// Every attempt lost a race: at least that many other writers got in first.
     Contended,
-    /// (One round only.) The key was absent and is now created empty (see `update`).
-    Seeded,
+    /// (One round only.) The key was absent: it is created empty, once (see `update`).
+    Absent,
 }
 
 /// CAS attempts before giving up; each failed attempt means another writer got in first.
 const CAS_ATTEMPTS: u32 = 32;
+
+/// Rounds a writer waits for another to create an absent key before creating it itself.
+const CREATE_PATIENCE: u32 = 8;
 
 /// Longest pause after a lost race. Of N writers that read one value only one can win, so
 /// without a pause N simultaneous logins from one address would need N rounds; a random pause
@@ -115,7 +119,7 @@ impl Throttle {
                 id: slot.id,
             }),
             Outcome::Refused(retry_after) => Err(retry_after),
-            Outcome::Contended | Outcome::Seeded => Err(CONTENDED_RETRY_AFTER),
+            Outcome::Contended | Outcome::Absent => Err(CONTENDED_RETRY_AFTER),
         })
     }
 
@@ -155,10 +159,9 @@ impl Throttle {
     /// (`marketplace_shared::kv::update`, one attempt per round, with a random pause between
     /// rounds). `change` refuses with `Err(R)`.
     ///
-    /// On Spin's SQLite store a swap of an **absent** key is an upsert that cannot fail, so two
-    /// first writers could both "win" and one slot be lost. An absent key is therefore first
-    /// created empty (harmless if several writers do); from then on every swap compares. Keys
-    /// are a fixed set and never deleted, so this happens once per key.
+    /// On Spin's SQLite store a swap of an **absent** key is a blind upsert, so an absent key
+    /// is never written by `change`: it is created empty once ([`Self::create`]), and from
+    /// then on every swap compares. Keys are a fixed set and never deleted.
     fn update<R>(
         &self,
         key: &str,
@@ -166,12 +169,12 @@ impl Throttle {
         change: impl Fn(&Bucket) -> Result<Bucket, R>,
     ) -> Result<Outcome<R>, Error> {
         let mut step = |current: Option<&[u8]>| {
+            if current.is_none() {
+                return Step::Done(Outcome::Absent);
+            }
             let bucket = Bucket::decode(current);
             if landed(&bucket) {
                 return Step::Done(Outcome::Done);
-            }
-            if current.is_none() {
-                return Step::Write(Bucket::default().encode(), Outcome::Seeded);
             }
             match change(&bucket) {
                 Ok(next) => Step::Write(next.encode(), Outcome::Done),
@@ -183,11 +186,38 @@ impl Throttle {
                 backoff(round);
             }
             match kv::update(&self.bucket, key, 1, &mut step)? {
-                Some(Outcome::Seeded) | None => {}
+                Some(Outcome::Absent) => self.create(key, round)?,
+                None => {}
                 Some(done) => return Ok(done),
             }
         }
         Ok(Outcome::Contended)
+    }
+
+    /// Creates the absent `key` empty, by one writer only. Two creators would race: the later
+    /// blind upsert (Spin's SQLite swap of an absent key) would wipe what a writer added after
+    /// the first one (a failed login lost: seen under load in CI). `increment` is atomic on
+    /// every store, so only its first caller creates the key; the others wait for it, and
+    /// create it themselves only after [`CREATE_PATIENCE`] rounds (should that caller have
+    /// died in between).
+    fn create(&self, key: &str, round: u32) -> Result<(), Error> {
+        let marker = format!("created/{key}");
+        let first = wkv_atomics::increment(&self.bucket, &marker, 1)
+            .map_err(|e| KvError(format!("increment: {e:?}")))?
+            == 1;
+        if !first && round < CREATE_PATIENCE {
+            return Ok(());
+        }
+        let cas =
+            wkv_atomics::Cas::new(&self.bucket, key).map_err(|e| KvError(format!("cas: {e:?}")))?;
+        if cas
+            .current()
+            .map_err(|e| KvError(format!("cas current: {e:?}")))?
+            .is_none()
+        {
+            kv::swap_read_back(&self.bucket, key, cas, &Bucket::default().encode())?;
+        }
+        Ok(())
     }
 
     pub fn ping(&self) -> Result<(), Error> {
