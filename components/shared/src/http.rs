@@ -193,15 +193,10 @@ pub fn segments(path: &str) -> Vec<&str> {
     path.strip_prefix('/').unwrap_or(path).split('/').collect()
 }
 
-/// The query string of the request (without `?`), empty when there is none.
-pub fn query_string(req: &Request) -> &str {
-    req.query()
-}
-
 /// The request's query parameters, refusing names outside `allowed` and repeated names with
 /// 400 (routing policy).
 pub fn query(req: &Request, allowed: &[&str]) -> Result<crate::query::Query, Problem> {
-    crate::query::Query::parse(query_string(req), allowed)
+    crate::query::Query::parse(req.query(), allowed)
 }
 
 /// Parses the request body as JSON into `T` (see [`crate::body::parse_json`]).
