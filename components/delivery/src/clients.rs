@@ -40,7 +40,7 @@ pub async fn send_report(
         status: report.status.as_str().to_string(),
         occurred_at: time::format(report.occurred_at),
     };
-    let key = format!("{shipment}:{}", report.event_id);
+    let key = format!("{shipment}:{}", report.event_id.as_str());
     let sent = client
         .send(
             ORDER,

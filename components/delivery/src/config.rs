@@ -32,20 +32,15 @@ impl Config {
         let verifier = Verifier::from_spin_variables(SERVICE).map_err(Error::Config)?;
         let signer = Signer::from_config(&var("service_signing_key")?)
             .map_err(|e| Error::Config(format!("service_signing_key: {e}")))?;
-        let order_service_url = var("order_service_url")
-            .unwrap_or_default()
-            .trim()
-            .trim_end_matches('/')
-            .to_string();
-        let order_service_url = if order_service_url.is_empty() {
-            "http://order.spin.internal".to_string()
-        } else {
-            order_service_url
+        let url = var("order_service_url").unwrap_or_default();
+        let order_service_url = match url.trim().trim_end_matches('/') {
+            "" => "http://order.spin.internal",
+            url => url,
         };
         Ok(Self {
             verifier,
             signer,
-            order_service_url,
+            order_service_url: order_service_url.to_string(),
         })
     }
 }

@@ -4,16 +4,15 @@ use marketplace_shared::http::{bytes, header, json, parse_body};
 use marketplace_shared::page::{Page, decode_cursor, limit};
 use marketplace_shared::query::Query;
 use marketplace_shared::tokens::Principal;
-use marketplace_shared::{Problem, Role, ShipmentStatus, time};
+use marketplace_shared::wit::ShipmentItem;
+use marketplace_shared::{Problem, Role, ShipmentStatus, ShippingAddress, time};
 use serde::{Deserialize, Serialize};
 use spin_sdk::http::{Request, Response};
 use uuid::Uuid;
 
 use crate::config::{Config, ORDER, RELAY};
 use crate::domain::status::{is_carrier_status, status_serde};
-use crate::domain::{
-    Address, EventId, EventInput, Item, NewEvent, OrderId, ShipmentInput, TrackingNumber,
-};
+use crate::domain::{EventInput, NewEvent, NewShipment, OrderId, TrackingNumber};
 use crate::error::{Error, Result};
 use crate::relay;
 use crate::store::wasi::WasiShards;
@@ -33,22 +32,11 @@ struct ShipmentView<'a> {
     tracking_number: &'a TrackingNumber,
     #[serde(with = "status_serde")]
     status: ShipmentStatus,
-    shipping_address: &'a Address,
-    items: &'a [Item],
-    history: Vec<EventView<'a>>,
+    shipping_address: &'a ShippingAddress,
+    items: &'a [ShipmentItem],
+    history: &'a [NewEvent],
     created_at: String,
     updated_at: String,
-}
-
-#[derive(Serialize)]
-struct EventView<'a> {
-    event_id: &'a EventId,
-    #[serde(with = "status_serde")]
-    status: ShipmentStatus,
-    occurred_at: String,
-    recorded_at: String,
-    location: &'a Option<String>,
-    note: &'a Option<String>,
 }
 
 fn shipment_view(s: &Shipment) -> ShipmentView<'_> {
@@ -61,20 +49,9 @@ fn shipment_view(s: &Shipment) -> ShipmentView<'_> {
         status: s.state.progress.status,
         shipping_address: &r.shipping_address,
         items: &r.items,
-        history: s.history.iter().map(event_view).collect(),
+        history: &s.history,
         created_at: time::format(r.created_at),
         updated_at: time::format(s.state.updated_at),
-    }
-}
-
-fn event_view(e: &NewEvent) -> EventView<'_> {
-    EventView {
-        event_id: &e.event_id,
-        status: e.status,
-        occurred_at: time::format(e.occurred_at),
-        recorded_at: time::format(e.recorded_at),
-        location: &e.location,
-        note: &e.note,
     }
 }
 
@@ -160,7 +137,7 @@ pub fn openapi() -> Response {
 }
 
 pub fn readyz() -> Result<Response> {
-    store::ready(&WasiShards::new())?;
+    store::ready(&WasiShards::default())?;
     Ok(json(200, &serde_json::json!({"status": "ready"})))
 }
 
@@ -175,11 +152,12 @@ pub fn list(req: &Request, cfg: &Config, q: &Query) -> Result<Response> {
         .ok_or_else(|| Problem::bad_request("`order_id` is not a valid order id"))?;
     // An order has at most one shipment, so a page never continues: any cursor we could have
     // issued points past the end.
-    let after_end = match q.get("cursor") {
-        Some(c) => decode_cursor::<String>(c).map(|_| true)?,
-        None => false,
-    };
-    let found = store::load_by_order(&WasiShards::new(), &order_id)?;
+    let after_end = q
+        .get("cursor")
+        .map(decode_cursor::<String>)
+        .transpose()?
+        .is_some();
+    let found = store::load_by_order(&WasiShards::default(), &order_id)?;
     let items: Vec<ShipmentView> = match &found {
         Some(s) if !after_end && may_read(&who, s) => vec![shipment_view(s)],
         _ => Vec::new(),
@@ -196,16 +174,14 @@ pub fn list(req: &Request, cfg: &Config, q: &Query) -> Result<Response> {
 /// `GET /api/deliveries/track/{number}`: public; reads the index and the state only.
 pub fn track(raw: &str) -> Result<Response> {
     let number = TrackingNumber::parse(raw).ok_or(Error::NotFound)?;
-    match store::load_tracking(&WasiShards::new(), &number)? {
-        Some(t) => Ok(json(200, &tracking_view(&t))),
-        None => Err(Error::NotFound),
-    }
+    let tracking = store::load_tracking(&WasiShards::default(), &number)?.ok_or(Error::NotFound)?;
+    Ok(json(200, &tracking_view(&tracking)))
 }
 
 pub fn shipment(req: &Request, cfg: &Config, raw_id: &str) -> Result<Response> {
     let who = authenticate(req, cfg)?;
     let id = parse_id(raw_id)?;
-    match store::load(&WasiShards::new(), id)? {
+    match store::load(&WasiShards::default(), id)? {
         Some(s) if may_read(&who, &s) => Ok(json(200, &shipment_view(&s))),
         _ => Err(Error::NotFound),
     }
@@ -225,14 +201,10 @@ pub async fn record_event(req: &Request, cfg: &Config, raw_id: &str) -> Result<R
             "`cancelled` is not a carrier event: the order service cancels shipments".into(),
         ));
     }
-    let shards = WasiShards::new();
+    let shards = WasiShards::default();
     let recorded = store::record_event(&shards, id, &event)?;
     let shipment = store::load(&shards, id)?.ok_or(Error::NotFound)?;
-    if let Recorded::New {
-        report: Some(report),
-        slot,
-    } = recorded
-    {
+    if let Recorded::New(Some((report, slot))) = recorded {
         relay::deliver_now(cfg, &shards, &shipment, &report, slot).await;
     }
     Ok(json(201, &shipment_view(&shipment)))
@@ -242,24 +214,19 @@ pub async fn record_event(req: &Request, cfg: &Config, raw_id: &str) -> Result<R
 /// for a repeat (the order service may retry after a lost response).
 pub fn create(req: &Request, cfg: &Config) -> Result<Response> {
     service(req, cfg, ORDER)?;
-    let input: ShipmentInput = parse_body(req)?;
-    let new = input.parse().map_err(Error::Invalid)?;
-    let (shipment, _created) = store::create(&WasiShards::new(), &new, time::now(), || {
-        Uuid::new_v4().as_u128() as u64
-    })?;
+    let new = NewShipment::parse(&parse_body(req)?).map_err(Error::Invalid)?;
+    let shipment = store::create(&WasiShards::default(), &new, time::now())?;
     Ok(json(201, &shipment_view(&shipment)))
 }
 
-/// `POST /internal/deliveries/{id}/cancel` (service `order`): `pending → cancelled`, recorded
-/// by the same compare-and-swap append as carrier events (a racing `picked_up` either lands
-/// first and this is 409, or finds the shipment cancelled and is 409 itself). Idempotent: a
-/// cancelled shipment answers 200 again.
+/// `POST /internal/deliveries/{id}/cancel` (service `order`): `pending → cancelled`, 409 once
+/// picked up (`store::events`). Idempotent: a cancelled shipment answers 200 again.
 pub fn cancel(req: &Request, cfg: &Config, raw_id: &str) -> Result<Response> {
     service(req, cfg, ORDER)?;
     let id = parse_id(raw_id)?;
     optional_empty_body(req)?;
-    let shards = WasiShards::new();
-    store::cancel(&shards, id, time::now())?;
+    let shards = WasiShards::default();
+    store::record_event(&shards, id, &NewEvent::cancellation(time::now()))?;
     let shipment = store::load(&shards, id)?.ok_or(Error::NotFound)?;
     Ok(json(200, &shipment_view(&shipment)))
 }
@@ -268,5 +235,5 @@ pub fn cancel(req: &Request, cfg: &Config, raw_id: &str) -> Result<Response> {
 /// if any, says nothing and is not read).
 pub async fn relay(req: &Request, cfg: &Config) -> Result<Response> {
     service(req, cfg, RELAY)?;
-    Ok(json(200, &relay::run(cfg, &WasiShards::new()).await?))
+    Ok(json(200, &relay::run(cfg, &WasiShards::default()).await?))
 }

@@ -1,10 +1,6 @@
-//! The delivery service: shipments and their full history in the sharded key-value store.
-//!
-//! - [`routes`]: the route table; `handlers`: one thin handler per route;
-//! - [`domain`]: the rules (state machine, validation, tracking numbers, shard routing), no I/O;
-//! - [`store`]: the shipment log over `wasi:keyvalue` (increment and compare-and-swap);
-//! - `clients`: the reports to the order service; `relay`: their outbox relay;
-//! - [`config`]: Spin variables, typed; [`error`]: the one error type.
+//! The delivery service: shipments and their full history in the sharded key-value store,
+//! with status reports to the order service through an outbox relay. Its modules are the
+//! skeleton's (docs/conventions.md).
 
 mod clients;
 pub mod config;

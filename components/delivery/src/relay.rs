@@ -30,12 +30,12 @@ pub async fn deliver_now<S: Shards>(
     shards: &S,
     s: &Shipment,
     report: &Report,
-    slot: Option<i64>,
+    slot: i64,
 ) {
     let id = s.record.id;
     match send_report(cfg, &s.record.order_id, id, report).await {
         Delivery::Done => {
-            if let Err(e) = store::acknowledge(shards, id, &report.event_id, slot) {
+            if let Err(e) = store::acknowledge(shards, id, &report.event_id, Some(slot)) {
                 eprintln!(
                     "report of {id} delivered but not acknowledged (the relay will resend): {e:?}"
                 );

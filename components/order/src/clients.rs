@@ -2,23 +2,24 @@
 //! (`marketplace_shared::outbound::ServiceClient`).
 
 use marketplace_shared::outbound::ServiceClient;
-use marketplace_shared::wit::{Reservation, ReservationItem, ReservationRequest, ShipmentRequest};
-use marketplace_shared::{FieldErrors, ShipmentStatus, ShortItem};
+use marketplace_shared::wit::{
+    Reservation, ReservationItem, ReservationRequest, ShipmentItem, ShipmentRequest,
+};
+use marketplace_shared::{FieldErrors, Problem, ShipmentStatus, ShortItem};
 use serde::Deserialize;
 use spin_sdk::http::{Method, Response};
 use uuid::Uuid;
 
 use crate::config::{Config, SERVICE};
-use crate::domain::order::Line;
+use crate::domain::order::{Line, Order};
 use crate::domain::shard::OrderId;
-use crate::error::Error;
 
 /// Why a reservation was not made (or may have been made).
 #[derive(Debug)]
 pub enum ReserveError {
     /// A definite refusal (409 not enough stock, 422 unknown or archived products): nothing
-    /// was reserved. The error to answer with.
-    Refused(Error),
+    /// was reserved. The problem to answer with.
+    Refused(Problem),
     /// No usable answer: the reservation may or may not exist and must be released.
     Unknown(String),
 }
@@ -32,12 +33,10 @@ fn client(cfg: &Config) -> ServiceClient<'_> {
 
 /// The parts of a problem document the order service passes on.
 #[derive(Deserialize, Default)]
+#[serde(default)]
 struct Refusal {
-    #[serde(default)]
     detail: String,
-    #[serde(default)]
     errors: std::collections::BTreeMap<String, Vec<String>>,
-    #[serde(default)]
     short_items: Vec<ShortItem>,
 }
 
@@ -76,9 +75,12 @@ pub async fn reserve(
         }),
         409 => {
             let r = refusal(&resp);
-            Err(ReserveError::Refused(Error::Stock {
-                detail: r.detail,
-                short_items: r.short_items,
+            Err(ReserveError::Refused(if !r.short_items.is_empty() {
+                Problem::insufficient_stock(r.short_items)
+            } else if r.detail.is_empty() {
+                Problem::conflict("not enough stock")
+            } else {
+                Problem::conflict(r.detail)
             }))
         }
         422 => {
@@ -90,14 +92,17 @@ pub async fn reserve(
                 }
             }
             if errors.is_empty() {
-                let detail = if r.detail.is_empty() {
-                    "unknown or archived product".to_string()
-                } else {
-                    r.detail
-                };
-                errors.add("items", detail);
+                let fallback = "unknown or archived product";
+                errors.add(
+                    "items",
+                    if r.detail.is_empty() {
+                        fallback
+                    } else {
+                        &r.detail
+                    },
+                );
             }
-            Err(ReserveError::Refused(Error::Invalid(errors)))
+            Err(ReserveError::Refused(Problem::validation(errors)))
         }
         s => Err(ReserveError::Unknown(format!(
             "product answered {s} to a reservation"
@@ -149,11 +154,22 @@ fn shipment_state(resp: &Response) -> Result<ShipmentState, String> {
 
 /// `POST {delivery}/internal/deliveries`: the order's shipment, created if it has none yet
 /// (idempotent per order id: a repeat answers the existing shipment as it is now).
-pub async fn ensure_shipment(
-    cfg: &Config,
-    request: &ShipmentRequest,
-) -> Result<ShipmentState, String> {
-    let body = serde_json::to_vec(request).map_err(|e| e.to_string())?;
+pub async fn ensure_shipment(cfg: &Config, order: &Order) -> Result<ShipmentState, String> {
+    let request = ShipmentRequest {
+        order_id: order.id.to_string(),
+        buyer_id: order.buyer_id.to_string(),
+        shipping_address: order.shipping_address.clone(),
+        items: order
+            .items
+            .iter()
+            .map(|l| ShipmentItem {
+                product_id: l.product_id.to_string(),
+                title: l.title.clone(),
+                quantity: l.quantity,
+            })
+            .collect(),
+    };
+    let body = serde_json::to_vec(&request).map_err(|e| e.to_string())?;
     let url = format!("{}/internal/deliveries", cfg.delivery_url);
     let resp = client(cfg)
         .send("delivery", Method::Post, &url, Some(body), &[])

@@ -37,21 +37,18 @@ impl Config {
             .map(String::from)
             .collect();
         let shards = ShardMap::parse(&var("shard_map")?, db_urls.len())
-            .map_err(|e| Error::Internal(e.to_string()))?;
+            .map_err(|e| Error::Internal(format!("invalid shard map: {e}")))?;
         let verifier = Verifier::from_spin_variables(SERVICE).map_err(Error::Internal)?;
         let signer = Signer::from_config(&var("service_signing_key")?)
             .map_err(|e| Error::Internal(e.to_string()))?;
+        let url = |name| var(name).map(|u| u.trim_end_matches('/').to_string());
         Ok(Self {
             db_urls,
             shards,
             verifier,
             signer,
-            product_url: var("product_service_url")?
-                .trim_end_matches('/')
-                .to_string(),
-            delivery_url: var("delivery_service_url")?
-                .trim_end_matches('/')
-                .to_string(),
+            product_url: url("product_service_url")?,
+            delivery_url: url("delivery_service_url")?,
         })
     }
 }

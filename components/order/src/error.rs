@@ -1,7 +1,7 @@
 //! The one error type of the order service and its one mapping to a problem document.
 
 use marketplace_shared::pg::{Failure, describe};
-use marketplace_shared::{FieldErrors, OrderStatus, Problem, ShortItem};
+use marketplace_shared::{FieldErrors, OrderStatus, Problem};
 use spin_sdk::pg4::PgError;
 
 use crate::domain::key::KeyError;
@@ -9,25 +9,18 @@ use crate::domain::order::PricingError;
 
 #[derive(Debug)]
 pub enum Error {
-    /// An answer the shared plumbing already shaped (authentication, query, body: 4xx).
+    /// A 4xx already shaped: by the shared plumbing (authentication, query, body), from invalid
+    /// input (422 naming every bad field, a bad `Idempotency-Key`: 400), or the product
+    /// service's refusal of a reservation, passed on.
     Client(Problem),
     /// No such order, or not one the caller may know of (404).
     NotFound,
-    /// Invalid input, every bad field named (422).
-    Invalid(FieldErrors),
-    /// A bad `Idempotency-Key` header (400).
-    Key(KeyError),
     /// The key was used with another request body (422).
     KeyReused,
     /// Another request with the key is still being processed (409).
     KeyBusy,
     /// Another cancel of the order is still being processed (409).
     CancelBusy,
-    /// Not enough stock (409, naming the short products); nothing was reserved.
-    Stock {
-        detail: String,
-        short_items: Vec<ShortItem>,
-    },
     /// The order can no longer be cancelled (409): its status, or `None` when the delivery
     /// service refused because the parcel was picked up.
     TooLate(Option<OrderStatus>),
@@ -38,9 +31,8 @@ pub enum Error {
 }
 
 impl Error {
-    /// A failed statement on physical database `db`. Connection-level failures (the database
-    /// is down or went away mid-request) and lost races are 503s naming the shard; anything
-    /// else is a defect.
+    /// A failed statement on database `db`: unavailable (down, gone mid-request) or a lost
+    /// race is a 503 naming the shard; anything else is a defect.
     pub fn db(db: usize, e: PgError) -> Self {
         match Failure::of(&e) {
             Failure::Unavailable | Failure::Contended => Error::Unavailable {
@@ -74,33 +66,33 @@ impl From<Problem> for Error {
 
 impl From<FieldErrors> for Error {
     fn from(e: FieldErrors) -> Self {
-        Error::Invalid(e)
+        Error::Client(Problem::validation(e))
     }
 }
 
 impl From<KeyError> for Error {
     fn from(e: KeyError) -> Self {
-        Error::Key(e)
+        let mut p = Problem::bad_request(format!("Idempotency-Key header {}", e.message()));
+        let mut errors = FieldErrors::new();
+        errors.add("Idempotency-Key", e.message());
+        p.errors = Some(Box::new(errors));
+        Error::Client(p)
     }
 }
 
 impl From<PricingError> for Error {
     fn from(e: PricingError) -> Self {
-        let mut errors = FieldErrors::new();
-        match e {
-            PricingError::MixedCurrencies(c) => errors.add(
-                "items",
-                format!(
-                    "all items must be priced in one currency (found {})",
-                    c.join(", ")
-                ),
-            ),
-            PricingError::TotalTooLarge => errors.add("items", "the order total is too large"),
+        let message = match e {
+            PricingError::MixedCurrencies(c) => {
+                let found = c.join(", ");
+                format!("all items must be priced in one currency (found {found})")
+            }
+            PricingError::TotalTooLarge => "the order total is too large".into(),
             PricingError::Mismatch(m) => {
                 return Error::product(format!("reservation does not match the request: {m}"));
             }
-        }
-        Error::Invalid(errors)
+        };
+        Error::Client(Problem::invalid_field("items", message))
     }
 }
 
@@ -112,32 +104,12 @@ impl From<Error> for Problem {
         match e {
             Error::Client(p) => p,
             Error::NotFound => Problem::not_found("no such order"),
-            Error::Invalid(errors) => Problem::validation(errors),
-            Error::Key(e) => {
-                let mut p = Problem::bad_request(format!("Idempotency-Key header {}", e.message()));
-                let mut errors = FieldErrors::new();
-                errors.add("Idempotency-Key", e.message());
-                p.errors = Some(Box::new(errors));
-                p
-            }
             Error::KeyReused => Problem::unprocessable(
                 "this Idempotency-Key was already used with a different request body",
             ),
             Error::KeyBusy => Problem::conflict(KEY_BUSY),
             Error::CancelBusy => {
                 Problem::conflict("a cancel of this order is still being processed; retry later")
-            }
-            Error::Stock {
-                detail,
-                short_items,
-            } => {
-                if !short_items.is_empty() {
-                    Problem::insufficient_stock(short_items)
-                } else if detail.is_empty() {
-                    Problem::conflict("not enough stock")
-                } else {
-                    Problem::conflict(detail)
-                }
             }
             Error::TooLate(Some(status)) => Problem::conflict(format!(
                 "the order is {status} and can no longer be cancelled"

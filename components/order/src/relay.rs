@@ -1,27 +1,22 @@
 //! The outbox relay: delivers due outbox rows, cleans up abandoned create attempts, and deletes
 //! delivered rows and completed idempotency keys past their retention.
 //!
-//! Rows are claimed with `for update skip locked` inside a transaction that stays open while
-//! the calls are made, so two relays running at once (the CronJob and the inline run after a
-//! commit, or two CronJob pods) never send the same row twice; a relay that dies mid-way
-//! leaves its rows unclaimed for the next run. The callees are idempotent (delivery per order
-//! id, product per reservation id), so a row sent again after a lost answer does no harm.
-//!
-//! A placement's `create_shipment` row and a cancel's `cancel_shipment` intent are leased to
-//! the request that wrote them (`domain::outbox`); the relay takes them over when that request
-//! failed or died. An intent is resolved from the shipment's status, never by cancelling it
-//! (`handlers::cancel`).
+//! Rows are claimed `for update skip locked` in a transaction that stays open during the
+//! calls, so two relays at once (the CronJob and an inline run, or two pods) never send a row
+//! twice; one that dies leaves its rows for the next run. The callees are idempotent (per
+//! order id, per reservation id), so a row sent again after a lost answer does no harm.
+//! Rows leased to their request (`domain::outbox`) are taken over when it failed or died; a
+//! cancel intent is resolved from the shipment's status, never by cancelling it.
 
-use marketplace_shared::wit::{ShipmentItem, ShipmentRequest};
 use marketplace_shared::{OrderStatus, ShipmentStatus};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::clients;
+use crate::clients::{self, ShipmentState};
 use crate::config::Config;
 use crate::domain::key::IdempotencyKey;
-use crate::domain::order::{self, CancelOutcome, Order, format_millis};
-use crate::domain::outbox::{self, CancelIntent, Kind, Release};
+use crate::domain::order::{self, CancelOutcome, Order};
+use crate::domain::outbox::{self, CancelIntent};
 use crate::domain::shard::OrderId;
 use crate::error::Error;
 use crate::store::{Db, Done, Job, OutboxRow, Shipped};
@@ -32,12 +27,10 @@ pub struct Stats {
     pub shipments_requested: u32,
     pub reservations_released: u32,
     pub abandoned_attempts_released: u32,
-    /// Delivered outbox rows past their retention, deleted.
+    /// Delivered outbox rows and completed idempotency keys past their retention, deleted.
     pub outbox_rows_purged: u64,
-    /// Completed idempotency keys past their retention, forgotten.
     pub idempotency_keys_purged: u64,
-    /// Unresolved cancels whose shipment was cancelled: finished (order cancelled, release
-    /// queued for the next run).
+    /// Unresolved cancels whose shipment was cancelled: order cancelled, release queued.
     pub cancels_finished: u32,
     /// Unresolved cancels whose shipment was not cancelled: dropped, the order unchanged.
     pub cancels_dropped: u32,
@@ -45,8 +38,7 @@ pub struct Stats {
     pub failed: u32,
 }
 
-/// What became of one row: done (and marked delivered), nothing to do (any more), or the
-/// call failed (retried later).
+/// What became of one row: done (marked delivered), nothing to do, or failed (retried later).
 enum Outcome {
     Done,
     Nothing,
@@ -76,13 +68,11 @@ pub async fn run_all(cfg: &Config) -> (Stats, Vec<usize>) {
 
 /// Relays the due rows of one order right after the commit that created them. Best effort:
 /// whatever fails stays in the outbox for the next run.
-pub async fn run_for_order(cfg: &Config, db: &Db, order: &OrderId) -> Stats {
-    let mut stats = Stats::default();
-    if let Err(e) = relay_shard(cfg, db, Some(order), &mut stats).await {
+pub async fn run_for_order(cfg: &Config, db: &Db, order: &OrderId) {
+    if let Err(e) = relay_shard(cfg, db, Some(order), &mut Stats::default()).await {
         let p = marketplace_shared::Problem::from(e);
         eprintln!("order: inline relay of {order} stopped: {}", p.detail);
     }
-    stats
 }
 
 async fn relay_shard(
@@ -132,12 +122,11 @@ async fn deliver(cfg: &Config, db: &Db, row: &OutboxRow) -> Result<Outcome, Erro
                 // Cancelled before the shipment was requested: nothing to ship.
                 return Ok(Outcome::Nothing);
             }
-            let created = match clients::ensure_shipment(cfg, &shipment_request(order)).await {
+            let created = match clients::ensure_shipment(cfg, order).await {
                 Ok(created) => created,
                 Err(e) => return Ok(Outcome::Failed(e)),
             };
-            let tracking = created.tracking_number.as_deref();
-            let shipment = Shipped::by(created.id, tracking, chrono::Utc::now(), "relay");
+            let shipment = by_relay(&created, chrono::Utc::now());
             db.record_shipment(&order.id, &shipment, Done::Row(row.id), None)?;
             Ok(Outcome::Done)
         }
@@ -153,11 +142,10 @@ async fn deliver(cfg: &Config, db: &Db, row: &OutboxRow) -> Result<Outcome, Erro
     }
 }
 
-/// Asks for the shipment of an order just placed (its `create_shipment` row is leased to this
-/// request, `PLACEMENT_LEASE_SECS`) and records it in one statement that also marks the row
-/// delivered and stores the order with its shipment as the key's response to replay. The
-/// order as answered now; `None` if the shipment is not recorded (the relay will do it: a
-/// failed call makes the row due at once, anything else leaves it to the lease's end).
+/// Asks for the shipment of an order just placed (its leased `create_shipment` row) and records
+/// it in one statement that also marks the row delivered and stores the order with its
+/// shipment as the key's replay. `None` if not recorded: the relay will (a failed call makes
+/// the row due at once, anything else leaves it to the lease's end).
 pub async fn ship_placed(
     cfg: &Config,
     db: &Db,
@@ -165,7 +153,7 @@ pub async fn ship_placed(
     key: &IdempotencyKey,
     order: &Order,
 ) -> Option<Order> {
-    let created = match clients::ensure_shipment(cfg, &shipment_request(order)).await {
+    let created = match clients::ensure_shipment(cfg, order).await {
         Ok(created) => created,
         Err(cause) => {
             eprintln!("order: shipment of {} not requested: {cause}", order.id);
@@ -179,11 +167,10 @@ pub async fn ship_placed(
     let now = chrono::Utc::now();
     let shipped = Order {
         shipment_id: Some(created.id),
-        updated_at: format_millis(now),
+        updated_at: marketplace_shared::time::format(now),
         ..order.clone()
     };
-    let tracking = created.tracking_number.as_deref();
-    let shipment = Shipped::by(created.id, tracking, now, "relay");
+    let shipment = by_relay(&created, now);
     let replay = Some((buyer, key, &shipped));
     match db.record_shipment(&order.id, &shipment, Done::Placement, replay) {
         Ok(()) => Some(shipped),
@@ -195,21 +182,13 @@ pub async fn ship_placed(
     }
 }
 
-/// The delivery service's shipment request for an order.
-pub fn shipment_request(order: &Order) -> ShipmentRequest {
-    ShipmentRequest {
-        order_id: order.id.to_string(),
-        buyer_id: order.buyer_id.to_string(),
-        shipping_address: order.shipping_address.clone(),
-        items: order
-            .items
-            .iter()
-            .map(|l| ShipmentItem {
-                product_id: l.product_id.to_string(),
-                title: l.title.clone(),
-                quantity: l.quantity,
-            })
-            .collect(),
+/// The relay's record of a shipment the delivery service answered, made at `at`.
+fn by_relay(s: &ShipmentState, at: chrono::DateTime<chrono::Utc>) -> Shipped<'_> {
+    Shipped {
+        id: s.id,
+        tracking_number: s.tracking_number.as_deref(),
+        at,
+        actor: "relay",
     }
 }
 
@@ -227,9 +206,9 @@ async fn resolve_cancel(
     if order.status != OrderStatus::Confirmed {
         return Ok(Outcome::Nothing);
     }
-    // The idempotent create answers the order's shipment as it is (and creates it if the
-    // order had none, which a live order needs anyway): a read that needs no new endpoint.
-    let shipment = match clients::ensure_shipment(cfg, &shipment_request(&order)).await {
+    // The idempotent create answers the shipment as it is (creating it if the live order had
+    // none): a read that needs no new endpoint.
+    let shipment = match clients::ensure_shipment(cfg, &order).await {
         Ok(s) => s,
         Err(e) => return Ok(Outcome::Failed(e)),
     };
@@ -239,34 +218,36 @@ async fn resolve_cancel(
         db.outbox_done(row.id)?;
         return Ok(Outcome::Done);
     }
-    // Not cancelled, and it never will be by this intent (nobody sends it again): the order
-    // stays as it is. Record the shipment id the answer named, as the create row would have.
+    // Not cancelled, and never will be by this intent: the order stays. Record the shipment
+    // id the answer named, as the create row would have.
     if order.shipment_id.is_none() {
-        let tracking = shipment.tracking_number.as_deref();
-        let recorded = Shipped::by(shipment.id, tracking, chrono::Utc::now(), "relay");
+        let recorded = by_relay(&shipment, chrono::Utc::now());
         db.record_shipment(&order.id, &recorded, Done::Not, None)?;
     }
     Ok(Outcome::Nothing)
 }
 
-/// The order's side of a cancel whose shipment is `cancelled` (inside a transaction; the
-/// request's last step, or the relay finishing an unresolved cancel): under the order's row
-/// lock, a `confirmed` order becomes `cancelled` with its history entry and its
-/// `release_reservation` row; an order cancelled meanwhile is left as it is. The shipment id
-/// is recorded if the order did not know it. Returns whether the order was cancelled now.
+/// The order's side of a cancel whose shipment is `cancelled` (in the request's or the relay's
+/// transaction): under the order's row lock a `confirmed` order becomes `cancelled` with its
+/// history entry and `release_reservation` row, and the shipment id is recorded if unknown.
 pub fn apply_cancel(
     db: &Db,
     id: &OrderId,
     intent: &CancelIntent,
     shipment: Uuid,
     by_relay: bool,
-) -> Result<bool, Error> {
+) -> Result<(), Error> {
     let Some(order) = db.lock_order(id)? else {
         return Err(Error::Internal(format!("order {id} vanished")));
     };
     if order.shipment_id.is_none() {
         let actor = if by_relay { "relay" } else { &intent.actor };
-        let recorded = Shipped::by(shipment, None, chrono::Utc::now(), actor);
+        let recorded = Shipped {
+            id: shipment,
+            tracking_number: None,
+            at: chrono::Utc::now(),
+            actor,
+        };
         db.record_shipment(id, &recorded, Done::Not, None)?;
     }
     match order::on_cancel(order.status) {
@@ -283,21 +264,14 @@ pub fn apply_cancel(
                 &detail,
                 None,
             )?;
-            let release = Release {
-                reservation_id: *id,
-            };
-            db.enqueue(id, Kind::ReleaseReservation, &release)?;
-            Ok(true)
+            db.enqueue_release(id)
         }
-        CancelOutcome::AlreadyCancelled => Ok(false),
+        CancelOutcome::AlreadyCancelled => Ok(()),
+        // Cannot happen: a cancelled shipment was never picked up, so never reported shipped.
         CancelOutcome::TooLate => {
-            // Cannot happen: a cancelled shipment was never picked up, so nothing reported it
-            // shipped. Logged, and the order left as it is.
-            eprintln!(
-                "order: {id} is {} but its shipment {shipment} is cancelled",
-                order.status
-            );
-            Ok(false)
+            let status = order.status;
+            eprintln!("order: {id} is {status} but its shipment {shipment} is cancelled");
+            Ok(())
         }
     }
 }
@@ -326,8 +300,7 @@ async fn sweep_abandoned(cfg: &Config, db: &Db, stats: &mut Stats) -> Result<(),
     .await
 }
 
-/// Deletes what is past its retention (see `domain::outbox`): one bounded statement per table,
-/// each a transaction of its own.
+/// Deletes what is past its retention: one bounded statement (and transaction) per table.
 fn purge(db: &Db, stats: &mut Stats) -> Result<(), Error> {
     stats.outbox_rows_purged +=
         db.purge_delivered_outbox(outbox::DELIVERED_ROW_RETENTION_DAYS, outbox::PURGE_BATCH)?;

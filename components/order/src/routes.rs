@@ -85,7 +85,7 @@ pub fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, Problem> {
     })
 }
 
-/// Answers one request. `cfg` is only needed past the routes that depend on nothing.
+/// Answers one request. `cfg` is only needed by the routes that depend on something.
 pub async fn dispatch(req: &Request, cfg: Result<Config, Error>) -> Response {
     match run(req, cfg).await {
         Ok(response) => response,
@@ -97,24 +97,19 @@ async fn run(req: &Request, cfg: Result<Config, Error>) -> Result<Response, Erro
     let route = route(req.method(), http::path(req))?;
     let q = http::query(req, route.parameters())?;
     match route {
-        Route::Healthz => return Ok(http::json(200, &serde_json::json!({"status": "ok"}))),
+        Route::Healthz => Ok(http::json(200, &serde_json::json!({"status": "ok"}))),
         Route::OpenApi => {
             let body = OPENAPI.as_bytes().to_vec();
-            return Ok(http::bytes(200, "application/json", body, &[]));
+            Ok(http::bytes(200, "application/json", body, &[]))
         }
-        _ => {}
-    }
-    let cfg = cfg?;
-    match route {
-        Route::Healthz | Route::OpenApi => Err(Error::Internal("answered above".into())),
-        Route::Readyz => handlers::readyz(&cfg),
-        Route::Place => handlers::place(&cfg, req).await,
-        Route::List => handlers::list(&cfg, req, &q),
-        Route::Sales => handlers::sales(&cfg, req, &q),
-        Route::Order(id) => handlers::get(&cfg, req, id),
-        Route::Cancel(id) => handlers::cancel(&cfg, req, id).await,
-        Route::DeliveryStatus(id) => handlers::delivery_status(&cfg, req, id),
-        Route::Relay => handlers::relay(&cfg, req).await,
+        Route::Readyz => handlers::readyz(&cfg?),
+        Route::Place => handlers::place(&cfg?, req).await,
+        Route::List => handlers::list(&cfg?, req, &q),
+        Route::Sales => handlers::sales(&cfg?, req, &q),
+        Route::Order(id) => handlers::get(&cfg?, req, id),
+        Route::Cancel(id) => handlers::cancel(&cfg?, req, id).await,
+        Route::DeliveryStatus(id) => handlers::delivery_status(&cfg?, req, id),
+        Route::Relay => handlers::relay(&cfg?, req).await,
     }
 }
 

@@ -72,8 +72,6 @@ impl From<PgError> for Error {
     }
 }
 
-const NO_PRODUCT: &str = "no such product";
-
 /// The one conversion into the answer; server-side causes are logged, never sent.
 impl From<Error> for Problem {
     fn from(e: Error) -> Self {
@@ -82,7 +80,7 @@ impl From<Error> for Problem {
             Error::Invalid(errors) => Problem::validation(errors),
             Error::Search(SearchError::Malformed(detail)) => Problem::bad_request(detail),
             Error::Search(SearchError::Invalid(errors)) => Problem::validation(errors),
-            Error::Access(Access::Unknown) => Problem::not_found(NO_PRODUCT),
+            Error::Access(Access::Unknown) => Problem::not_found("no such product"),
             Error::Access(Access::NotOwner) => {
                 Problem::forbidden("this product belongs to another seller")
             }

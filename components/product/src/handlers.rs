@@ -48,10 +48,7 @@ fn actor(config: &Config, req: &Request) -> Result<Actor> {
     let Some(authorization) = header(req, "authorization") else {
         return Ok(Actor::Anonymous);
     };
-    let principal = config
-        .verifier()?
-        .authenticate_optional(Some(authorization))?;
-    Ok(principal.as_ref().map_or(Actor::Anonymous, user))
+    Ok(user(&config.verifier()?.authenticate(Some(authorization))?))
 }
 
 /// The signed-in seller or admin who may write products (401 / 403 otherwise).
@@ -123,7 +120,7 @@ pub fn create(req: &Request, config: &Config) -> Result<Response> {
     let (seller_id, _) = writer(config, req)?;
     let input: ProductInput = http::parse_body(req)?;
     let new = input.into_new()?;
-    let conn = store::open(&config.db_url)?;
+    let conn = Connection::open(&config.db_url)?;
     let row = pg::insert(&conn, Uuid::now_v7(), seller_id, &new)?;
     after_writes(std::slice::from_ref(&row));
     let mut resp = http::json(201, &row.product);
@@ -143,7 +140,7 @@ pub fn patch(req: &Request, config: &Config, id: Uuid) -> Result<Response> {
     let (_, actor) = writer(config, req)?;
     let input: ProductInput = http::parse_body(req)?;
     let patch = input.into_patch()?;
-    let conn = store::open(&config.db_url)?;
+    let conn = Connection::open(&config.db_url)?;
     let row = transaction(&conn, |c| {
         locked_for(c, id, &actor, false)?;
         pg::update(c, id, &patch)
@@ -155,7 +152,7 @@ pub fn patch(req: &Request, config: &Config, id: Uuid) -> Result<Response> {
 /// `DELETE /api/products/{id}`: archives (idempotent).
 pub fn archive(req: &Request, config: &Config, id: Uuid) -> Result<Response> {
     let (_, actor) = writer(config, req)?;
-    let conn = store::open(&config.db_url)?;
+    let conn = Connection::open(&config.db_url)?;
     let row = transaction(&conn, |c| {
         let current = locked_for(c, id, &actor, true)?;
         match current.product.status {
@@ -195,20 +192,18 @@ pub fn reserve(req: &Request, config: &Config) -> Result<Response> {
     let body: marketplace_shared::wit::ReservationRequest = http::parse_body(req)?;
     let request = ReservationRequest::parse(body)?;
     let id = &request.reservation_id;
-    let conn = store::open(&config.db_url)?;
+    let conn = Connection::open(&config.db_url)?;
     let (reservation, updated) = transaction(&conn, |c| {
         if !pg::claim_reservation(c, id)? {
             return Ok((pg::reservation_response(c, id)?, Vec::new()));
         }
         let totals = request.totals();
-        let ids: Vec<Uuid> = totals.iter().map(|(id, _)| *id).collect();
-        let locked: Vec<Product> = pg::lock_products(c, &ids)?
+        let locked: Vec<Product> = pg::lock_products(c, &totals)?
             .into_iter()
             .map(|r| r.product)
             .collect();
         let reservation = request.cover(&locked)?;
-        let takes: Vec<(Uuid, i64)> = totals.iter().map(|&(id, q)| (id, -q)).collect();
-        let updated = pg::add_stock(c, &takes)?;
+        let updated = pg::add_stock(c, &totals, -1)?;
         pg::record_reservation(c, id, &reservation, &totals)?;
         Ok::<_, Error>((reservation, updated))
     })?;
@@ -222,14 +217,13 @@ pub fn release(req: &Request, config: &Config, raw: Option<&str>) -> Result<Resp
     let id = raw
         .and_then(ReservationId::parse)
         .ok_or_else(|| Problem::not_found("no such reservation"))?;
-    let conn = store::open(&config.db_url)?;
+    let conn = Connection::open(&config.db_url)?;
     let updated = transaction(&conn, |c| {
-        let Some(quantities) = pg::release_reservation(c, &id)? else {
+        let Some(totals) = pg::release_reservation(c, &id)? else {
             return Ok(Vec::new());
         };
-        let ids: Vec<Uuid> = quantities.iter().map(|(id, _)| *id).collect();
-        pg::lock_products(c, &ids)?;
-        pg::add_stock(c, &quantities)
+        pg::lock_products(c, &totals)?;
+        pg::add_stock(c, &totals, 1)
     })?;
     after_writes(&updated);
     Ok(http::empty(204))

@@ -3,7 +3,10 @@
 //! Order of checks follows the contract: size (413), media type (415), syntax (400), then
 //! shape (422: unknown fields, missing fields, wrong types — each named by its JSON path).
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use serde::de::DeserializeOwned;
+use serde_json::json;
 
 use crate::problem::{FieldErrors, Problem};
 
@@ -27,8 +30,7 @@ pub fn parse_json<T: DeserializeOwned>(
     if !is_json_media_type(content_type) {
         return Err(Problem::unsupported_media_type());
     }
-    let value = parse_value(body)?;
-    from_value(value)
+    from_value(parse_value(body)?)
 }
 
 /// Parses bytes as a JSON document (400 when they are not one), refusing absurd nesting.
@@ -52,52 +54,44 @@ const MAX_FIELD_ERRORS: usize = 32;
 /// document with a stand-in value (`""`, `0`, `false`, `[]`, `{}`, in that order, until one
 /// has the right type) and the copy is deserialized again, until it passes or
 /// [`MAX_FIELD_ERRORS`] fields are named. Errors inside a stand-in are not reported.
-pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, Problem> {
-    if !value.is_object() {
+pub fn from_value<T: DeserializeOwned>(mut doc: serde_json::Value) -> Result<T, Problem> {
+    if !doc.is_object() {
         return Err(Problem::invalid_field("body", "must be a JSON object"));
     }
-    let mut doc = value;
     let mut errors = FieldErrors::new();
-    let mut unknown: Vec<String> = Vec::new();
+    let mut unknown = BTreeSet::new();
     // Field path → how many stand-ins were tried there.
-    let mut patched: Vec<(String, usize)> = Vec::new();
+    let mut patched: BTreeMap<String, usize> = BTreeMap::new();
     let mut named = 0;
     loop {
-        let (result, ignored) = attempt::<T>(&doc);
-        for path in ignored {
-            if !unknown.contains(&path) {
-                unknown.push(path);
-            }
-        }
-        let e = match result {
+        // One deserialization, recording the paths of the fields it ignored.
+        let mut on_ignored = |path: serde_ignored::Path<'_>| {
+            unknown.insert(path.to_string());
+        };
+        let de = serde_ignored::Deserializer::new(&doc, &mut on_ignored);
+        let e = match serde_path_to_error::deserialize::<_, T>(de) {
             Ok(v) if errors.is_empty() && unknown.is_empty() => return Ok(v),
             Ok(_) => break,
             Err(e) => e,
         };
         let (field, message) = describe(&e);
-        let inside_stand_in = patched.iter().any(|(p, _)| {
-            field.len() > p.len()
-                && field.starts_with(p.as_str())
-                && matches!(field.as_bytes()[p.len()], b'.' | b'[')
+        let inside_stand_in = patched.keys().any(|p| {
+            let rest = field.strip_prefix(p.as_str());
+            rest.is_some_and(|rest| rest.starts_with(['.', '[']))
         });
-        let tries = match patched.iter_mut().find(|(p, _)| *p == field) {
-            Some((_, tries)) => {
-                *tries += 1;
-                *tries
-            }
-            None => {
-                if !inside_stand_in {
-                    errors.add(field.clone(), message);
-                    named += 1;
-                }
-                patched.push((field.clone(), 0));
-                0
-            }
-        };
-        let Some(stand_in) = STAND_INS.get(tries) else {
+        let tries = *patched
+            .entry(field.clone())
+            .and_modify(|t| *t += 1)
+            .or_insert(0);
+        if tries == 0 && !inside_stand_in {
+            errors.add(field.clone(), message);
+            named += 1;
+        }
+        let stand_ins = [json!(""), json!(0), json!(false), json!([]), json!({})];
+        let Some(stand_in) = stand_ins.into_iter().nth(tries) else {
             break;
         };
-        if named >= MAX_FIELD_ERRORS || !set_at(&mut doc, &field, stand_in()) {
+        if named >= MAX_FIELD_ERRORS || !set_at(&mut doc, &field, stand_in) {
             break;
         }
     }
@@ -107,85 +101,44 @@ pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, Pr
     Err(Problem::validation(errors))
 }
 
-/// Stand-in values for a bad field, tried in order until one has the right type.
-const STAND_INS: [fn() -> serde_json::Value; 5] = [
-    || serde_json::json!(""),
-    || serde_json::json!(0),
-    || serde_json::json!(false),
-    || serde_json::json!([]),
-    || serde_json::json!({}),
-];
-
-type Attempt<T> = (
-    Result<T, serde_path_to_error::Error<serde_json::Error>>,
-    Vec<String>,
-);
-
-/// One deserialization of `doc`: the result and the paths of the fields it ignored.
-fn attempt<T: DeserializeOwned>(doc: &serde_json::Value) -> Attempt<T> {
-    let mut ignored = Vec::new();
-    let result = {
-        let mut on_ignored = |path: serde_ignored::Path<'_>| ignored.push(path.to_string());
-        let de = serde_ignored::Deserializer::new(doc, &mut on_ignored);
-        serde_path_to_error::deserialize(de)
-    };
-    (result, ignored)
-}
-
 /// The bad field's path (`items[0].quantity`, `email`) and the message for it.
 fn describe(e: &serde_path_to_error::Error<serde_json::Error>) -> (String, String) {
     let path = e.path().to_string();
     let message = strip_position(e.inner());
+    let root = path == "." || path.is_empty();
     // serde reports a missing field against its parent; name the field itself.
-    let field = match missing_field_name(&message) {
-        Some(name) if path == "." || path.is_empty() => name.to_string(),
-        Some(name) => format!("{path}.{name}"),
-        None if path == "." || path.is_empty() => "body".to_string(),
-        None => path,
-    };
-    let message = if message.starts_with("missing field") {
-        "is required".to_string()
-    } else {
-        message
-    };
-    (field, message)
+    let missing = message.strip_prefix("missing field `");
+    match missing.and_then(|rest| rest.split('`').next()) {
+        Some(name) if root => (name.to_string(), "is required".to_string()),
+        Some(name) => (format!("{path}.{name}"), "is required".to_string()),
+        None if root => ("body".to_string(), message),
+        None => (path, message),
+    }
 }
 
 /// Sets the value at a serde path (`a.b[2].c`) in `doc`, creating the last object member if
 /// needed; false when the path does not lead into the document.
 fn set_at(doc: &mut serde_json::Value, path: &str, new: serde_json::Value) -> bool {
-    let mut steps: Vec<Result<usize, &str>> = Vec::new();
-    for part in path.split('.') {
-        let (name, mut rest) = part.split_once('[').map_or((part, ""), |(n, r)| (n, r));
-        if !name.is_empty() {
-            steps.push(Err(name));
-        }
-        while !rest.is_empty() {
-            let Some((index, after)) = rest.split_once(']') else {
-                return false;
-            };
-            let Ok(index) = index.parse() else {
-                return false;
-            };
-            steps.push(Ok(index));
-            rest = after.strip_prefix('[').unwrap_or(after);
-        }
-    }
-    let Some((last, parents)) = steps.split_last() else {
+    // A step is a member name or an index: `a.b[2].c` → `a`, `b`, `[2]`, `c`.
+    let path = path.replace('[', ".[");
+    let steps: Option<Vec<Result<usize, &str>>> = path
+        .split('.')
+        .filter(|s| !s.is_empty())
+        .map(|s| match s.strip_prefix('[') {
+            Some(i) => i.strip_suffix(']')?.parse().ok().map(Ok),
+            None => Some(Err(s)),
+        })
+        .collect();
+    let Some((last, parents)) = steps.as_deref().and_then(<[_]>::split_last) else {
         return false;
     };
-    let mut at = doc;
-    for step in parents {
-        let next = match step {
-            Ok(i) => at.get_mut(*i),
-            Err(name) => at.get_mut(*name),
-        };
-        let Some(next) = next else { return false };
-        at = next;
-    }
+    let at = parents.iter().try_fold(doc, |at, step| match step {
+        Ok(i) => at.get_mut(*i),
+        Err(name) => at.get_mut(*name),
+    });
     match (last, at) {
-        (Ok(i), serde_json::Value::Array(items)) if *i < items.len() => items[*i] = new,
-        (Err(name), serde_json::Value::Object(members)) => {
+        (Ok(i), Some(serde_json::Value::Array(items))) if *i < items.len() => items[*i] = new,
+        (Err(name), Some(serde_json::Value::Object(members))) => {
             members.insert((*name).to_string(), new);
         }
         _ => return false,
@@ -196,50 +149,33 @@ fn set_at(doc: &mut serde_json::Value, path: &str, new: serde_json::Value) -> bo
 /// True for `application/json` and `application/<x>+json`, with or without parameters.
 pub fn is_json_media_type(content_type: Option<&str>) -> bool {
     let Some(ct) = content_type else { return false };
-    let essence = ct
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let (essence, _) = ct.split_once(';').unwrap_or((ct, ""));
+    let essence = essence.trim().to_ascii_lowercase();
     essence == "application/json"
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-fn missing_field_name(message: &str) -> Option<&str> {
-    let rest = message.strip_prefix("missing field `")?;
-    rest.split('`').next()
-}
-
 /// serde_json appends "at line X column Y"; keep messages about the input, not the parser.
 fn strip_position(e: &serde_json::Error) -> String {
-    let s = e.to_string();
-    match s.find(" at line ") {
-        Some(i) => s[..i].to_string(),
-        None => s,
-    }
+    let mut s = e.to_string();
+    s.truncate(s.find(" at line ").unwrap_or(s.len()));
+    s
 }
 
 /// Maximum bracket depth outside strings, computed without building the document.
 fn nesting_depth(body: &[u8]) -> usize {
     let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
     for &b in body {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
+        // `escaped` is only ever set inside a string.
+        match (in_string, escaped, b) {
+            (true, true, _) => escaped = false,
+            (true, false, b'\\') => escaped = true,
+            (_, false, b'"') => in_string = !in_string,
+            (false, _, b'[' | b'{') => {
                 depth += 1;
                 max = max.max(depth);
             }
-            b']' | b'}' => depth = depth.saturating_sub(1),
+            (false, _, b']' | b'}') => depth = depth.saturating_sub(1),
             _ => {}
         }
     }
@@ -265,10 +201,6 @@ mod tests {
         note: Option<String>,
     }
 
-    fn problem(ct: Option<&str>, body: &str) -> Problem {
-        parse_json::<Body>(ct, body.as_bytes()).unwrap_err()
-    }
-
     const JSON: Option<&str> = Some("application/json");
 
     #[test]
@@ -283,55 +215,54 @@ mod tests {
     }
 
     #[test]
-    fn refuses_wrong_or_missing_content_type_with_415() {
-        assert_eq!(problem(Some("text/plain"), "{}").status, 415);
-        assert_eq!(problem(None, "{}").status, 415);
-    }
-
-    #[test]
-    fn refuses_oversized_bodies_with_413() {
+    fn refuses_bodies_by_size_media_type_syntax_and_shape() {
         let big = format!("{{\"note\":\"{}\"}}", "x".repeat(MAX_BODY_BYTES));
-        assert_eq!(problem(JSON, &big).status, 413);
-    }
-
-    #[test]
-    fn refuses_malformed_json_with_400() {
-        assert_eq!(problem(JSON, "{\"items\": [").status, 400);
-        assert_eq!(
-            parse_json::<Body>(JSON, b"\xff\xfe").unwrap_err().status,
-            400
-        );
-    }
-
-    #[test]
-    fn refuses_deep_nesting_with_400() {
         let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
-        assert_eq!(problem(JSON, &deep).status, 400);
+        let cases: [(&str, Option<&str>, &[u8], u16); 8] = [
+            ("wrong media type", Some("text/plain"), b"{}", 415),
+            ("no media type", None, b"{}", 415),
+            ("oversized", JSON, big.as_bytes(), 413),
+            ("malformed", JSON, b"{\"items\": [", 400),
+            ("not UTF-8", JSON, b"\xff\xfe", 400),
+            ("nested too deeply", JSON, deep.as_bytes(), 400),
+            ("an array", JSON, b"[1,2]", 422),
+            ("null", JSON, b"null", 422),
+        ];
+        for (case, ct, body, status) in cases {
+            let p = parse_json::<Body>(ct, body).unwrap_err();
+            assert_eq!(p.status, status, "{case}");
+        }
     }
 
     #[test]
-    fn names_unknown_fields_with_422() {
-        let p = problem(
-            JSON,
-            r#"{"items":[{"product_id":"a","quantity":1,"colour":"red"}],"extra":1}"#,
-        );
-        assert_eq!(p.status, 422);
-        let errors = p.errors.unwrap();
-        assert!(errors.contains("extra"), "{errors:?}");
-        assert!(
-            errors.contains("items.0.colour") || errors.contains("items[0].colour"),
-            "{errors:?}"
-        );
-    }
-
-    #[test]
-    fn names_missing_and_mistyped_fields_with_422() {
-        let p = problem(JSON, r#"{"note":"x"}"#);
-        assert_eq!(p.status, 422);
-        assert!(p.errors.unwrap().contains("items"));
-        let p = problem(JSON, r#"{"items":[{"product_id":"a","quantity":-1}]}"#);
-        assert_eq!(p.status, 422);
-        assert!(p.errors.unwrap().contains("items[0].quantity"));
+    fn names_every_unknown_missing_and_mistyped_field_with_422() {
+        let cases: [(&str, &[&str]); 4] = [
+            (
+                r#"{"items":[{"product_id":"a","quantity":1,"colour":"red"}],"extra":1}"#,
+                &["extra", "items.0.colour"],
+            ),
+            (r#"{"note":"x"}"#, &["items"]),
+            (
+                r#"{"items":[{"product_id":"a","quantity":-1}]}"#,
+                &["items[0].quantity"],
+            ),
+            (
+                r#"{"items":[{"product_id":1,"quantity":-1},{"quantity":2}]}"#,
+                &[
+                    "items[0].product_id",
+                    "items[0].quantity",
+                    "items[1].product_id",
+                ],
+            ),
+        ];
+        for (body, fields) in cases {
+            let p = parse_json::<Body>(JSON, body.as_bytes()).unwrap_err();
+            assert_eq!(p.status, 422, "{body}");
+            let errors = p.errors.unwrap();
+            for field in fields {
+                assert!(errors.contains(field), "{field} not named: {errors:?}");
+            }
+        }
     }
 
     #[test]
@@ -359,24 +290,5 @@ mod tests {
         }
         // Nothing inside a stand-in (the missing address) is named.
         assert!(!errors.contains("address.city"), "{errors:?}");
-        let p = parse_json::<Body>(
-            JSON,
-            br#"{"items":[{"product_id":1,"quantity":-1},{"quantity":2}]}"#,
-        )
-        .unwrap_err();
-        let errors = p.errors.unwrap();
-        for field in [
-            "items[0].product_id",
-            "items[0].quantity",
-            "items[1].product_id",
-        ] {
-            assert!(errors.contains(field), "{field} not named: {errors:?}");
-        }
-    }
-
-    #[test]
-    fn refuses_non_object_documents() {
-        assert_eq!(problem(JSON, "[1,2]").status, 422);
-        assert_eq!(problem(JSON, "null").status, 422);
     }
 }

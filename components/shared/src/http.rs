@@ -1,10 +1,8 @@
 //! Request and response helpers for spin-sdk (feature `spin`): reading a request within the
 //! body limit, the one routing policy of every service, and responses.
 //!
-//! **Routing policy (every service, pinned by a test of each):** paths match exactly as the
-//! contract writes them: a trailing slash (`/api/users/me/`) or an empty segment is another
-//! path, so 404; query parameters a route does not define, or repeats, are 400 (contract
-//! "Conventions": 400 for a malformed query). See docs/conventions.md.
+//! **Routing policy (every service; docs/conventions.md):** paths match exactly ([`segments`]:
+//! `/api/users/me/` is another path, 404); undefined or repeated query parameters are 400.
 //!
 //! **Responses leave in one write: [`respond`].** Spin's HTTP server does not set `TCP_NODELAY`
 //! on the connections it accepts. spin-sdk's entry glue hands the response head to Spin first
@@ -55,16 +53,8 @@ pub async fn read_request(req: spin_sdk::http::IncomingRequest) -> Result<Reques
 
 impl From<Problem> for Response {
     fn from(p: Problem) -> Self {
-        let mut builder = Response::builder();
-        let body = p.to_json();
-        builder
-            .status(p.status)
-            .header("content-type", CONTENT_TYPE)
-            .header("content-length", body.len().to_string());
-        for (name, value) in &p.headers {
-            builder.header(*name, value.as_str());
-        }
-        builder.body(body).build()
+        let headers: Vec<(&str, &str)> = p.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        bytes(p.status, CONTENT_TYPE, p.to_json(), &headers)
     }
 }
 
@@ -123,14 +113,12 @@ pub async fn serve<F, Fut>(
 }
 
 /// Sends `resp` through `out` with its whole body written **before** the response is handed
-/// to Spin, so that Spin finds head and body ready together and sends them in one write (see
-/// the module docs). Before the response is set, the outgoing stream buffers what it is given
-/// (wasmtime-wasi-http: two chunks of up to 1 MiB); a body over [`WRITE_FIRST_MAX`] (none of
-/// ours: lists are paged) is sent the SDK's way, head first.
+/// to Spin (module docs). Until the response is set, the outgoing stream buffers what it is
+/// given (wasmtime-wasi-http: two chunks of up to 1 MiB); a body over [`WRITE_FIRST_MAX`]
+/// (none of ours: lists are paged) is sent the SDK's way, head first.
 pub async fn respond(out: spin_sdk::http::ResponseOutparam, mut resp: Response) {
     use futures::SinkExt as _;
     let body = std::mem::take(resp.body_mut());
-    let write_first = body.len() <= WRITE_FIRST_MAX;
     let outgoing: spin_sdk::http::OutgoingResponse = match resp.try_into() {
         Ok(outgoing) => outgoing,
         Err(e) => {
@@ -138,21 +126,20 @@ pub async fn respond(out: spin_sdk::http::ResponseOutparam, mut resp: Response) 
             return;
         }
     };
-    if !write_first {
+    if body.len() > WRITE_FIRST_MAX {
         if let Err(e) = out.set_with_body(outgoing, body).await {
             eprintln!("response body not written: {e}");
         }
         return;
     }
+    let mut sink = outgoing.take_body();
+    if !body.is_empty()
+        && let Err(e) = sink.send(body).await
     {
-        let mut sink = outgoing.take_body();
-        if !body.is_empty()
-            && let Err(e) = sink.send(body).await
-        {
-            eprintln!("response body not written: {e}");
-        }
-        // The sink finishes the body when dropped, before the response is set.
+        eprintln!("response body not written: {e}");
     }
+    // The sink finishes the body when dropped, before the response is set.
+    drop(sink);
     out.set(outgoing);
 }
 
@@ -183,8 +170,7 @@ pub fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
 
 /// The request path without the query string, from Spin's `spin-path-info`-independent full path.
 pub fn path(req: &Request) -> &str {
-    let p = req.path();
-    p.split('?').next().unwrap_or(p)
+    req.path().split('?').next().unwrap_or_default()
 }
 
 /// The segments of `path` after the leading `/`, kept exactly (routing policy: a trailing

@@ -9,14 +9,9 @@ use spin_sdk::wit::wasi::keyvalue::atomics::{self, Cas, CasError};
 use spin_sdk::wit::wasi::keyvalue::store::Bucket;
 
 /// A key-value failure: the label's store cannot be used (a dependency failure, 503).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
 pub struct KvError(pub String);
-
-impl std::fmt::Display for KvError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 fn failed(what: &str, e: impl std::fmt::Debug) -> KvError {
     KvError(format!("{what}: {e:?}"))

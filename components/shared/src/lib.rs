@@ -6,8 +6,7 @@
 //! - [`body`] and [`query`]: parsing of untrusted JSON bodies and query strings into typed values;
 //! - [`tokens`]: verification of access and service tokens (EdDSA JWTs) and signing;
 //! - [`page`]: cursor pagination;
-//! - [`time`]: RFC 3339 timestamps as the contract writes them.
-//!
+//! - [`time`]: RFC 3339 timestamps as the contract writes them;
 //! - [`shard`]: the hash that spreads keys over key-value labels.
 //!
 //! Nothing above does I/O. With the `spin` feature: [`http`] (request and response helpers,

@@ -49,30 +49,17 @@ mod tests {
         let c = encode_cursor(&("2026-11-28T12:00:00Z", 42));
         let back: (String, i64) = decode_cursor(&c).unwrap();
         assert_eq!(back.1, 42);
-        assert_eq!(
-            decode_cursor::<(String, i64)>("!!!").unwrap_err().status,
-            400
-        );
-        assert_eq!(
-            decode_cursor::<(String, i64)>(&encode_cursor(&"x"))
-                .unwrap_err()
-                .status,
-            400
-        );
+        for garbage in ["!!!".to_string(), encode_cursor(&"x"), "A".repeat(1025)] {
+            let refused = decode_cursor::<(String, i64)>(&garbage).unwrap_err();
+            assert_eq!(refused.status, 400, "{garbage}");
+        }
     }
 
     #[test]
     fn limit_defaults_and_bounds() {
-        assert_eq!(limit(&Query::parse("", &["limit"]).unwrap()).unwrap(), 20);
-        assert_eq!(
-            limit(&Query::parse("limit=0", &["limit"]).unwrap())
-                .unwrap_err()
-                .status,
-            400
-        );
-        assert_eq!(
-            limit(&Query::parse("limit=100", &["limit"]).unwrap()).unwrap(),
-            100
-        );
+        for (query, expected) in [("", Ok(20)), ("limit=0", Err(400)), ("limit=100", Ok(100))] {
+            let got = limit(&Query::parse(query, &["limit"]).unwrap()).map_err(|p| p.status);
+            assert_eq!(got, expected, "{query}");
+        }
     }
 }

@@ -3,13 +3,11 @@
 //! Two facts of Spin shape this module:
 //! - **A `query` that returns no rows never answers on Spin 4.0/4.1**: its host awaits the
 //!   column list, which only the first row sends (factor-outbound-pg `client.rs`). [`query`]
-//!   therefore pads every statement to at least one row and drops the padding, so a lookup
-//!   of an unknown id answers instead of hanging the request.
+//!   therefore pads every statement to at least one row and drops the padding.
 //! - **An error the server reports while rows stream** (a unique violation of
 //!   `INSERT … RETURNING`, a statement timeout) comes back as `query-failed(text(…))` holding
 //!   the structured error's debug form, not as `query-failed(db-error(…))`. [`Failure`] reads
-//!   the SQLSTATE and the constraint from either shape, so every service classifies errors
-//!   the same way.
+//!   the SQLSTATE and the constraint from either shape.
 
 use spin_sdk::pg4::{Connection, DbValue, ParameterValue, PgError, QueryError, RowSet};
 
@@ -37,11 +35,10 @@ pub fn query(conn: &Connection, sql: &str, params: &[ParameterValue]) -> Result<
     Ok(set)
 }
 
-/// Runs `sql` unpadded: **only** for a statement that returns at least one row whatever the
-/// data (`insert … returning` without a conflict clause or `where`, an aggregate without
-/// `group by`). One statement less for the server to plan, and no padding row to drop, on the
-/// hot paths; a statement that can return no rows hangs the request on Spin (the test host
-/// traps on it, so the tests catch a wrong use).
+/// Runs `sql` unpadded, **only** for a statement that returns a row whatever the data (`insert
+/// … returning` without a conflict clause or `where`, an aggregate without `group by`): one
+/// statement less to plan on the hot paths. One that can return no rows hangs the request on
+/// Spin (the test host traps on it, so the tests catch a wrong use).
 #[allow(clippy::result_large_err)]
 pub fn query_always(
     conn: &Connection,
@@ -64,14 +61,10 @@ pub fn transaction<T, E: From<PgError>>(
     end_transaction(conn, result)
 }
 
-/// `commit` after success, `rollback` after failure (a failed rollback is logged: the server
-/// ends the transaction with the connection).
+/// `commit` after success, `rollback` after failure (see [`transaction`]).
 fn end_transaction<T, E: From<PgError>>(conn: &Connection, result: Result<T, E>) -> Result<T, E> {
     match result {
-        Ok(value) => {
-            conn.execute("commit", &[])?;
-            Ok(value)
-        }
+        Ok(value) => Ok(conn.execute("commit", &[]).map(|_| value)?),
         Err(e) => {
             if let Err(rollback) = conn.execute("rollback", &[]) {
                 eprintln!("rollback failed: {}", describe(&rollback));
@@ -82,8 +75,7 @@ fn end_transaction<T, E: From<PgError>>(conn: &Connection, result: Result<T, E>)
 }
 
 /// [`transaction`] for work that awaits another service while it holds its row locks (a
-/// reservation or shipment call inside the placement): the same `begin`, then `commit` or
-/// `rollback`, on every path.
+/// reservation or shipment call inside the placement).
 pub async fn transaction_async<T, E: From<PgError>>(
     conn: &Connection,
     work: impl AsyncFnOnce() -> Result<T, E>,
@@ -112,28 +104,23 @@ pub enum Failure {
 
 impl Failure {
     pub fn of(e: &PgError) -> Self {
-        let Some(code) = sqlstate(e) else {
-            return match e {
+        let constraint = constraint(e);
+        match sqlstate(e).as_deref() {
+            Some("23505" | "23P01") => Failure::Unique { constraint },
+            Some("23514") => Failure::Check { constraint },
+            Some("40001" | "40P01") => Failure::Contended,
+            // 08 connection exception, 53 insufficient resources, 57 operator intervention.
+            Some(c) if ["08", "53", "57"].iter().any(|class| c.starts_with(class)) => {
+                Failure::Unavailable
+            }
+            Some(_) => Failure::Defect,
+            None => match e {
                 // Failures outside the database protocol: refused, broken or closed connections.
                 PgError::ConnectionFailed(_) | PgError::QueryFailed(QueryError::Text(_)) => {
                     Failure::Unavailable
                 }
                 _ => Failure::Defect,
-            };
-        };
-        match code.as_str() {
-            "23505" | "23P01" => Failure::Unique {
-                constraint: constraint(e),
             },
-            "23514" => Failure::Check {
-                constraint: constraint(e),
-            },
-            "40001" | "40P01" => Failure::Contended,
-            // 08 connection exception, 53 insufficient resources, 57 operator intervention.
-            c if ["08", "53", "57"].iter().any(|class| c.starts_with(class)) => {
-                Failure::Unavailable
-            }
-            _ => Failure::Defect,
         }
     }
 
@@ -232,31 +219,25 @@ mod tests {
 
     #[test]
     fn every_service_classifies_the_same_codes_the_same_way() {
+        let text = |t: &str| PgError::QueryFailed(QueryError::Text(t.into()));
+        let unique = Failure::Unique { constraint: None };
         let cases = [
-            ("23505", Failure::Unique { constraint: None }),
-            ("23514", Failure::Check { constraint: None }),
-            ("40P01", Failure::Contended),
-            ("40001", Failure::Contended),
-            ("57P01", Failure::Unavailable),
-            ("08006", Failure::Unavailable),
-            ("53300", Failure::Unavailable),
-            ("42601", Failure::Defect),
-            ("22P02", Failure::Defect),
+            (db_error("23505", None), unique),
+            (db_error("23514", None), Failure::Check { constraint: None }),
+            (db_error("40P01", None), Failure::Contended),
+            (db_error("40001", None), Failure::Contended),
+            (db_error("57P01", None), Failure::Unavailable),
+            (db_error("08006", None), Failure::Unavailable),
+            (db_error("53300", None), Failure::Unavailable),
+            (db_error("42601", None), Failure::Defect),
+            (db_error("22P02", None), Failure::Defect),
+            (text("connection closed"), Failure::Unavailable),
+            (PgError::ConnectionFailed("no".into()), Failure::Unavailable),
+            (PgError::BadParameter("x".into()), Failure::Defect),
         ];
-        for (code, expected) in cases {
-            let e = db_error(code, None);
-            assert_eq!(Failure::of(&e), expected, "{code}");
+        for (e, expected) in cases {
+            assert_eq!(Failure::of(&e), expected, "{e:?}");
         }
-        let closed = PgError::QueryFailed(QueryError::Text("connection closed".into()));
-        assert_eq!(Failure::of(&closed), Failure::Unavailable);
-        assert_eq!(
-            Failure::of(&PgError::ConnectionFailed("refused".into())),
-            Failure::Unavailable
-        );
-        assert_eq!(
-            Failure::of(&PgError::BadParameter("x".into())),
-            Failure::Defect
-        );
     }
 
     #[test]

@@ -47,34 +47,31 @@ pub struct ShortItem {
     pub available: i64,
 }
 
-/// An error answer: status, RFC 9457 body and the headers the contract requires with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An error answer: status, RFC 9457 body (serialized in the document's field order) and the
+/// headers the contract requires with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("{status} {title}: {detail}")]
 pub struct Problem {
-    pub status: u16,
     /// Short slug naming the problem type; the `type` URI is derived from it.
+    #[serde(rename = "type", serialize_with = "type_uri")]
     pub kind: &'static str,
     pub title: &'static str,
+    pub status: u16,
     pub detail: String,
     /// Boxed, like `short_items`: rare, and `Problem` travels in every `Result`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<Box<FieldErrors>>,
-    /// The products short of stock, on a 409 for insufficient stock. (Boxed: it keeps
-    /// `Problem`, which every `Result` of the services carries, small.)
+    /// The products short of stock, on a 409 for insufficient stock.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub short_items: Option<Box<Vec<ShortItem>>>,
     /// Extra headers (`WWW-Authenticate`, `Allow`, `Retry-After`).
+    #[serde(skip)]
     pub headers: Vec<(&'static str, String)>,
 }
 
-#[derive(Serialize)]
-struct Document<'a> {
-    #[serde(rename = "type")]
-    type_: String,
-    title: &'a str,
-    status: u16,
-    detail: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    errors: Option<&'a FieldErrors>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    short_items: Option<&'a [ShortItem]>,
+/// The `type` URI of a problem kind.
+fn type_uri<S: serde::Serializer>(kind: &&str, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&format_args!("https://marketplace.example/problems/{kind}"))
 }
 
 /// Media type of problem documents.
@@ -138,12 +135,12 @@ impl Problem {
     /// 409 for insufficient stock, naming every short product in `short_items`.
     pub fn insufficient_stock(short_items: Vec<ShortItem>) -> Self {
         let ids: Vec<&str> = short_items.iter().map(|s| s.product_id.as_str()).collect();
-        let mut p = Self::conflict(format!(
-            "insufficient stock for products: {}",
-            ids.join(", ")
-        ));
-        p.short_items = Some(Box::new(short_items));
-        p
+        let detail = format!("insufficient stock for products: {}", ids.join(", "));
+        let short_items = Some(Box::new(short_items));
+        Self {
+            short_items,
+            ..Self::conflict(detail)
+        }
     }
 
     /// 413: body over the 1 MiB limit.
@@ -168,14 +165,12 @@ impl Problem {
 
     /// 422 naming every bad field.
     pub fn validation(errors: FieldErrors) -> Self {
-        let mut p = Self::new(
-            422,
-            "validation",
-            "Invalid input",
-            "one or more fields are invalid",
-        );
-        p.errors = Some(Box::new(errors));
-        p
+        let detail = "one or more fields are invalid";
+        let errors = Some(Box::new(errors));
+        Self {
+            errors,
+            ..Self::new(422, "validation", "Invalid input", detail)
+        }
     }
 
     /// 422 about a single field.
@@ -221,83 +216,53 @@ impl Problem {
         self
     }
 
-    /// The `type` URI of this problem.
-    pub fn type_uri(&self) -> String {
-        format!("https://marketplace.example/problems/{}", self.kind)
-    }
-
     /// The `application/problem+json` body.
     pub fn to_json(&self) -> Vec<u8> {
-        let doc = Document {
-            type_: self.type_uri(),
-            title: self.title,
-            status: self.status,
-            detail: &self.detail,
-            errors: self.errors.as_deref(),
-            short_items: self.short_items.as_deref().map(Vec::as_slice),
-        };
-        serde_json::to_vec(&doc).unwrap_or_default()
+        serde_json::to_vec(self).unwrap_or_default()
     }
 }
-
-impl std::fmt::Display for Problem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status, self.title, self.detail)
-    }
-}
-
-impl std::error::Error for Problem {}
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn validation_document_names_every_field() {
+    fn validation_document_names_every_field_in_rfc_9457_order() {
         let mut e = FieldErrors::new();
         e.add("title", "must not be empty");
         e.add("price_cents", "must be positive");
-        let doc: serde_json::Value =
-            serde_json::from_slice(&Problem::validation(e).to_json()).unwrap();
-        assert_eq!(doc["status"], 422);
-        assert_eq!(doc["errors"]["title"][0], "must not be empty");
-        assert!(doc["errors"]["price_cents"].is_array());
-        assert!(doc["type"].as_str().unwrap().ends_with("/validation"));
-    }
-
-    #[test]
-    fn unauthorized_carries_bearer_challenge() {
-        let p = Problem::unauthorized("missing token");
-        assert!(
-            p.headers
-                .contains(&("www-authenticate", "Bearer".to_string()))
+        let expected = concat!(
+            r#"{"type":"https://marketplace.example/problems/validation","#,
+            r#""title":"Invalid input","status":422,"detail":"one or more fields are invalid","#,
+            r#""errors":{"price_cents":["must be positive"],"title":["must not be empty"]}}"#,
         );
-        let doc: serde_json::Value = serde_json::from_slice(&p.to_json()).unwrap();
-        assert!(doc.get("errors").is_none());
+        assert_eq!(Problem::validation(e).to_json(), expected.as_bytes());
     }
 
     #[test]
     fn insufficient_stock_names_every_short_product_and_other_problems_carry_no_list() {
-        let short = vec![ShortItem {
-            product_id: "p1".into(),
-            requested: 3,
-            available: 1,
-        }];
-        let doc: serde_json::Value =
-            serde_json::from_slice(&Problem::insufficient_stock(short).to_json()).unwrap();
-        assert_eq!(doc["status"], 409);
-        assert_eq!(
-            doc["short_items"],
-            serde_json::json!([{"product_id": "p1", "requested": 3, "available": 1}])
-        );
-        let doc: serde_json::Value =
-            serde_json::from_slice(&Problem::conflict("x").to_json()).unwrap();
-        assert!(doc.get("short_items").is_none());
+        let doc = |p: Problem| serde_json::from_slice::<serde_json::Value>(&p.to_json()).unwrap();
+        let short = serde_json::json!([{"product_id": "p1", "requested": 3, "available": 1}]);
+        let items = serde_json::from_value(short.clone()).unwrap();
+        let stock = doc(Problem::insufficient_stock(items));
+        assert_eq!(stock["status"], 409);
+        assert_eq!(stock["short_items"], short);
+        for doc in [doc(Problem::conflict("x")), doc(Problem::unauthorized("x"))] {
+            let lists = ["errors", "short_items"].map(|k| doc.get(k).cloned());
+            assert_eq!(lists, [None, None], "{doc}");
+        }
     }
 
     #[test]
-    fn method_not_allowed_lists_methods() {
-        let p = Problem::method_not_allowed(&["GET", "PATCH"]);
-        assert_eq!(p.headers, vec![("allow", "GET, PATCH".to_string())]);
+    fn problems_carry_the_headers_the_contract_requires() {
+        let allow = Problem::method_not_allowed(&["GET", "PATCH"]);
+        assert_eq!(allow.headers, [("allow", "GET, PATCH".to_string())]);
+        let challenge = Problem::unauthorized("missing token");
+        assert_eq!(
+            challenge.headers,
+            [("www-authenticate", "Bearer".to_string())]
+        );
+        let retry = Problem::too_many_requests(0, "slow down");
+        assert_eq!(retry.headers, [("retry-after", "1".to_string())]);
     }
 }

@@ -57,14 +57,10 @@ impl TokenError {
     }
 }
 
-fn decode_b64(field: &str, s: &str) -> Result<Vec<u8>, KeyConfigError> {
-    URL_SAFE_NO_PAD
-        .decode(s.trim().trim_end_matches('='))
-        .map_err(|_| KeyConfigError(format!("{field}: not base64url")))
-}
-
 fn key32(field: &str, s: &str) -> Result<[u8; 32], KeyConfigError> {
-    decode_b64(field, s)?
+    let bytes = URL_SAFE_NO_PAD.decode(s.trim().trim_end_matches('='));
+    bytes
+        .map_err(|_| KeyConfigError(format!("{field}: not base64url")))?
         .try_into()
         .map_err(|_| KeyConfigError(format!("{field}: expected 32 bytes")))
 }
@@ -74,6 +70,29 @@ struct PublicKey {
     /// For service keys: the service the key belongs to.
     owner: Option<String>,
     key: DecodingKey,
+}
+
+/// Parses a comma-separated list of `kid:key` (`service:kid:key` when `owned`).
+fn parse_keys(field: &str, value: &str, owned: bool) -> Result<Vec<PublicKey>, KeyConfigError> {
+    let shape = if owned { "service:kid:key" } else { "kid:key" };
+    let entries = value.split(',').map(str::trim).filter(|e| !e.is_empty());
+    entries
+        .map(|entry| {
+            let parts: Vec<&str> = entry.splitn(2 + usize::from(owned), ':').collect();
+            let (owner, kid, x) = match parts[..] {
+                [kid, x] if !owned => (None, kid, x),
+                [owner, kid, x] => (Some(owner.trim().to_string()), kid, x),
+                _ => return Err(KeyConfigError(format!("{field}: expected {shape}"))),
+            };
+            key32(field, x)?;
+            Ok(PublicKey {
+                kid: kid.trim().to_string(),
+                owner,
+                key: DecodingKey::from_ed_components(x.trim())
+                    .map_err(|e| KeyConfigError(e.to_string()))?,
+            })
+        })
+        .collect()
 }
 
 /// Verifies tokens against the configured keys, issuer and audience.
@@ -95,24 +114,7 @@ impl Verifier {
         audience: &str,
         service_name: &str,
     ) -> Result<Self, KeyConfigError> {
-        let mut access_keys = Vec::new();
-        for entry in public_keys
-            .split(',')
-            .map(str::trim)
-            .filter(|e| !e.is_empty())
-        {
-            let (kid, x) = entry
-                .split_once(':')
-                .ok_or_else(|| KeyConfigError("jwt_public_keys: expected kid:key".into()))?;
-            key32("jwt_public_keys", x)?;
-            let key = DecodingKey::from_ed_components(x.trim())
-                .map_err(|e| KeyConfigError(e.to_string()))?;
-            access_keys.push(PublicKey {
-                kid: kid.trim().to_string(),
-                owner: None,
-                key,
-            });
-        }
+        let access_keys = parse_keys("jwt_public_keys", public_keys, false)?;
         if access_keys.is_empty() {
             return Err(KeyConfigError("jwt_public_keys is empty".into()));
         }
@@ -127,27 +129,8 @@ impl Verifier {
 
     /// Adds the trusted service keys (`service_public_keys`).
     pub fn with_service_keys(mut self, service_public_keys: &str) -> Result<Self, KeyConfigError> {
-        for entry in service_public_keys
-            .split(',')
-            .map(str::trim)
-            .filter(|e| !e.is_empty())
-        {
-            let mut parts = entry.splitn(3, ':');
-            let (Some(owner), Some(kid), Some(x)) = (parts.next(), parts.next(), parts.next())
-            else {
-                return Err(KeyConfigError(
-                    "service_public_keys: expected service:kid:key".into(),
-                ));
-            };
-            key32("service_public_keys", x)?;
-            let key = DecodingKey::from_ed_components(x.trim())
-                .map_err(|e| KeyConfigError(e.to_string()))?;
-            self.service_keys.push(PublicKey {
-                kid: kid.trim().to_string(),
-                owner: Some(owner.trim().to_string()),
-                key,
-            });
-        }
+        let keys = parse_keys("service_public_keys", service_public_keys, true)?;
+        self.service_keys.extend(keys);
         Ok(self)
     }
 
@@ -168,17 +151,11 @@ impl Verifier {
         // key is chosen by the (still unverified) issuer and kid together; the signature check
         // below then proves the issuer.
         let issuer = unverified_issuer(token);
-        let owned: Vec<&PublicKey> = self
+        let owned = self
             .service_keys
             .iter()
-            .filter(|k| issuer.is_none() || k.owner == issuer)
-            .collect();
-        let key = match header.kid.as_deref() {
-            Some(kid) => owned.iter().find(|k| k.kid == kid).copied(),
-            None if owned.len() == 1 => Some(owned[0]),
-            None => None,
-        }
-        .ok_or(TokenError::UnknownKey)?;
+            .filter(|k| issuer.is_none() || k.owner == issuer);
+        let key = pick_key(owned, header.kid.as_deref())?;
         let owner = key.owner.clone().unwrap_or_default();
         let claims = verify(token, std::slice::from_ref(key), &owner, &self.service_name)?;
         if claims.role != Role::Service || claims.sub != owner {
@@ -205,10 +182,9 @@ impl Verifier {
         &self,
         authorization: Option<&str>,
     ) -> Result<Option<Principal>, Problem> {
-        match authorization {
-            None => Ok(None),
-            Some(_) => self.authenticate(authorization).map(Some),
-        }
+        authorization
+            .map(|_| self.authenticate(authorization))
+            .transpose()
     }
 
     /// The calling service of an internal endpoint: 401 without a valid token, 403 for a
@@ -219,21 +195,31 @@ impl Verifier {
         allowed: &[&str],
     ) -> Result<String, Problem> {
         let token = bearer(authorization).map_err(unauthorized)?;
+        let forbidden = |detail| Err(Problem::forbidden(detail));
         match self.verify_service_token(token) {
             Ok(claims) if allowed.contains(&claims.sub.as_str()) => Ok(claims.sub),
-            Ok(_) => Err(Problem::forbidden(
-                "this service may not call this endpoint",
-            )),
-            Err(e) => {
-                if self.verify_access_token(token).is_ok() {
-                    Err(Problem::forbidden(
-                        "internal endpoints accept only service tokens",
-                    ))
-                } else {
-                    Err(unauthorized(e))
-                }
+            Ok(_) => forbidden("this service may not call this endpoint"),
+            Err(_) if self.verify_access_token(token).is_ok() => {
+                forbidden("internal endpoints accept only service tokens")
             }
+            Err(e) => Err(unauthorized(e)),
         }
+    }
+
+    /// The verifier of a service with internal endpoints, from the Spin variables every such
+    /// component declares (`jwt_public_keys`, `jwt_issuer`, `jwt_audience`,
+    /// `service_public_keys`). The error names the variable or key that is wrong.
+    #[cfg(feature = "spin")]
+    pub fn from_spin_variables(service_name: &str) -> Result<Self, String> {
+        let var = |name: &str| {
+            spin_sdk::variables::get(name).map_err(|e| format!("variable {name}: {e}"))
+        };
+        let keys = var("jwt_public_keys")?;
+        let (issuer, audience) = (var("jwt_issuer")?, var("jwt_audience")?);
+        let service_keys = var("service_public_keys")?;
+        Verifier::new(&keys, &issuer, &audience, service_name)
+            .and_then(|v| v.with_service_keys(&service_keys))
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -272,15 +258,16 @@ fn unverified_issuer(token: &str) -> Option<String> {
     value.get("iss")?.as_str().map(str::to_string)
 }
 
-fn pick_key<'a>(keys: &'a [PublicKey], kid: Option<&str>) -> Result<&'a PublicKey, TokenError> {
+/// The key named `kid`, or the only key when the token names none.
+fn pick_key<'a>(
+    mut keys: impl Iterator<Item = &'a PublicKey>,
+    kid: Option<&str>,
+) -> Result<&'a PublicKey, TokenError> {
     match kid {
-        Some(kid) => keys
-            .iter()
-            .find(|k| k.kid == kid)
-            .ok_or(TokenError::UnknownKey),
-        None if keys.len() == 1 => Ok(&keys[0]),
-        None => Err(TokenError::UnknownKey),
+        Some(kid) => keys.find(|k| k.kid == kid),
+        None => keys.next().filter(|_| keys.next().is_none()),
     }
+    .ok_or(TokenError::UnknownKey)
 }
 
 fn verify(
@@ -299,24 +286,23 @@ fn verify(
     if header.alg != Algorithm::EdDSA {
         return Err(TokenError::WrongAlgorithm);
     }
-    let key = pick_key(keys, header.kid.as_deref())?;
+    let key = pick_key(keys.iter(), header.kid.as_deref())?;
     let mut validation = Validation::new(Algorithm::EdDSA);
     validation.leeway = LEEWAY_SECS;
     validation.set_issuer(&[issuer]);
     validation.set_audience(&[audience]);
     validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
-    let data =
-        jsonwebtoken::decode::<WireClaims>(token, &key.key, &validation).map_err(|e| {
-            match e.kind() {
-                ErrorKind::ExpiredSignature | ErrorKind::ImmatureSignature => TokenError::Expired,
-                ErrorKind::InvalidIssuer => TokenError::WrongIssuer,
-                ErrorKind::InvalidAudience => TokenError::WrongAudience,
-                ErrorKind::InvalidSignature => TokenError::BadSignature,
-                ErrorKind::InvalidAlgorithm => TokenError::WrongAlgorithm,
-                _ => TokenError::Malformed,
-            }
-        })?;
-    let c = data.claims;
+    let decoded = jsonwebtoken::decode::<WireClaims>(token, &key.key, &validation);
+    let c = decoded
+        .map_err(|e| match e.kind() {
+            ErrorKind::ExpiredSignature | ErrorKind::ImmatureSignature => TokenError::Expired,
+            ErrorKind::InvalidIssuer => TokenError::WrongIssuer,
+            ErrorKind::InvalidAudience => TokenError::WrongAudience,
+            ErrorKind::InvalidSignature => TokenError::BadSignature,
+            ErrorKind::InvalidAlgorithm => TokenError::WrongAlgorithm,
+            _ => TokenError::Malformed,
+        })?
+        .claims;
     let role = Role::parse(&c.role).ok_or(TokenError::Malformed)?;
     Ok(Claims {
         sub: c.sub,
@@ -354,10 +340,6 @@ impl Signer {
         })
     }
 
-    pub fn kid(&self) -> &str {
-        &self.kid
-    }
-
     /// base64url of the public key, as it appears in `jwt_public_keys` and the JWKS `x`.
     pub fn public_key_b64(&self) -> String {
         URL_SAFE_NO_PAD.encode(self.public)
@@ -382,27 +364,6 @@ impl Signer {
             exp: now + SERVICE_TOKEN_TTL_SECS,
             jti: Uuid::now_v7().to_string(),
         })
-    }
-}
-
-#[cfg(feature = "spin")]
-impl Verifier {
-    /// The verifier of a service with internal endpoints, from the Spin variables every such
-    /// component declares (`jwt_public_keys`, `jwt_issuer`, `jwt_audience`,
-    /// `service_public_keys`). The error names the variable or key that is wrong.
-    pub fn from_spin_variables(service_name: &str) -> Result<Self, String> {
-        let var = |name: &str| {
-            spin_sdk::variables::get(name).map_err(|e| format!("variable {name}: {e}"))
-        };
-        let (keys, issuer, audience) = (
-            var("jwt_public_keys")?,
-            var("jwt_issuer")?,
-            var("jwt_audience")?,
-        );
-        let service_keys = var("service_public_keys")?;
-        Verifier::new(&keys, &issuer, &audience, service_name)
-            .and_then(|v| v.with_service_keys(&service_keys))
-            .map_err(|e| e.to_string())
     }
 }
 

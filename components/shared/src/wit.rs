@@ -22,7 +22,7 @@ pub use bindings::marketplace::shared::payloads::{
 };
 pub use bindings::marketplace::shared::tokens::{Claims, TokenError};
 pub use bindings::marketplace::shared::types::{
-    Money, OrderStatus, Role, ShipmentStatus, ShippingAddress,
+    OrderStatus, Role, ShipmentStatus, ShippingAddress,
 };
 
 /// The wire names of the WIT enums (the contract's `snake_case` strings).

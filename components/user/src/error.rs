@@ -91,12 +91,6 @@ impl From<Error> for Problem {
     }
 }
 
-impl From<Error> for spin_sdk::http::Response {
-    fn from(e: Error) -> Self {
-        Problem::from(e).into()
-    }
-}
-
 /// Host errors can carry multi-line causes and backtraces; one line is enough for the log.
 fn first_line(cause: &str) -> &str {
     cause.lines().next().unwrap_or_default()

@@ -51,14 +51,7 @@ pub fn route(method: &Method, path: &str) -> Result<Route, Problem> {
         ["api", "users", user, "role"] => vec![("PUT", SetRole(id(user)?))],
         _ => return Err(not_found()),
     };
-    let name = match method {
-        Method::Get => "GET",
-        Method::Post => "POST",
-        Method::Put => "PUT",
-        Method::Patch => "PATCH",
-        Method::Delete => "DELETE",
-        _ => "",
-    };
+    let name = method.to_string();
     let allowed: Vec<&str> = methods.iter().map(|(m, _)| *m).collect();
     let found = methods.into_iter().find(|(m, _)| *m == name);
     found
@@ -75,7 +68,7 @@ pub fn dispatch(req: &Request, cfg: &Config) -> Response {
             query(req, &[])?;
             call(route, req, cfg)
         });
-    handled.unwrap_or_else(Response::from)
+    handled.unwrap_or_else(|e| Problem::from(e).into())
 }
 
 fn call(route: Route, req: &Request, cfg: &Config) -> Result<Response, Error> {
@@ -100,30 +93,28 @@ fn call(route: Route, req: &Request, cfg: &Config) -> Result<Response, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use Method::{Delete, Get, Patch, Post, Put};
+    use Route::*;
 
     #[test]
     fn the_route_table_knows_every_contract_path_and_method() {
         let id = Uuid::now_v7();
         let (user, role) = (format!("/api/users/{id}"), format!("/api/users/{id}/role"));
         let cases = [
-            (Method::Post, "/api/auth/register", Route::Register),
-            (Method::Post, "/api/auth/login", Route::Login),
-            (Method::Post, "/api/auth/refresh", Route::Refresh),
-            (Method::Post, "/api/auth/logout", Route::Logout),
-            (Method::Get, "/api/auth/jwks", Route::Jwks),
-            (Method::Get, "/api/users/healthz", Route::Healthz),
-            (Method::Get, "/api/users/readyz", Route::Readyz),
-            (Method::Get, "/api/users/openapi.json", Route::OpenApi),
-            (Method::Get, "/api/users/me", Route::Me),
-            (Method::Patch, "/api/users/me", Route::UpdateMe),
-            (Method::Delete, "/api/users/me", Route::DeleteMe),
-            (
-                Method::Post,
-                "/api/users/me/password",
-                Route::ChangePassword,
-            ),
-            (Method::Get, user.as_str(), Route::GetUser(id)),
-            (Method::Put, role.as_str(), Route::SetRole(id)),
+            (Post, "/api/auth/register", Register),
+            (Post, "/api/auth/login", Login),
+            (Post, "/api/auth/refresh", Refresh),
+            (Post, "/api/auth/logout", Logout),
+            (Get, "/api/auth/jwks", Jwks),
+            (Get, "/api/users/healthz", Healthz),
+            (Get, "/api/users/readyz", Readyz),
+            (Get, "/api/users/openapi.json", OpenApi),
+            (Get, "/api/users/me", Me),
+            (Patch, "/api/users/me", UpdateMe),
+            (Delete, "/api/users/me", DeleteMe),
+            (Post, "/api/users/me/password", ChangePassword),
+            (Get, user.as_str(), GetUser(id)),
+            (Put, role.as_str(), SetRole(id)),
         ];
         for (method, path, expected) in cases {
             assert_eq!(route(&method, path), Ok(expected), "{method:?} {path}");
@@ -132,15 +123,12 @@ mod tests {
 
     #[test]
     fn a_wrong_method_is_405_listing_the_allowed_ones() {
+        let user = "/api/users/018f0000-0000-7000-8000-000000000000";
         for (method, path, allow) in [
-            (Method::Get, "/api/auth/login", "POST"),
-            (Method::Post, "/api/users/me", "GET, PATCH, DELETE"),
-            (Method::Get, "/api/users/me/password", "POST"),
-            (
-                Method::Delete,
-                "/api/users/018f0000-0000-7000-8000-000000000000",
-                "GET",
-            ),
+            (Get, "/api/auth/login", "POST"),
+            (Post, "/api/users/me", "GET, PATCH, DELETE"),
+            (Get, "/api/users/me/password", "POST"),
+            (Delete, user, "GET"),
         ] {
             let p = route(&method, path).unwrap_err();
             assert_eq!(p.status, 405, "{path}");
@@ -162,11 +150,8 @@ mod tests {
             "/api/users/me/other",
             "/api//users/me",
         ] {
-            assert_eq!(
-                route(&Method::Get, path).map_err(|p| p.status),
-                Err(404),
-                "{path}"
-            );
+            let status = route(&Get, path).map_err(|p| p.status);
+            assert_eq!(status, Err(404), "{path}");
         }
     }
 }

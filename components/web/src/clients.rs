@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use marketplace_shared::outbound;
 use serde_json::{Value, json};
-use spin_sdk::http::Method;
+use spin_sdk::http::Method::{self, Delete, Get, Patch, Post, Put};
 use uuid::Uuid;
 
 use crate::config::Config;
@@ -57,6 +57,102 @@ impl ApiError {
 
 type Answer = Result<Value, ApiError>;
 
+/// Every endpoint of the services' public API that the storefront calls.
+pub enum Call<'a> {
+    /// `POST /api/auth/register`: `{email, password, display_name, role}`.
+    Register(Value),
+    /// `POST /api/auth/login`: `{email, password}`; the browser's address chain is passed on as
+    /// `X-Forwarded-For` so that the user service's per-address limit sees people, not us.
+    Login(Value, Option<&'a str>),
+    /// `POST /api/auth/refresh`: a new token pair; the old refresh token is spent.
+    Refresh(&'a str),
+    /// `POST /api/auth/logout`: the refresh token is revoked.
+    Logout(&'a str),
+    /// `GET /api/users/{id}` (admin).
+    User(Uuid),
+    /// `PUT /api/users/{id}/role` (admin).
+    SetRole(Uuid, Role),
+    /// `GET /api/products?…`: a page of products.
+    Products(&'a str),
+    /// `GET /api/products/{id}`; with the seller's token, archived ones too.
+    Product(Uuid),
+    /// `POST /api/products` (seller), or `PATCH /api/products/{id}` (its seller).
+    SaveProduct(Option<Uuid>, Value),
+    /// `DELETE /api/products/{id}`: archived, not erased.
+    Archive(Uuid),
+    /// `POST /api/orders` with the checkout form's idempotency key.
+    PlaceOrder(&'a str, Value),
+    /// `GET /api/orders?limit=20&cursor=…`, or `/api/orders/sales?…` (a seller's lines).
+    Orders { sales: bool, cursor: &'a str },
+    /// `GET /api/orders/{id}` (`id` already checked to be URL-safe).
+    Order(&'a str),
+    /// `POST /api/orders/{id}/cancel`.
+    Cancel(&'a str),
+    /// `GET /api/deliveries/{id}` (a carrier's or the buyer's view, full history).
+    Shipment(Uuid),
+    /// `POST /api/deliveries/{id}/events`: one scan; its `event_id` makes a repeat harmless.
+    Scan(Uuid, Value),
+    /// `GET /api/deliveries?order_id=…`: the order's shipments.
+    ShipmentsOf(&'a str),
+    /// `GET /api/deliveries/track/{tracking_number}` (already checked to be URL-safe).
+    Track(&'a str),
+}
+
+/// Method, path, JSON body and one extra header of a call.
+type Parts<'a> = (
+    Method,
+    String,
+    Option<Value>,
+    Option<(&'static str, &'a str)>,
+);
+
+impl<'a> Call<'a> {
+    fn parts(self) -> Parts<'a> {
+        let spent = |token: &str| Some(json!({"refresh_token": token}));
+        match self {
+            Call::Register(b) => (Post, "/api/auth/register".into(), Some(b), None),
+            Call::Login(b, client) => {
+                let xff = client.map(|ip| ("x-forwarded-for", ip));
+                (Post, "/api/auth/login".into(), Some(b), xff)
+            }
+            Call::Refresh(t) => (Post, "/api/auth/refresh".into(), spent(t), None),
+            Call::Logout(t) => (Post, "/api/auth/logout".into(), spent(t), None),
+            Call::User(id) => (Get, format!("/api/users/{id}"), None, None),
+            Call::SetRole(id, role) => {
+                let body = json!({"role": role.as_str()});
+                (Put, format!("/api/users/{id}/role"), Some(body), None)
+            }
+            Call::Products(q) => (Get, format!("/api/products?{q}"), None, None),
+            Call::Product(id) => (Get, format!("/api/products/{id}"), None, None),
+            Call::SaveProduct(None, b) => (Post, "/api/products".into(), Some(b), None),
+            Call::SaveProduct(Some(id), b) => (Patch, format!("/api/products/{id}"), Some(b), None),
+            Call::Archive(id) => (Delete, format!("/api/products/{id}"), None, None),
+            Call::PlaceOrder(key, b) => {
+                let key = Some(("idempotency-key", key));
+                (Post, "/api/orders".into(), Some(b), key)
+            }
+            Call::Orders { sales, cursor } => {
+                let q = query_string([("limit", "20"), ("cursor", cursor)]);
+                let path = if sales {
+                    "/api/orders/sales"
+                } else {
+                    "/api/orders"
+                };
+                (Get, format!("{path}?{q}"), None, None)
+            }
+            Call::Order(id) => (Get, format!("/api/orders/{id}"), None, None),
+            Call::Cancel(id) => (Post, format!("/api/orders/{id}/cancel"), None, None),
+            Call::Shipment(id) => (Get, format!("/api/deliveries/{id}"), None, None),
+            Call::Scan(id, b) => (Post, format!("/api/deliveries/{id}/events"), Some(b), None),
+            Call::ShipmentsOf(order) => {
+                let q = query_string([("order_id", order)]);
+                (Get, format!("/api/deliveries?{q}"), None, None)
+            }
+            Call::Track(n) => (Get, format!("/api/deliveries/track/{n}"), None, None),
+        }
+    }
+}
+
 pub struct Api<'a> {
     cfg: &'a Config,
 }
@@ -66,24 +162,29 @@ impl<'a> Api<'a> {
         Self { cfg }
     }
 
-    /// One call: `method service path`, its JSON answer (`null` when empty) or the refusal.
-    async fn call(
-        &self,
-        service: &'static str,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-        headers: &[(&str, &str)],
-    ) -> Answer {
-        let base = match service {
-            "user" => &self.cfg.user_url,
-            "product" => &self.cfg.product_url,
-            "order" => &self.cfg.order_url,
-            _ => &self.cfg.delivery_url,
+    /// Makes `call` with no token.
+    pub async fn call(&self, call: Call<'_>) -> Answer {
+        self.send(None, call).await
+    }
+
+    /// Makes `call` with a signed-in person's access token.
+    pub async fn call_as(&self, token: &str, call: Call<'_>) -> Answer {
+        self.send(Some(token), call).await
+    }
+
+    /// Sends `call` to the service that owns its path (as spin.toml routes it): its JSON
+    /// answer (`null` when empty) or the refusal.
+    async fn send(&self, token: Option<&str>, call: Call<'_>) -> Answer {
+        let (method, path, body, header) = call.parts();
+        let (service, base) = match path.split(['/', '?']).nth(2) {
+            Some("auth" | "users") => ("user", &self.cfg.user_url),
+            Some("products") => ("product", &self.cfg.product_url),
+            Some("orders") => ("order", &self.cfg.order_url),
+            _ => ("delivery", &self.cfg.delivery_url),
         };
         let body = body.map(|b| serde_json::to_vec(&b).unwrap_or_default());
-        let resp = outbound::send(method, &format!("{base}{path}"), token, body, headers)
+        let headers: Vec<_> = header.into_iter().collect();
+        let resp = outbound::send(method, &format!("{base}{path}"), token, body, &headers)
             .await
             .map_err(|e| ApiError::new(service, 503, e))?;
         let status = *resp.status();
@@ -95,166 +196,5 @@ impl<'a> Api<'a> {
         }
         serde_json::from_slice(resp.body())
             .map_err(|e| ApiError::new(service, 502, format!("unreadable answer: {e}")))
-    }
-
-    async fn get(&self, service: &'static str, path: &str, token: Option<&str>) -> Answer {
-        self.call(service, Method::Get, path, token, None, &[])
-            .await
-    }
-
-    async fn post(
-        &self,
-        service: &'static str,
-        path: &str,
-        token: Option<&str>,
-        body: Value,
-    ) -> Answer {
-        self.call(service, Method::Post, path, token, Some(body), &[])
-            .await
-    }
-
-    // ------------------------------------------------------------ user
-
-    /// `POST /api/auth/register`.
-    pub async fn register(&self, email: &str, password: &str, name: &str, role: &str) -> Answer {
-        let body =
-            json!({"email": email, "password": password, "display_name": name, "role": role});
-        self.post("user", "/api/auth/register", None, body).await
-    }
-
-    /// `POST /api/auth/login`; `client` is the browser's address, passed on as
-    /// `X-Forwarded-For` so that the user service's per-address limit sees people, not us.
-    pub async fn login(&self, email: &str, password: &str, client: Option<&str>) -> Answer {
-        let body = Some(json!({"email": email, "password": password}));
-        let xff: Vec<(&str, &str)> = client
-            .map(|ip| ("x-forwarded-for", ip))
-            .into_iter()
-            .collect();
-        self.call("user", Method::Post, "/api/auth/login", None, body, &xff)
-            .await
-    }
-
-    /// `POST /api/auth/refresh`: a new token pair; the old refresh token is spent.
-    pub async fn refresh(&self, refresh_token: &str) -> Answer {
-        let body = json!({"refresh_token": refresh_token});
-        self.post("user", "/api/auth/refresh", None, body).await
-    }
-
-    /// `POST /api/auth/logout`: the refresh token is revoked.
-    pub async fn logout(&self, refresh_token: &str) -> Answer {
-        let body = json!({"refresh_token": refresh_token});
-        self.post("user", "/api/auth/logout", None, body).await
-    }
-
-    /// `GET /api/users/{id}` (admin).
-    pub async fn user(&self, token: &str, id: &Uuid) -> Answer {
-        self.get("user", &format!("/api/users/{id}"), Some(token))
-            .await
-    }
-
-    /// `PUT /api/users/{id}/role` (admin): any of the four roles.
-    pub async fn set_role(&self, token: &str, id: &Uuid, role: Role) -> Answer {
-        let path = format!("/api/users/{id}/role");
-        let body = Some(json!({"role": role.as_str()}));
-        self.call("user", Method::Put, &path, Some(token), body, &[])
-            .await
-    }
-
-    // ------------------------------------------------------------ product
-
-    /// `GET /api/products?…`: a page of products.
-    pub async fn products(&self, query: &str) -> Answer {
-        self.get("product", &format!("/api/products?{query}"), None)
-            .await
-    }
-
-    /// `GET /api/products/{id}`; with the seller's token, archived ones too.
-    pub async fn product(&self, id: &Uuid, token: Option<&str>) -> Answer {
-        self.get("product", &format!("/api/products/{id}"), token)
-            .await
-    }
-
-    /// `POST /api/products` (seller), or `PATCH /api/products/{id}` (its seller).
-    pub async fn save_product(&self, token: &str, id: Option<&Uuid>, body: Value) -> Answer {
-        let (method, path) = match id {
-            Some(id) => (Method::Patch, format!("/api/products/{id}")),
-            None => (Method::Post, "/api/products".to_string()),
-        };
-        self.call("product", method, &path, Some(token), Some(body), &[])
-            .await
-    }
-
-    /// `DELETE /api/products/{id}`: archived, not erased.
-    pub async fn archive_product(&self, token: &str, id: &Uuid) -> Answer {
-        let path = format!("/api/products/{id}");
-        self.call("product", Method::Delete, &path, Some(token), None, &[])
-            .await
-    }
-
-    // ------------------------------------------------------------ order
-
-    /// `POST /api/orders` with the checkout form's idempotency key.
-    pub async fn place_order(&self, token: &str, key: &str, body: Value) -> Answer {
-        let headers = [("idempotency-key", key)];
-        self.call(
-            "order",
-            Method::Post,
-            "/api/orders",
-            Some(token),
-            Some(body),
-            &headers,
-        )
-        .await
-    }
-
-    /// `GET /api/orders?limit=20&cursor=…`, or `/api/orders/sales?…` (a seller's lines).
-    pub async fn orders(&self, token: &str, sales: bool, cursor: &str) -> Answer {
-        let q = query_string([("limit", "20"), ("cursor", cursor)]);
-        let path = if sales {
-            "/api/orders/sales"
-        } else {
-            "/api/orders"
-        };
-        self.get("order", &format!("{path}?{q}"), Some(token)).await
-    }
-
-    /// `GET /api/orders/{id}` (`id` already checked to be URL-safe).
-    pub async fn order(&self, token: &str, id: &str) -> Answer {
-        self.get("order", &format!("/api/orders/{id}"), Some(token))
-            .await
-    }
-
-    /// `POST /api/orders/{id}/cancel`.
-    pub async fn cancel_order(&self, token: &str, id: &str) -> Answer {
-        let path = format!("/api/orders/{id}/cancel");
-        self.call("order", Method::Post, &path, Some(token), None, &[])
-            .await
-    }
-
-    // ------------------------------------------------------------ delivery
-
-    /// `GET /api/deliveries/{id}` (a carrier's or the buyer's view, full history).
-    pub async fn shipment(&self, token: &str, id: &Uuid) -> Answer {
-        self.get("delivery", &format!("/api/deliveries/{id}"), Some(token))
-            .await
-    }
-
-    /// `POST /api/deliveries/{id}/events`: one scan; its `event_id` makes a repeat harmless.
-    pub async fn scan(&self, token: &str, id: &Uuid, event: Value) -> Answer {
-        let path = format!("/api/deliveries/{id}/events");
-        self.post("delivery", &path, Some(token), event).await
-    }
-
-    /// `GET /api/deliveries?order_id=…`: the order's shipments.
-    pub async fn shipments_of(&self, token: &str, order_id: &str) -> Answer {
-        let q = query_string([("order_id", order_id)]);
-        self.get("delivery", &format!("/api/deliveries?{q}"), Some(token))
-            .await
-    }
-
-    /// `GET /api/deliveries/track/{tracking_number}` (already checked to be URL-safe).
-    pub async fn track(&self, number: &str) -> Answer {
-        self.get("delivery", &format!("/api/deliveries/track/{number}"), None)
-            .await
     }
 }

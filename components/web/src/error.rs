@@ -11,8 +11,9 @@ use crate::store::StoreError;
 
 #[derive(Debug)]
 pub enum Error {
-    /// A problem the person can understand or act on (4xx): shown with the service's `detail`.
-    Page { status: u16, detail: String },
+    /// A problem the person can understand or act on (4xx): its status and what to say (the
+    /// service's `detail`).
+    Page(u16, String),
     /// The session's tokens no longer work (a 401 from a service): sign in again.
     SignIn,
     /// A service or the key-value store is down: 503 naming it; the cause is logged.
@@ -31,21 +32,14 @@ pub struct ErrorPage {
 
 impl Error {
     pub fn page(status: u16, detail: impl Into<String>) -> Self {
-        Error::Page {
-            status,
-            detail: detail.into(),
-        }
-    }
-
-    pub fn not_found() -> Self {
-        Self::page(404, "There is no page at this address.")
+        Error::Page(status, detail.into())
     }
 
     /// The page to render; server-side causes are logged, never shown.
     pub fn into_page(self) -> ErrorPage {
         let (status, detail) = match self {
-            Error::Page { status, detail } => (status, detail),
-            Error::SignIn => (401, "Please sign in again.".to_string()),
+            Error::Page(status, detail) => (status, detail),
+            Error::SignIn => (401, "Please sign in again.".into()),
             Error::Unavailable { dependency, cause } => {
                 eprintln!("web: dependency {dependency} unavailable: {cause}");
                 (
@@ -59,7 +53,7 @@ impl Error {
                 eprintln!("web: internal error: {cause}");
                 (
                     500,
-                    "Something went wrong on our side. Please try again.".to_string(),
+                    "Something went wrong on our side. Please try again.".into(),
                 )
             }
         };
@@ -95,10 +89,7 @@ impl From<ApiError> for Error {
                 dependency: format!("{} service", e.service),
                 cause: format!("{}: {}", e.status, e.detail),
             },
-            400..=499 => Error::Page {
-                status: e.status,
-                detail: e.detail_or_default(),
-            },
+            400..=499 => Error::Page(e.status, e.detail_or_default()),
             _ => Error::Internal(format!(
                 "{} service answered {}: {}",
                 e.service, e.status, e.detail

@@ -1,16 +1,14 @@
 //! Carrier events: the request body, parsed into a [`NewEvent`] that can only exist when valid.
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
-use marketplace_shared::{FieldErrors, ShipmentStatus};
+use marketplace_shared::{FieldErrors, ShipmentStatus, time};
 use serde::{Deserialize, Serialize};
 
+use super::is_id_text;
 use super::status::status_serde;
 
-/// Longest `event_id` accepted.
 pub const EVENT_ID_MAX_CHARS: usize = 64;
-/// Longest `location` accepted.
 pub const LOCATION_MAX_CHARS: usize = 200;
-/// Longest `note` accepted.
 pub const NOTE_MAX_CHARS: usize = 1000;
 /// How far ahead of our clock a carrier's clock may run.
 pub const MAX_CLOCK_SKEW: Duration = Duration::minutes(5);
@@ -33,19 +31,13 @@ pub fn has_room(recorded: usize) -> bool {
 pub struct EventId(String);
 
 impl EventId {
-    /// A carrier's event id, if valid ([`valid_event_id`]).
+    /// A carrier's event id, if valid.
     pub fn parse(raw: &str) -> Option<Self> {
-        valid_event_id(raw).then(|| Self(raw.to_string()))
+        is_id_text(raw, EVENT_ID_MAX_CHARS).then(|| Self(raw.to_string()))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
-    }
-}
-
-impl std::fmt::Display for EventId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
     }
 }
 
@@ -54,27 +46,33 @@ impl std::fmt::Display for EventId {
 pub struct EventInput {
     pub event_id: String,
     pub status: String,
-    #[serde(default)]
     pub occurred_at: Option<String>,
-    #[serde(default)]
     pub location: Option<String>,
-    #[serde(default)]
     pub note: Option<String>,
 }
 
-/// A valid carrier event, ready to be recorded. Also its stored form.
+/// A valid carrier event, ready to be recorded. Also its stored form and, serialized, the
+/// contract's history entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewEvent {
     pub event_id: EventId,
     #[serde(with = "status_serde")]
     pub status: ShipmentStatus,
+    #[serde(serialize_with = "millis")]
     pub occurred_at: DateTime<Utc>,
+    #[serde(serialize_with = "millis")]
     pub recorded_at: DateTime<Utc>,
     pub location: Option<String>,
     pub note: Option<String>,
-    /// Whether `occurred_at` was given by the carrier (a retry without it is the same event).
-    #[serde(default)]
+    /// Whether the carrier gave `occurred_at` (a retry without it is the same event); only an
+    /// incoming event's is read, so it is not stored.
+    #[serde(skip)]
     pub occurred_at_given: bool,
+}
+
+/// A timestamp as the contract writes it ([`time::format`]).
+fn millis<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&time::format(*t))
 }
 
 /// Millisecond precision: what the contract's timestamps carry, so that stored and shown agree.
@@ -82,24 +80,16 @@ pub fn to_millis(t: DateTime<Utc>) -> DateTime<Utc> {
     t.duration_trunc(Duration::milliseconds(1)).unwrap_or(t)
 }
 
-/// An event id: 1 to 64 characters of `A-Z a-z 0-9 . _ : -` (UUIDs and carrier scan ids fit).
-pub fn valid_event_id(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= EVENT_ID_MAX_CHARS
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
-}
-
 /// Optional free text: trimmed, not empty, at most `max` characters, no control characters
 /// (newlines and tabs allowed only when `multiline`).
 fn text(
     errors: &mut FieldErrors,
     field: &str,
-    raw: Option<&str>,
+    raw: &Option<String>,
     max: usize,
     multiline: bool,
 ) -> Option<String> {
-    let s = raw?.trim();
+    let s = raw.as_deref()?.trim();
     if s.is_empty() {
         errors.add(field, "must not be empty when given");
     } else if s.chars().count() > max {
@@ -134,38 +124,24 @@ impl EventInput {
                 "must be one of picked_up, in_transit, out_for_delivery, failed_attempt, delivered, returned",
             );
         }
-        let occurred_at = match self.occurred_at.as_deref() {
-            None => Some(now),
-            Some(raw) => match marketplace_shared::time::parse(raw) {
-                None => {
-                    errors.add("occurred_at", "must be an RFC 3339 timestamp");
-                    None
-                }
-                Some(t) if t > now + MAX_CLOCK_SKEW => {
-                    errors.add("occurred_at", "must not be in the future");
-                    None
-                }
-                Some(t) if t < now - MAX_EVENT_AGE => {
-                    errors.add("occurred_at", "must not be more than a year in the past");
-                    None
-                }
-                Some(t) => Some(to_millis(t)),
-            },
+        let occurred_at = match self.occurred_at.as_deref().map(time::parse) {
+            None => Ok(now),
+            Some(None) => Err("must be an RFC 3339 timestamp"),
+            Some(Some(t)) if t > now + MAX_CLOCK_SKEW => Err("must not be in the future"),
+            Some(Some(t)) if t < now - MAX_EVENT_AGE => {
+                Err("must not be more than a year in the past")
+            }
+            Some(Some(t)) => Ok(to_millis(t)),
         };
+        let occurred_at = occurred_at.map_err(|e| errors.add("occurred_at", e)).ok();
         let location = text(
             &mut errors,
             "location",
-            self.location.as_deref(),
+            &self.location,
             LOCATION_MAX_CHARS,
             false,
         );
-        let note = text(
-            &mut errors,
-            "note",
-            self.note.as_deref(),
-            NOTE_MAX_CHARS,
-            true,
-        );
+        let note = text(&mut errors, "note", &self.note, NOTE_MAX_CHARS, true);
         match (event_id, status, occurred_at) {
             (Some(event_id), Some(status), Some(occurred_at)) if errors.is_empty() => {
                 Ok(NewEvent {
@@ -184,7 +160,7 @@ impl EventInput {
 }
 
 /// The `event_id` of the history entry a cancellation records. `/` is outside the carriers'
-/// alphabet ([`valid_event_id`]), so no scan can ever share it: a repeated cancel is a
+/// alphabet ([`EventId::parse`]), so no scan can ever share it: a repeated cancel is a
 /// duplicate of this entry (idempotent) and nothing else is.
 pub const CANCEL_EVENT_ID: &str = "order/cancel";
 
@@ -236,12 +212,14 @@ mod tests {
     fn a_minimal_event_happens_now_at_millisecond_precision() {
         let e = input("picked_up").parse(now()).unwrap();
         assert_eq!(e.status, ShipmentStatus::PickedUp);
-        assert_eq!(
-            marketplace_shared::time::format(e.occurred_at),
-            "2026-11-28T12:00:00.123Z"
-        );
         assert_eq!(e.occurred_at, e.recorded_at);
         assert!(!e.occurred_at_given);
+        // Serialized, it is the contract's history entry.
+        let entry = concat!(
+            r#"{"event_id":"scan-1","status":"picked_up","occurred_at":"2026-11-28T12:00:00.123Z","#,
+            r#""recorded_at":"2026-11-28T12:00:00.123Z","location":null,"note":null}"#
+        );
+        assert_eq!(serde_json::to_string(&e).unwrap(), entry);
     }
 
     #[test]
@@ -260,16 +238,20 @@ mod tests {
     }
 
     #[test]
-    fn a_slightly_fast_carrier_clock_is_tolerated_but_not_an_hour() {
+    fn a_slightly_fast_carrier_clock_is_tolerated_but_not_an_hour_nor_a_year_ago() {
         let mut i = input("in_transit");
-        i.occurred_at = Some("2026-11-28T12:04:00Z".into());
-        assert!(i.parse(now()).is_ok());
-        i.occurred_at = Some("2026-11-28T13:00:00Z".into());
-        assert!(i.parse(now()).unwrap_err().contains("occurred_at"));
-        i.occurred_at = Some("not a time".into());
-        assert!(i.parse(now()).unwrap_err().contains("occurred_at"));
-        i.occurred_at = Some("2020-01-01T00:00:00Z".into());
-        assert!(i.parse(now()).unwrap_err().contains("occurred_at"));
+        for (occurred_at, ok) in [
+            ("2026-11-28T12:04:00Z", true),
+            ("2026-11-28T13:00:00Z", false),
+            ("not a time", false),
+            ("2020-01-01T00:00:00Z", false),
+        ] {
+            i.occurred_at = Some(occurred_at.into());
+            match i.parse(now()) {
+                Ok(_) => assert!(ok, "{occurred_at}"),
+                Err(e) => assert!(!ok && e.contains("occurred_at"), "{occurred_at}: {e:?}"),
+            }
+        }
     }
 
     #[test]
@@ -279,25 +261,30 @@ mod tests {
         i.note = Some("left at\nthe door".into());
         let e = i.parse(now()).unwrap();
         assert_eq!(e.location.as_deref(), Some("Lyon hub"));
-        i.location = Some("Lyon\u{0}".into());
-        assert!(i.parse(now()).unwrap_err().contains("location"));
-        i.location = Some("   ".into());
-        assert!(i.parse(now()).unwrap_err().contains("location"));
+        for bad in ["Lyon\u{0}", "   "] {
+            i.location = Some(bad.into());
+            assert!(i.parse(now()).unwrap_err().contains("location"), "{bad:?}");
+        }
     }
 
     #[test]
     fn event_ids_accept_uuids_and_scan_codes_only() {
-        assert!(valid_event_id("0192f3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b"));
-        assert!(valid_event_id("HUB:LYS.2026_11"));
-        assert!(!valid_event_id(""));
-        assert!(!valid_event_id(&"a".repeat(65)));
-        assert!(!valid_event_id("a b"));
-        assert!(!valid_event_id("é"));
+        let long = "a".repeat(65);
+        for (raw, ok) in [
+            ("0192f3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b", true),
+            ("HUB:LYS.2026_11", true),
+            ("", false),
+            (&long, false),
+            ("a b", false),
+            ("é", false),
+            (CANCEL_EVENT_ID, false),
+        ] {
+            assert_eq!(EventId::parse(raw).is_some(), ok, "{raw}");
+        }
     }
 
     #[test]
-    fn a_cancellation_has_an_id_no_carrier_can_send_and_repeats_are_the_same_event() {
-        assert!(!valid_event_id(CANCEL_EVENT_ID));
+    fn a_cancellation_repeated_is_the_same_event() {
         let first = NewEvent::cancellation(now());
         assert_eq!(first.status, ShipmentStatus::Cancelled);
         let again = NewEvent::cancellation(now() + Duration::seconds(30));

@@ -1,10 +1,12 @@
 //! Shipment creation input (`POST /internal/deliveries`), parsed into a [`NewShipment`].
 
-use marketplace_shared::FieldErrors;
+use marketplace_shared::wit::{ShipmentItem, ShipmentRequest};
+use marketplace_shared::{FieldErrors, ShippingAddress};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// Longest order id accepted.
+use super::is_id_text;
+
 pub const ORDER_ID_MAX_CHARS: usize = 100;
 /// Most lines one shipment may carry.
 pub const MAX_ITEMS: usize = 100;
@@ -18,12 +20,7 @@ pub struct OrderId(String);
 
 impl OrderId {
     pub fn parse(raw: &str) -> Option<Self> {
-        let ok = !raw.is_empty()
-            && raw.len() <= ORDER_ID_MAX_CHARS
-            && raw
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
-        ok.then(|| Self(raw.to_string()))
+        is_id_text(raw, ORDER_ID_MAX_CHARS).then(|| Self(raw.to_string()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -31,42 +28,13 @@ impl OrderId {
     }
 }
 
-/// Where the parcel goes (contract field names).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Address {
-    pub name: String,
-    pub line1: String,
-    #[serde(default)]
-    pub line2: Option<String>,
-    pub city: String,
-    pub postal_code: String,
-    pub country: String,
-}
-
-/// One line of the order, as the order service sends it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Item {
-    pub product_id: String,
-    pub title: String,
-    pub quantity: u32,
-}
-
-/// `POST /internal/deliveries` body, as sent.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ShipmentInput {
-    pub order_id: String,
-    pub buyer_id: String,
-    pub shipping_address: Address,
-    pub items: Vec<Item>,
-}
-
-/// A valid shipment request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A valid shipment request (`POST /internal/deliveries`, the contract's `ShipmentRequest`).
+#[derive(Debug, Clone)]
 pub struct NewShipment {
     pub order_id: OrderId,
     pub buyer_id: Uuid,
-    pub shipping_address: Address,
-    pub items: Vec<Item>,
+    pub shipping_address: ShippingAddress,
+    pub items: Vec<ShipmentItem>,
 }
 
 fn required_text(errors: &mut FieldErrors, field: &str, raw: &str, max: usize) -> String {
@@ -81,50 +49,45 @@ fn required_text(errors: &mut FieldErrors, field: &str, raw: &str, max: usize) -
     s.to_string()
 }
 
-impl ShipmentInput {
-    /// Validates every field at once (422 naming each bad one).
-    pub fn parse(&self) -> Result<NewShipment, FieldErrors> {
+impl NewShipment {
+    /// Validates every field of the request at once (422 naming each bad one).
+    pub fn parse(input: &ShipmentRequest) -> Result<Self, FieldErrors> {
         let mut errors = FieldErrors::new();
-        let order_id = OrderId::parse(&self.order_id);
+        let order_id = OrderId::parse(&input.order_id);
         if order_id.is_none() {
             errors.add(
                 "order_id",
                 "must be 1 to 100 characters of letters, digits, `.`, `_`, `:` or `-`",
             );
         }
-        let buyer_id = Uuid::parse_str(&self.buyer_id).ok();
+        let buyer_id = Uuid::parse_str(&input.buyer_id).ok();
         if buyer_id.is_none() {
             errors.add("buyer_id", "must be a UUID");
         }
-        let a = &self.shipping_address;
-        let p = "shipping_address.";
-        let address = Address {
-            name: required_text(&mut errors, &format!("{p}name"), &a.name, TEXT_MAX_CHARS),
-            line1: required_text(&mut errors, &format!("{p}line1"), &a.line1, TEXT_MAX_CHARS),
-            line2: match a.line2.as_deref().map(str::trim) {
-                None | Some("") => None,
-                Some(l) => Some(required_text(
-                    &mut errors,
-                    &format!("{p}line2"),
-                    l,
-                    TEXT_MAX_CHARS,
-                )),
-            },
-            city: required_text(&mut errors, &format!("{p}city"), &a.city, TEXT_MAX_CHARS),
-            postal_code: required_text(&mut errors, &format!("{p}postal_code"), &a.postal_code, 20),
+        let a = &input.shipping_address;
+        let mut text = |field: &str, raw: &str, max| {
+            required_text(&mut errors, &format!("shipping_address.{field}"), raw, max)
+        };
+        let line2 = a.line2.as_deref().map(str::trim).filter(|l| !l.is_empty());
+        let address = ShippingAddress {
+            name: text("name", &a.name, TEXT_MAX_CHARS),
+            line1: text("line1", &a.line1, TEXT_MAX_CHARS),
+            line2: line2.map(|l| text("line2", l, TEXT_MAX_CHARS)),
+            city: text("city", &a.city, TEXT_MAX_CHARS),
+            postal_code: text("postal_code", &a.postal_code, 20),
             country: a.country.trim().to_string(),
         };
         if address.country.len() != 2 || !address.country.bytes().all(|b| b.is_ascii_uppercase()) {
             errors.add(
-                format!("{p}country"),
+                "shipping_address.country",
                 "must be an ISO 3166-1 alpha-2 code such as FR",
             );
         }
-        if self.items.is_empty() || self.items.len() > MAX_ITEMS {
+        if input.items.is_empty() || input.items.len() > MAX_ITEMS {
             errors.add("items", format!("must hold 1 to {MAX_ITEMS} lines"));
         }
-        let mut items = Vec::with_capacity(self.items.len());
-        for (i, item) in self.items.iter().enumerate() {
+        let mut items = Vec::with_capacity(input.items.len());
+        for (i, item) in input.items.iter().enumerate() {
             let product_id = match Uuid::parse_str(&item.product_id) {
                 Ok(id) => id.to_string(),
                 Err(_) => {
@@ -141,7 +104,7 @@ impl ShipmentInput {
             if item.quantity == 0 || item.quantity > 10_000 {
                 errors.add(format!("items[{i}].quantity"), "must be from 1 to 10000");
             }
-            items.push(Item {
+            items.push(ShipmentItem {
                 product_id,
                 title,
                 quantity: item.quantity,
@@ -164,8 +127,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn input(v: serde_json::Value) -> ShipmentInput {
-        serde_json::from_value(v).unwrap()
+    fn parse(v: serde_json::Value) -> Result<NewShipment, FieldErrors> {
+        NewShipment::parse(&serde_json::from_value(v).unwrap())
     }
 
     fn valid() -> serde_json::Value {
@@ -182,7 +145,7 @@ mod tests {
     fn a_valid_request_parses_with_trimmed_fields() {
         let mut v = valid();
         v["shipping_address"]["name"] = json!("  Ada Lovelace ");
-        let s = input(v).parse().unwrap();
+        let s = parse(v).unwrap();
         assert_eq!(s.shipping_address.name, "Ada Lovelace");
         assert_eq!(s.shipping_address.line2, None);
         assert_eq!(s.items[0].quantity, 2);
@@ -197,7 +160,7 @@ mod tests {
                                   "postal_code": "1", "country": "france"},
             "items": [{"product_id": "x", "title": "", "quantity": 0}]
         });
-        let errors = input(v).parse().unwrap_err();
+        let errors = parse(v).unwrap_err();
         for f in [
             "order_id",
             "buyer_id",
@@ -215,7 +178,7 @@ mod tests {
     fn a_shipment_needs_at_least_one_item() {
         let mut v = valid();
         v["items"] = json!([]);
-        assert!(input(v).parse().unwrap_err().contains("items"));
+        assert!(parse(v).unwrap_err().contains("items"));
     }
 
     #[test]

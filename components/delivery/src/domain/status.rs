@@ -5,10 +5,9 @@
 //! `out_for_delivery` and leads back to `in_transit` or `out_for_delivery`; `returned` may
 //! follow any non-terminal status; `delivered` and `returned` are terminal.
 //!
-//! `cancelled` (API v1.1) is legal only from `pending` and is terminal. It is recorded like any
-//! event (the same compare-and-swap append), so a cancel and a `picked_up` scan racing on one
-//! shipment are decided by whichever the store records first. Nothing at all is recorded on a
-//! cancelled shipment, not even a late scan: the parcel never left, so a scan of it is wrong.
+//! `cancelled` (API v1.1) is legal only from `pending` and is terminal; it is recorded like any
+//! event (`store::events`). Nothing at all is recorded on a cancelled shipment, not even a
+//! late scan: the parcel never left, so a scan of it is wrong.
 //!
 //! An event is *late* when it happened before the newest event already recorded. A late event
 //! is kept in the history but never moves the status (so the status never goes backwards). A
@@ -104,43 +103,39 @@ pub struct TransitionError {
 
 impl std::fmt::Display for TransitionError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.from == S::Cancelled {
+        let Self { from, to, late } = self;
+        if *from == S::Cancelled {
             write!(
                 f,
-                "the shipment was cancelled: no `{}` event can be recorded on it",
-                self.to
+                "the shipment was cancelled: no `{to}` event can be recorded on it"
             )
-        } else if self.to == S::Cancelled {
+        } else if *to == S::Cancelled {
             write!(
                 f,
-                "the shipment is `{}`: only a pending shipment can be cancelled",
-                self.from
+                "the shipment is `{from}`: only a pending shipment can be cancelled"
             )
-        } else if self.late {
+        } else if *late {
             write!(
                 f,
-                "a late `{}` event cannot be recorded: only non-terminal scans may arrive late (current status `{}`)",
-                self.to, self.from
+                "a late `{to}` event cannot be recorded: only non-terminal scans may arrive late (current status `{from}`)"
             )
         } else {
-            write!(
-                f,
-                "illegal transition from `{}` to `{}`",
-                self.from, self.to
-            )
+            write!(f, "illegal transition from `{from}` to `{to}`")
         }
     }
 }
 
-impl Progress {
-    /// A new shipment: `pending`, no event yet.
-    pub fn new() -> Self {
+/// A new shipment: `pending`, no event yet.
+impl Default for Progress {
+    fn default() -> Self {
         Self {
             status: S::Pending,
             newest: None,
         }
     }
+}
 
+impl Progress {
     /// Judges an event with `status` that happened at `occurred_at`.
     pub fn decide(
         &self,
@@ -148,33 +143,19 @@ impl Progress {
         occurred_at: DateTime<Utc>,
     ) -> Result<Effect, TransitionError> {
         let late = self.newest.is_some_and(|newest| occurred_at < newest);
-        if self.status == S::Cancelled {
+        let effect = if self.status == S::Cancelled {
             // Also late scans: a cancelled parcel never left, so no scan of it can be true.
-            return Err(TransitionError {
-                from: self.status,
-                to: status,
-                late,
-            });
-        }
-        if late {
-            if is_terminal(status) || status == S::Pending {
-                return Err(TransitionError {
-                    from: self.status,
-                    to: status,
-                    late: true,
-                });
-            }
-            return Ok(Effect::RecordOnly);
-        }
-        if can_move(self.status, status) {
-            Ok(Effect::Advance)
+            None
+        } else if late {
+            (!is_terminal(status) && status != S::Pending).then_some(Effect::RecordOnly)
         } else {
-            Err(TransitionError {
-                from: self.status,
-                to: status,
-                late: false,
-            })
-        }
+            can_move(self.status, status).then_some(Effect::Advance)
+        };
+        effect.ok_or(TransitionError {
+            from: self.status,
+            to: status,
+            late,
+        })
     }
 
     /// The progress after an event with `effect`.
@@ -191,12 +172,6 @@ impl Progress {
             },
             Effect::RecordOnly => *self,
         }
-    }
-}
-
-impl Default for Progress {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -218,10 +193,21 @@ pub mod status_serde {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use chrono::Duration;
 
-    fn at(s: &str) -> DateTime<Utc> {
-        marketplace_shared::time::parse(s).unwrap()
+    use super::*;
+    use Effect::{Advance, RecordOnly};
+
+    fn noon() -> DateTime<Utc> {
+        marketplace_shared::time::parse("2026-11-28T12:00:00Z").unwrap()
+    }
+
+    /// A shipment in `status` whose newest event happened at noon.
+    fn at_noon(status: ShipmentStatus) -> Progress {
+        Progress {
+            status,
+            newest: Some(noon()),
+        }
     }
 
     #[test]
@@ -233,130 +219,82 @@ mod tests {
             S::OutForDelivery,
             S::Delivered,
         ];
-        let mut p = Progress::new();
+        let mut p = Progress::default();
         for (i, status) in path.into_iter().enumerate() {
-            let t = at("2026-11-28T10:00:00Z") + chrono::Duration::minutes(i as i64);
+            let t = noon() + Duration::minutes(i as i64);
             let effect = p.decide(status, t).unwrap();
-            assert_eq!(effect, Effect::Advance);
+            assert_eq!(effect, Advance);
             p = p.apply(effect, status, t);
         }
         assert_eq!(p.status, S::Delivered);
     }
 
     #[test]
-    fn skipping_steps_and_leaving_terminal_states_is_illegal() {
-        assert!(!can_move(S::Pending, S::InTransit));
-        assert!(!can_move(S::Pending, S::Delivered));
-        assert!(!can_move(S::PickedUp, S::PickedUp));
-        assert!(!can_move(S::InTransit, S::Delivered));
-        assert!(!can_move(S::Delivered, S::Returned));
-        assert!(!can_move(S::Returned, S::InTransit));
-        assert!(!can_move(S::PickedUp, S::Pending));
-        assert!(!can_move(S::OutForDelivery, S::OutForDelivery));
-    }
-
-    #[test]
-    fn failed_attempts_lead_back_to_transit_or_delivery_and_returns_follow_any_non_terminal() {
-        assert!(can_move(S::OutForDelivery, S::FailedAttempt));
-        assert!(can_move(S::FailedAttempt, S::InTransit));
-        assert!(can_move(S::FailedAttempt, S::OutForDelivery));
-        assert!(!can_move(S::FailedAttempt, S::Delivered));
-        assert!(!can_move(S::InTransit, S::FailedAttempt));
-        for from in [
-            S::Pending,
-            S::PickedUp,
-            S::InTransit,
-            S::OutForDelivery,
-            S::FailedAttempt,
-        ] {
-            assert!(can_move(from, S::Returned), "{from} -> returned");
-        }
-    }
-
-    #[test]
-    fn a_late_scan_is_recorded_without_moving_the_status_back() {
-        let p = Progress {
-            status: S::OutForDelivery,
-            newest: Some(at("2026-11-28T12:00:00Z")),
-        };
-        let effect = p.decide(S::InTransit, at("2026-11-28T09:00:00Z")).unwrap();
-        assert_eq!(effect, Effect::RecordOnly);
-        assert_eq!(p.apply(effect, S::InTransit, at("2026-11-28T09:00:00Z")), p);
-    }
-
-    #[test]
-    fn a_late_scan_after_delivery_is_still_recorded() {
-        let p = Progress {
-            status: S::Delivered,
-            newest: Some(at("2026-11-28T12:00:00Z")),
-        };
-        assert_eq!(
-            p.decide(S::InTransit, at("2026-11-28T11:00:00Z")),
-            Ok(Effect::RecordOnly)
-        );
-        // …but a new event after a terminal one is refused.
-        assert!(p.decide(S::InTransit, at("2026-11-28T13:00:00Z")).is_err());
-    }
-
-    #[test]
-    fn late_terminal_or_pending_events_are_refused() {
-        let p = Progress {
-            status: S::InTransit,
-            newest: Some(at("2026-11-28T12:00:00Z")),
-        };
-        for status in [S::Delivered, S::Returned, S::Pending] {
-            let e = p.decide(status, at("2026-11-28T11:00:00Z")).unwrap_err();
-            assert!(e.late);
-        }
-    }
-
-    #[test]
-    fn an_event_at_the_same_instant_as_the_newest_is_not_late() {
-        let t = at("2026-11-28T12:00:00Z");
-        let p = Progress {
-            status: S::InTransit,
-            newest: Some(t),
-        };
-        assert_eq!(p.decide(S::OutForDelivery, t), Ok(Effect::Advance));
-    }
-
-    #[test]
-    fn only_a_pending_shipment_can_be_cancelled_and_cancelled_is_terminal() {
-        assert!(can_move(S::Pending, S::Cancelled));
-        for from in [
-            S::PickedUp,
-            S::InTransit,
-            S::OutForDelivery,
-            S::FailedAttempt,
-            S::Delivered,
-            S::Returned,
-            S::Cancelled,
-        ] {
-            assert!(!can_move(from, S::Cancelled), "{from} -> cancelled");
+    fn exactly_the_moves_of_the_contract_are_legal() {
+        // One step forward, hub scans repeat, failed attempts lead back, returns follow any
+        // non-terminal status, only a pending shipment is cancelled; nothing leaves a terminal one.
+        let legal = [
+            (S::Pending, S::PickedUp),
+            (S::PickedUp, S::InTransit),
+            (S::InTransit, S::InTransit),
+            (S::InTransit, S::OutForDelivery),
+            (S::OutForDelivery, S::Delivered),
+            (S::OutForDelivery, S::FailedAttempt),
+            (S::FailedAttempt, S::InTransit),
+            (S::FailedAttempt, S::OutForDelivery),
+            (S::Pending, S::Returned),
+            (S::PickedUp, S::Returned),
+            (S::InTransit, S::Returned),
+            (S::OutForDelivery, S::Returned),
+            (S::FailedAttempt, S::Returned),
+            (S::Pending, S::Cancelled),
+        ];
+        for &from in ShipmentStatus::ALL {
+            for &to in ShipmentStatus::ALL {
+                let want = legal.contains(&(from, to));
+                assert_eq!(can_move(from, to), want, "{from} -> {to}");
+            }
         }
         assert!(is_terminal(S::Cancelled));
-        for to in ShipmentStatus::ALL {
-            assert!(!can_move(S::Cancelled, *to), "cancelled -> {to}");
-        }
-        let p = Progress::new();
-        let t = at("2026-11-28T12:00:00Z");
-        assert_eq!(p.decide(S::Cancelled, t), Ok(Effect::Advance));
-        let after = p.apply(Effect::Advance, S::Cancelled, t);
-        assert_eq!(after.status, S::Cancelled);
-        let picked = p.apply(Effect::Advance, S::PickedUp, t);
-        let e = picked.decide(S::Cancelled, t).unwrap_err();
-        assert!(e.to_string().contains("only a pending shipment"), "{e}");
     }
 
     #[test]
-    fn no_event_is_recorded_on_a_cancelled_shipment_not_even_a_late_one() {
-        let p = Progress {
-            status: S::Cancelled,
-            newest: Some(at("2026-11-28T12:00:00Z")),
-        };
+    fn a_late_scan_joins_the_history_without_moving_the_status_and_ends_nothing() {
+        let (early, later) = (noon() - Duration::hours(1), noon() + Duration::hours(1));
+        // (status, event, when, the effect or whether the refusal is for lateness)
+        let cases = [
+            (S::OutForDelivery, S::InTransit, early, Ok(RecordOnly)),
+            (S::Delivered, S::InTransit, early, Ok(RecordOnly)),
+            // …but a new event after a terminal one is refused.
+            (S::Delivered, S::InTransit, later, Err(false)),
+            (S::InTransit, S::Delivered, early, Err(true)),
+            (S::InTransit, S::Returned, early, Err(true)),
+            (S::InTransit, S::Pending, early, Err(true)),
+            // At the same instant as the newest is not late.
+            (S::InTransit, S::OutForDelivery, noon(), Ok(Advance)),
+        ];
+        for (status, to, t, want) in cases {
+            let p = at_noon(status);
+            let got = p.decide(to, t);
+            assert_eq!(got.map_err(|e| e.late), want, "{status} then {to} at {t}");
+            if got == Ok(RecordOnly) {
+                assert_eq!(p.apply(RecordOnly, to, t), p, "{status} then {to}");
+            }
+        }
+    }
+
+    #[test]
+    fn only_a_pending_shipment_is_cancelled_and_nothing_is_recorded_after_not_even_late() {
+        let p = Progress::default();
+        assert_eq!(p.decide(S::Cancelled, noon()), Ok(Advance));
+        assert_eq!(p.apply(Advance, S::Cancelled, noon()).status, S::Cancelled);
+        let picked = p.apply(Advance, S::PickedUp, noon());
+        let e = picked.decide(S::Cancelled, noon()).unwrap_err();
+        assert!(e.to_string().contains("only a pending shipment"), "{e}");
+        let cancelled = at_noon(S::Cancelled);
         for status in ShipmentStatus::ALL {
-            for t in ["2026-11-28T11:00:00Z", "2026-11-28T13:00:00Z"] {
-                let e = p.decide(*status, at(t)).unwrap_err();
+            for t in [noon() - Duration::hours(1), noon() + Duration::hours(1)] {
+                let e = cancelled.decide(*status, t).unwrap_err();
                 assert_eq!(e.from, S::Cancelled);
                 assert!(e.to_string().contains("cancelled"), "{e}");
             }
@@ -364,34 +302,28 @@ mod tests {
     }
 
     #[test]
-    fn carriers_report_everything_but_cancellations() {
+    fn carriers_report_all_but_cancellations_and_three_statuses_reach_the_order_service() {
         assert!(!is_carrier_status(S::Cancelled));
         assert!(is_carrier_status(S::PickedUp));
-        assert_eq!(order_report(S::Cancelled), None);
-    }
-
-    #[test]
-    fn pickup_delivery_and_return_are_reported_to_the_order_service() {
-        assert_eq!(order_report(S::PickedUp), Some(OrderReport::Shipped));
-        assert_eq!(order_report(S::Delivered), Some(OrderReport::Delivered));
-        assert_eq!(order_report(S::Returned), Some(OrderReport::Returned));
-        assert_eq!(order_report(S::InTransit), None);
-        // Stored and sent as the order service's words.
-        for r in [
-            OrderReport::Shipped,
-            OrderReport::Delivered,
-            OrderReport::Returned,
-        ] {
-            assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
+        let reports = [
+            (S::PickedUp, Some(OrderReport::Shipped)),
+            (S::Delivered, Some(OrderReport::Delivered)),
+            (S::Returned, Some(OrderReport::Returned)),
+            (S::InTransit, None),
+            (S::Cancelled, None),
+        ];
+        for (status, report) in reports {
+            assert_eq!(order_report(status), report, "{status}");
+            // Stored and sent as the order service's words.
+            if let Some(r) = report {
+                assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
+            }
         }
     }
 
     #[test]
     fn progress_round_trips_through_json_with_contract_words() {
-        let p = Progress {
-            status: S::OutForDelivery,
-            newest: Some(at("2026-11-28T12:00:00Z")),
-        };
+        let p = at_noon(S::OutForDelivery);
         let json = serde_json::to_value(p).unwrap();
         assert_eq!(json["status"], "out_for_delivery");
         assert_eq!(serde_json::from_value::<Progress>(json).unwrap(), p);

@@ -5,8 +5,6 @@
 //! I and L read as 1, O as 0, and spaces and hyphens are ignored. The check character catches
 //! every single mistyped character and most swapped neighbours before the store is asked.
 
-use std::fmt;
-
 const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 const PREFIX: &str = "MK";
 const BODY_LEN: usize = 10;
@@ -38,18 +36,20 @@ fn check_value(values: &[u32]) -> u32 {
     (n - sum % n) % n
 }
 
+/// The canonical text of a number's body and check character.
+fn render(values: &[u32]) -> String {
+    let chars = values.iter().map(|&v| ALPHABET[v as usize] as char);
+    PREFIX.chars().chain(chars).collect()
+}
+
 impl TrackingNumber {
     /// A new number from 50 bits of randomness (the low 50 bits of `random`).
     pub fn from_random(random: u64) -> Self {
-        let values: Vec<u32> = (0..BODY_LEN)
+        let mut values: Vec<u32> = (0..BODY_LEN)
             .map(|i| ((random >> (5 * (BODY_LEN - 1 - i))) & 31) as u32)
             .collect();
-        let check = check_value(&values);
-        let mut s = String::with_capacity(PREFIX.len() + BODY_LEN + 1);
-        s.push_str(PREFIX);
-        s.extend(values.iter().map(|&v| ALPHABET[v as usize] as char));
-        s.push(ALPHABET[check as usize] as char);
-        Self(s)
+        values.push(check_value(&values));
+        Self(render(&values))
     }
 
     /// Reads a number as a person may have typed it; `None` when it cannot be one.
@@ -68,22 +68,11 @@ impl TrackingNumber {
             .map(|&c| value_of(c))
             .collect::<Option<_>>()?;
         let (body, check) = values.split_at(BODY_LEN);
-        if check_value(body) != check[0] {
-            return None;
-        }
-        let mut s = String::from(PREFIX);
-        s.extend(values.iter().map(|&v| ALPHABET[v as usize] as char));
-        Some(Self(s))
+        (check_value(body) == check[0]).then(|| Self(render(&values)))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
-    }
-}
-
-impl fmt::Display for TrackingNumber {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 
@@ -116,17 +105,11 @@ mod tests {
         let t = TrackingNumber::from_random(0x2bad_f00d_1234);
         let s = t.as_str().as_bytes().to_vec();
         for i in 2..s.len() {
-            for &c in ALPHABET {
-                if c == s[i] {
-                    continue;
-                }
+            for &c in ALPHABET.iter().filter(|&&c| c != s[i]) {
                 let mut typo = s.clone();
                 typo[i] = c;
-                assert!(
-                    TrackingNumber::parse(std::str::from_utf8(&typo).unwrap()).is_none(),
-                    "{}",
-                    String::from_utf8_lossy(&typo)
-                );
+                let typo = String::from_utf8(typo).unwrap();
+                assert!(TrackingNumber::parse(&typo).is_none(), "{typo}");
             }
         }
     }

@@ -11,17 +11,12 @@
 //! (its slot body is deleted). A body whose commit never happened (crash) is never referenced
 //! by the state and so never shown.
 //!
-//! **Cancelling** ([`cancel`]) is recording one more event, [`NewEvent::cancellation`], by the
-//! same protocol: a cancel and a `picked_up` scan racing on a pending shipment both swap the
-//! same state key, the first swap that lands wins, and the other, re-judged against the new
-//! state, is refused by the state machine (409). A repeated cancel is a duplicate of the
-//! cancellation's fixed event id and changes nothing.
+//! **Cancelling** is recording one more event, [`NewEvent::cancellation`]: a cancel and a
+//! `picked_up` scan racing on a pending shipment both swap the same state key, the first swap
+//! that lands wins, and the other, re-judged against the new state, is refused (409). A
+//! repeated cancel is a duplicate of the cancellation's fixed event id and changes nothing.
 
-use chrono::{DateTime, Utc};
 use uuid::Uuid;
-
-#[cfg(test)]
-use marketplace_shared::ShipmentStatus;
 
 use super::kv::{Bucket, Shards};
 use super::outbox::{enqueue, slot_key};
@@ -37,24 +32,11 @@ use crate::error::{Error, Result};
 /// What [`record_event`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Recorded {
-    /// The event joined the history; `report` is the outbox entry it created, if any, and
-    /// `slot` its relay queue slot.
-    New {
-        report: Option<Report>,
-        slot: Option<i64>,
-    },
+    /// The event joined the history, with the outbox entry it created, if any, and that
+    /// entry's relay queue slot.
+    New(Option<(Report, i64)>),
     /// The same `event_id` was already recorded (a retry): nothing changed.
     Duplicate,
-}
-
-/// How one compare-and-swap attempt ended.
-enum Attempt {
-    /// Our event is in the state, with the report it recorded.
-    Landed(Option<Report>),
-    /// Another attempt recorded this `event_id` meanwhile (with the same content).
-    Duplicate,
-    /// Another writer got in first: read again.
-    Lost,
 }
 
 /// Whether `state` takes `event` (a duplicate of an applied one is decided before this).
@@ -88,14 +70,12 @@ pub fn record_event<S: Shards>(shards: &S, id: Uuid, event: &NewEvent) -> Result
 
     // A relay queue entry before the commit, so that a committed report is always queued.
     let report_status = order_report(event.status);
-    let slot = match report_status.map(|_| enqueue(b, shard, id)).transpose() {
-        Ok(slot) => slot,
-        Err(e) => {
-            let _ = b.delete(&ekey);
-            return Err(e);
-        }
-    };
-    // Undoes what this attempt wrote: the body (`keep_body`: it is committed) and the slot.
+    let slot = report_status
+        .map(|_| enqueue(b, shard, id))
+        .transpose()
+        .inspect_err(|_| drop(b.delete(&ekey)))?;
+    let landed = |report: Option<Report>| Recorded::New(report.zip(slot));
+    // Undoes what this call wrote: the body (`keep_body`: it is committed) and the slot.
     let undo = |keep_body: bool, keep_slot: bool| {
         if !keep_body {
             let _ = b.delete(&ekey);
@@ -109,27 +89,19 @@ pub fn record_event<S: Shards>(shards: &S, id: Uuid, event: &NewEvent) -> Result
     // (our slot is in the state) after its read-back missed it, this is what it recorded.
     let mut swapped_report: Option<Report> = None;
     for attempt in 0..MAX_CAS_ATTEMPTS {
-        let step = (|| -> Result<Attempt> {
+        // `None`: another writer got in first, read again.
+        let step = (|| -> Result<Option<Recorded>> {
             let (cas, current) = b.cas_read(&skey)?;
-            let current: State = match current {
-                Some(v) => decode(&skey, &v)?,
-                None => return Err(Error::NotFound),
-            };
+            let current: State = decode(&skey, &current.ok_or(Error::NotFound)?)?;
             match current.applied(&event.event_id) {
                 // Our own write, built upon by another writer before we read it back.
-                Some(existing) if existing == n => {
-                    return Ok(Attempt::Landed(swapped_report.clone()));
-                }
-                Some(existing) => {
-                    return duplicate(b, id, existing, event).map(|_| Attempt::Duplicate);
-                }
+                Some(existing) if existing == n => return Ok(Some(landed(swapped_report.clone()))),
+                Some(existing) => return duplicate(b, id, existing, event).map(Some),
                 None => {}
             }
             let effect = judge(&current, event)?;
-            let mut next = current.clone();
-            next.progress = current
-                .progress
-                .apply(effect, event.status, event.occurred_at);
+            let mut next = current;
+            next.progress = next.progress.apply(effect, event.status, event.occurred_at);
             next.updated_at = next.updated_at.max(event.recorded_at);
             next.events.push(Applied {
                 id: event.event_id.clone(),
@@ -146,39 +118,21 @@ pub fn record_event<S: Shards>(shards: &S, id: Uuid, event: &NewEvent) -> Result
             };
             next.reports.extend(report.clone());
             swapped_report.clone_from(&report);
-            Ok(if b.cas_commit(&skey, cas, &encode(&next))? {
-                Attempt::Landed(report)
-            } else {
-                Attempt::Lost
-            })
+            Ok(b.cas_commit(&skey, cas, &encode(&next))?
+                .then(|| landed(report)))
         })();
-        match step {
-            Ok(Attempt::Landed(report)) => {
-                undo(true, report.is_some());
-                return Ok(Recorded::New {
-                    slot: report.as_ref().and(slot),
-                    report,
-                });
-            }
-            Ok(Attempt::Duplicate) => {
-                undo(false, false);
-                return Ok(Recorded::Duplicate);
-            }
-            Ok(Attempt::Lost) => shards.pause(attempt),
-            Err(e) => {
-                undo(false, false);
-                return Err(e);
-            }
+        let Some(outcome) = step.transpose() else {
+            shards.pause(attempt);
+            continue;
+        };
+        match &outcome {
+            Ok(Recorded::New(queued)) => undo(true, queued.is_some()),
+            _ => undo(false, false),
         }
+        return outcome;
     }
     undo(false, false);
     Err(Error::Contention)
-}
-
-/// Cancels shipment `id` at the order service's request: `pending → cancelled`, idempotent
-/// (see the module documentation). `Err(Transition)` once the shipment has left `pending`.
-pub fn cancel<S: Shards>(shards: &S, id: Uuid, now: DateTime<Utc>) -> Result<()> {
-    record_event(shards, id, &NewEvent::cancellation(now)).map(|_| ())
 }
 
 /// A retry of an applied event: accepted when it says the same thing, 409 otherwise.
@@ -189,7 +143,7 @@ fn duplicate<B: Bucket>(b: &B, id: Uuid, n: i64, event: &NewEvent) -> Result<Rec
     } else {
         Err(Error::Conflict(format!(
             "event_id `{}` was already recorded with different content",
-            event.event_id
+            event.event_id.as_str()
         )))
     }
 }
@@ -199,53 +153,47 @@ mod tests {
     use std::sync::atomic::Ordering;
 
     use chrono::Duration;
+    use marketplace_shared::ShipmentStatus;
 
     use super::super::kv::memory::MemShards;
-    use super::super::tests::{all_keys, created, event, now};
-    use super::super::{load, load_tracking};
+    use super::super::load_tracking;
+    use super::super::tests::*;
     use super::*;
     use crate::domain::MAX_EVENTS_PER_SHIPMENT;
 
     /// A shipment with a full history: a pickup and in-transit scans up to the cap.
-    fn full(shards: &MemShards) -> Uuid {
-        let id = created(shards).record.id;
+    fn full() -> (MemShards, Uuid) {
+        let (shards, id) = one_shipment();
+        let mut statuses = vec!["in_transit"; MAX_EVENTS_PER_SHIPMENT];
+        statuses[0] = "picked_up";
         let t0 = now() - Duration::hours(10);
-        for i in 0..MAX_EVENTS_PER_SHIPMENT {
-            let status = if i == 0 { "picked_up" } else { "in_transit" };
-            let at = Some(t0 + Duration::seconds(i as i64));
-            record_event(shards, id, &event(&format!("e{i}"), status, at)).unwrap();
-        }
-        id
+        record_steps(&shards, id, t0, Duration::seconds(1), &statuses);
+        (shards, id)
     }
 
     #[test]
     fn a_full_history_refuses_the_next_event_writes_nothing_and_still_takes_repeats() {
-        let shards = MemShards::default();
-        let id = full(&shards);
+        let (shards, id) = full();
         let before = all_keys(&shards);
-
-        let next = record_event(&shards, id, &event("one-more", "in_transit", None)).unwrap_err();
-        // A late scan, a return and a cancel are refused just the same.
-        let late = event("late", "in_transit", Some(now() - Duration::hours(20)));
-        let late = record_event(&shards, id, &late).unwrap_err();
-        let returned = record_event(&shards, id, &event("ret", "returned", None)).unwrap_err();
-        let first = event("e0", "picked_up", None);
-        let repeat = record_event(&shards, id, &first).unwrap();
-
-        for e in [next, late, returned] {
-            assert!(matches!(e, Error::HistoryFull), "{e:?}");
+        // The next scan, a late scan, a return and a cancel are refused just the same.
+        for e in [
+            event("one-more", "in_transit", None),
+            event("late", "in_transit", Some(now() - Duration::hours(20))),
+            event("ret", "returned", None),
+            NewEvent::cancellation(now()),
+        ] {
+            refused(&shards, id, &e, "HistoryFull");
         }
+        let repeat = scan(&shards, id, "e0", "picked_up").unwrap();
         assert_eq!(repeat, Recorded::Duplicate);
         assert_eq!(all_keys(&shards), before, "nothing written");
-        let s = load(&shards, id).unwrap().unwrap();
-        assert_eq!(s.history.len(), MAX_EVENTS_PER_SHIPMENT);
+        assert_eq!(loaded(&shards, id).history.len(), MAX_EVENTS_PER_SHIPMENT);
     }
 
     #[test]
     fn tracking_reads_the_index_and_the_state_only_however_long_the_history() {
-        let shards = MemShards::default();
-        let id = full(&shards);
-        let s = load(&shards, id).unwrap().unwrap();
+        let (shards, id) = full();
+        let s = loaded(&shards, id);
         let gets = || -> usize {
             shards
                 .buckets
@@ -261,17 +209,9 @@ mod tests {
 
         assert_eq!(gets() - before, 2);
         assert_eq!(t.status, s.state.progress.status);
-        let shown: Vec<_> = t
-            .history
-            .iter()
-            .map(|e| (e.status, e.occurred_at))
-            .collect();
-        let full: Vec<_> = s
-            .history
-            .iter()
-            .map(|e| (e.status, e.occurred_at))
-            .collect();
-        assert_eq!(shown, full);
+        let shown = t.history.iter().map(|e| (e.status, e.occurred_at));
+        let full = s.history.iter().map(|e| (e.status, e.occurred_at));
+        assert_eq!(shown.collect::<Vec<_>>(), full.collect::<Vec<_>>());
     }
 
     #[test]
@@ -297,14 +237,12 @@ mod tests {
         let shown: Vec<_> = t
             .history
             .iter()
-            .map(|e| (e.status, e.location.clone()))
+            .map(|e| (e.status, e.location.as_deref()))
             .collect();
-        assert_eq!(
-            shown,
-            [
-                (ShipmentStatus::PickedUp, None),
-                (ShipmentStatus::InTransit, Some("Lyon hub".to_string()))
-            ]
-        );
+        let want = [
+            (ShipmentStatus::PickedUp, None),
+            (ShipmentStatus::InTransit, Some("Lyon hub")),
+        ];
+        assert_eq!(shown, want);
     }
 }

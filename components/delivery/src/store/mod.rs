@@ -13,12 +13,9 @@
 //! | `dlv:track:{number}` | shard(number) | shipment id (created with CAS-on-absent) |
 //! | `dlv:outbox:{i}:tail` / `:head` / `:slot:{m}` | i | relay queue of shipments with reports to send |
 //!
-//! Lookups read an index key, then the shipment and its state, then its events, one key at a
-//! time (Spin's Redis store cannot serve `batch::get-many`). Nothing ever lists keys. A history
-//! holds at most [`MAX_EVENTS_PER_SHIPMENT`] events, so every read is bounded; the public
-//! tracking view ([`load_tracking`]) reads only the index and the state, whose applied entries
-//! carry what tracking shows (states written before entries carried it: one body read each,
-//! at most the cap).
+//! Lookups read an index key, the shipment and its state, then its events, one key at a time
+//! ([`wasi`]); nothing lists keys. A history holds at most [`MAX_EVENTS_PER_SHIPMENT`] events,
+//! so every read is bounded; tracking ([`load_tracking`]) reads only the index and the state.
 //!
 //! Recording an event and cancelling: [`events`]. The relay queue: [`outbox`].
 
@@ -28,34 +25,35 @@ pub mod outbox;
 pub mod wasi;
 
 use chrono::{DateTime, Utc};
-use marketplace_shared::ShipmentStatus;
+use marketplace_shared::wit::ShipmentItem;
+use marketplace_shared::{ShipmentStatus, ShippingAddress};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use uuid::Uuid;
 
 use crate::domain::shard::{SHARDS, shard_of};
 use crate::domain::status::status_serde;
 use crate::domain::{
-    Address, EventId, Item, MAX_EVENTS_PER_SHIPMENT, NewEvent, NewShipment, OrderId, OrderReport,
-    Progress, TrackingNumber,
+    EventId, MAX_EVENTS_PER_SHIPMENT, NewEvent, NewShipment, OrderId, OrderReport, Progress,
+    TrackingNumber,
 };
 use crate::error::{Error, Result};
 use kv::{Bucket, Shards};
 
-pub use events::{Recorded, cancel, record_event};
+pub use events::{Recorded, record_event};
 pub use outbox::{Window, acknowledge, outbox_advance, outbox_window, requeue};
 
 /// Compare-and-swap attempts before giving up with 503 (each waits a randomised moment).
 pub const MAX_CAS_ATTEMPTS: u32 = 400;
 
 /// The shipment as created (immutable).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ShipmentRecord {
     pub id: Uuid,
     pub order_id: OrderId,
     pub buyer_id: Uuid,
     pub tracking_number: TrackingNumber,
-    pub shipping_address: Address,
-    pub items: Vec<Item>,
+    pub shipping_address: ShippingAddress,
+    pub items: Vec<ShipmentItem>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -116,7 +114,7 @@ impl State {
 }
 
 /// A shipment with its state and full history (in `occurred_at` order).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Shipment {
     pub record: ShipmentRecord,
     pub state: State,
@@ -147,7 +145,7 @@ fn order_key(order_id: &OrderId) -> String {
     format!("dlv:order:{}", order_id.as_str())
 }
 fn track_key(number: &TrackingNumber) -> String {
-    format!("dlv:track:{number}")
+    format!("dlv:track:{}", number.as_str())
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -209,10 +207,8 @@ fn index_lookup<S: Shards>(shards: &S, routing: &str, key: &str) -> Result<Optio
 
 /// The shipment of an order, or `None`.
 pub fn load_by_order<S: Shards>(shards: &S, order_id: &OrderId) -> Result<Option<Shipment>> {
-    match index_lookup(shards, order_id.as_str(), &order_key(order_id))? {
-        Some(id) => load(shards, id),
-        None => Ok(None),
-    }
+    let id = index_lookup(shards, order_id.as_str(), &order_key(order_id))?;
+    id.map_or(Ok(None), |id| load(shards, id))
 }
 
 /// The public view of the shipment with this tracking number, or `None`: the index and the
@@ -243,22 +239,16 @@ pub fn load_tracking<S: Shards>(shards: &S, number: &TrackingNumber) -> Result<O
 }
 
 /// Creates the shipment of an order, or returns the one it already has (idempotent per
-/// `order_id`; `Ok((shipment, false))` on a repeat). `random` yields tracking-number entropy.
-pub fn create<S: Shards>(
-    shards: &S,
-    new: &NewShipment,
-    now: DateTime<Utc>,
-    mut random: impl FnMut() -> u64,
-) -> Result<(Shipment, bool)> {
+/// `order_id`).
+pub fn create<S: Shards>(shards: &S, new: &NewShipment, now: DateTime<Utc>) -> Result<Shipment> {
     if let Some(existing) = load_by_order(shards, &new.order_id)? {
-        return same_order(existing, new).map(|s| (s, false));
+        return same_order(existing, new);
     }
     let id = Uuid::now_v7();
 
     // 1. A unique tracking number: its index key is created only if absent.
-    let number = claim_tracking_number(shards, id, &mut random)?;
+    let number = claim_tracking_number(shards, id)?;
 
-    // 2. The shipment itself (unreachable until the order index points at it).
     let b = shards.shard(shard_of_shipment(id))?;
     let record = ShipmentRecord {
         id,
@@ -270,54 +260,40 @@ pub fn create<S: Shards>(
         created_at: now,
     };
     let state = State {
-        progress: Progress::new(),
+        progress: Progress::default(),
         updated_at: now,
         events: Vec::new(),
         reports: Vec::new(),
     };
-    let cleanup = |shards: &S| {
-        let _ = b.delete(&record_key(id));
-        let _ = b.delete(&state_key(id));
-        if let Ok(tb) = shards.shard(shard_of(number.as_str())) {
-            let _ = tb.delete(&track_key(&number));
-        }
-    };
-    let written = b
-        .set(&record_key(id), &encode(&record))
-        .and_then(|()| b.set(&state_key(id), &encode(&state)));
-    if let Err(e) = written {
-        cleanup(shards);
-        return Err(e.into());
-    }
-
-    // 3. The commit point: the order index, created only if absent. A concurrent creator for
-    //    the same order that got there first wins; ours is removed.
+    // 2. The shipment itself (unreachable until the order index points at it); 3. the commit
+    //    point: the order index, created only if absent. A concurrent creator for the same
+    //    order that got there first wins; ours is removed.
     let ob = shards.shard(shard_of(new.order_id.as_str()))?;
     let key = order_key(&new.order_id);
-    let claimed = ob.cas_read(&key).and_then(|(cas, current)| match current {
-        Some(_) => Ok(false),
-        None => ob.cas_commit(&key, cas, &encode(&id)),
-    });
-    match claimed {
-        Ok(true) => Ok((
-            Shipment {
-                record,
-                state,
-                history: Vec::new(),
-            },
-            true,
-        )),
-        Ok(false) => {
-            cleanup(shards);
-            let existing = load_by_order(shards, &new.order_id)?
-                .ok_or_else(|| Error::Corrupt(format!("{key}: points at a missing shipment")))?;
-            same_order(existing, new).map(|s| (s, false))
-        }
-        Err(e) => {
-            cleanup(shards);
-            Err(e.into())
-        }
+    let claimed = b
+        .set(&record_key(id), &encode(&record))
+        .and_then(|()| b.set(&state_key(id), &encode(&state)))
+        .and_then(|()| ob.cas_read(&key))
+        .and_then(|(cas, current)| match current {
+            Some(_) => Ok(false),
+            None => ob.cas_commit(&key, cas, &encode(&id)),
+        });
+    if matches!(claimed, Ok(true)) {
+        return Ok(Shipment {
+            record,
+            state,
+            history: Vec::new(),
+        });
     }
+    let _ = b.delete(&record_key(id));
+    let _ = b.delete(&state_key(id));
+    if let Ok(tb) = shards.shard(shard_of(number.as_str())) {
+        let _ = tb.delete(&track_key(&number));
+    }
+    claimed?;
+    let existing = load_by_order(shards, &new.order_id)?
+        .ok_or_else(|| Error::Corrupt(format!("{key}: points at a missing shipment")))?;
+    same_order(existing, new)
 }
 
 fn same_order(existing: Shipment, new: &NewShipment) -> Result<Shipment> {
@@ -330,14 +306,10 @@ fn same_order(existing: Shipment, new: &NewShipment) -> Result<Shipment> {
     }
 }
 
-fn claim_tracking_number<S: Shards>(
-    shards: &S,
-    id: Uuid,
-    random: &mut impl FnMut() -> u64,
-) -> Result<TrackingNumber> {
+fn claim_tracking_number<S: Shards>(shards: &S, id: Uuid) -> Result<TrackingNumber> {
     // 50 random bits: a collision is rare; a handful of draws makes failure astronomically so.
     for _ in 0..8 {
-        let number = TrackingNumber::from_random(random());
+        let number = TrackingNumber::from_random(Uuid::new_v4().as_u128() as u64);
         let tb = shards.shard(shard_of(number.as_str()))?;
         let key = track_key(&number);
         let (cas, current) = tb.cas_read(&key)?;

@@ -8,8 +8,9 @@ use std::cell::OnceCell;
 
 use spin_sdk::wit::wasi::keyvalue::{atomics, store};
 
-use super::kv::{Bucket, KvError, KvResult, Shards};
+use super::kv::{Bucket, Shards};
 use crate::domain::shard::{SHARDS, label};
+use crate::error::{Error, Result};
 
 /// One opened label.
 pub struct WasiBucket {
@@ -17,54 +18,53 @@ pub struct WasiBucket {
     bucket: store::Bucket,
 }
 
-fn describe(e: store::Error) -> String {
-    match e {
+fn failure(label: &str, e: store::Error) -> Error {
+    let cause = match e {
         store::Error::NoSuchStore => "no such store".into(),
         store::Error::AccessDenied => "access denied".into(),
         store::Error::Other(m) => m,
+    };
+    Error::Store {
+        label: label.to_string(),
+        cause,
     }
 }
 
 impl WasiBucket {
-    fn err(&self, e: store::Error) -> KvError {
-        KvError {
-            label: self.label.clone(),
-            cause: describe(e),
-        }
+    fn err(&self, e: store::Error) -> Error {
+        failure(&self.label, e)
     }
 }
 
 impl Bucket for WasiBucket {
     type Cas = atomics::Cas;
 
-    fn get(&self, key: &str) -> KvResult<Option<Vec<u8>>> {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         self.bucket.get(key).map_err(|e| self.err(e))
     }
 
-    fn set(&self, key: &str, value: &[u8]) -> KvResult<()> {
+    fn set(&self, key: &str, value: &[u8]) -> Result<()> {
         self.bucket.set(key, value).map_err(|e| self.err(e))
     }
 
-    fn delete(&self, key: &str) -> KvResult<()> {
+    fn delete(&self, key: &str) -> Result<()> {
         self.bucket.delete(key).map_err(|e| self.err(e))
     }
 
-    fn increment(&self, key: &str, delta: i64) -> KvResult<i64> {
+    fn increment(&self, key: &str, delta: i64) -> Result<i64> {
         atomics::increment(&self.bucket, key, delta).map_err(|e| self.err(e))
     }
 
-    fn cas_read(&self, key: &str) -> KvResult<(atomics::Cas, Option<Vec<u8>>)> {
+    fn cas_read(&self, key: &str) -> Result<(atomics::Cas, Option<Vec<u8>>)> {
         let cas = atomics::Cas::new(&self.bucket, key).map_err(|e| self.err(e))?;
         // `current` must be called: it is what arms the comparison (Redis `WATCH`).
         let current = cas.current().map_err(|e| self.err(e))?;
         Ok((cas, current))
     }
 
-    fn cas_commit(&self, key: &str, cas: atomics::Cas, value: &[u8]) -> KvResult<bool> {
-        marketplace_shared::kv::swap_read_back(&self.bucket, key, cas, value).map_err(|e| KvError {
-            label: self.label.clone(),
-            cause: e.0,
-        })
+    fn cas_commit(&self, key: &str, cas: atomics::Cas, value: &[u8]) -> Result<bool> {
+        marketplace_shared::kv::swap_read_back(&self.bucket, key, cas, value)
+            .map_err(|e| self.err(store::Error::Other(e.0)))
     }
 }
 
@@ -74,25 +74,16 @@ pub struct WasiShards {
     buckets: [OnceCell<WasiBucket>; SHARDS],
 }
 
-impl WasiShards {
-    pub fn new() -> Self {
-        Self::default()
-    }
-}
-
 impl Shards for WasiShards {
     type B = WasiBucket;
 
-    fn shard(&self, index: usize) -> KvResult<&WasiBucket> {
+    fn shard(&self, index: usize) -> Result<&WasiBucket> {
         let cell = &self.buckets[index % SHARDS];
         if let Some(b) = cell.get() {
             return Ok(b);
         }
         let name = label(index % SHARDS);
-        let bucket = store::open(&name).map_err(|e| KvError {
-            label: name.clone(),
-            cause: describe(e),
-        })?;
+        let bucket = store::open(&name).map_err(|e| failure(&name, e))?;
         Ok(cell.get_or_init(|| WasiBucket {
             label: name,
             bucket,

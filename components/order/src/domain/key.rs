@@ -67,15 +67,19 @@ pub struct KeyRecord {
     pub age_secs: i64,
 }
 
+/// A key's first answer, as it was stored, to replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replay {
+    pub status: u16,
+    pub body: Vec<u8>,
+    pub order_id: OrderId,
+}
+
 /// What a placement does with the key row it locked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     /// The key is done: replay the first answer.
-    Replay {
-        status: u16,
-        body: Vec<u8>,
-        order_id: OrderId,
-    },
+    Replay(Replay),
     /// The key was used with another request body (422).
     OtherBody,
     /// Go on with this order id: our own claim, or (`takeover`) an abandoned attempt whose
@@ -91,11 +95,12 @@ pub fn decide(row: KeyRecord, candidate: &OrderId, request_hash: &str) -> Decisi
         return Decision::OtherBody;
     }
     if let Some((status, body)) = row.response {
-        return Decision::Replay {
+        let order_id = row.order_id;
+        return Decision::Replay(Replay {
             status,
             body,
-            order_id: row.order_id,
-        };
+            order_id,
+        });
     }
     let mine = row.order_id == *candidate;
     if mine || row.age_secs >= ABANDONED_AFTER_SECS {
@@ -139,11 +144,11 @@ mod tests {
         };
         let proceed = |order_id, takeover| Decision::Proceed { order_id, takeover };
         let stored = Some((201, b"{}".to_vec()));
-        let replay = Decision::Replay {
+        let replay = Decision::Replay(Replay {
             status: 201,
             body: b"{}".to_vec(),
             order_id: theirs,
-        };
+        });
         let old = ABANDONED_AFTER_SECS;
         for (row, hash, expected) in [
             (row(ours, None, 0), "other", Decision::OtherBody),

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use marketplace_shared::tokens::Principal;
 use marketplace_shared::wit::{DeliveryStatusUpdate, ReservedItem, ShippingAddress};
-use marketplace_shared::{FieldErrors, OrderStatus};
+use marketplace_shared::{FieldErrors, OrderStatus, time};
 use serde::{Deserialize, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -83,26 +83,19 @@ impl NewOrder {
         }
         let mut seen = HashSet::new();
         for (i, item) in body.items.iter().enumerate().take(MAX_ITEMS) {
-            let product_id = match Uuid::try_parse(item.product_id.trim()) {
-                Ok(id) => {
-                    if !seen.insert(id) {
-                        errors.add(
-                            format!("items[{i}].product_id"),
-                            "appears more than once; combine the quantities",
-                        );
-                    }
-                    Some(id)
-                }
-                Err(_) => {
-                    errors.add(format!("items[{i}].product_id"), "must be a UUID");
-                    None
-                }
-            };
+            let field = |name| format!("items[{i}].{name}");
+            let product_id = Uuid::try_parse(item.product_id.trim()).ok();
+            match product_id {
+                None => errors.add(field("product_id"), "must be a UUID"),
+                Some(id) if !seen.insert(id) => errors.add(
+                    field("product_id"),
+                    "appears more than once; combine the quantities",
+                ),
+                Some(_) => {}
+            }
             if !(1..=MAX_QUANTITY).contains(&item.quantity) {
-                errors.add(
-                    format!("items[{i}].quantity"),
-                    format!("must be an integer from 1 to {MAX_QUANTITY}"),
-                );
+                let message = format!("must be an integer from 1 to {MAX_QUANTITY}");
+                errors.add(field("quantity"), message);
             }
             if let (Some(product_id), Ok(quantity)) = (product_id, u32::try_from(item.quantity)) {
                 items.push(Line {
@@ -112,20 +105,18 @@ impl NewOrder {
             }
         }
         let a = &body.shipping_address;
-        let name = text_field(&mut errors, "shipping_address.name", &a.name, 200, true);
-        let line1 = text_field(&mut errors, "shipping_address.line1", &a.line1, 200, true);
+        let mut field = |name: &str, value: &str, max, required| {
+            let field = format!("shipping_address.{name}");
+            text_field(&mut errors, &field, value, max, required)
+        };
+        let name = field("name", &a.name, 200, true);
+        let line1 = field("line1", &a.line1, 200, true);
         let line2 = a
             .line2
             .as_deref()
-            .and_then(|l| text_field(&mut errors, "shipping_address.line2", l, 200, false));
-        let city = text_field(&mut errors, "shipping_address.city", &a.city, 100, true);
-        let postal_code = text_field(
-            &mut errors,
-            "shipping_address.postal_code",
-            &a.postal_code,
-            16,
-            true,
-        );
+            .and_then(|l| field("line2", l, 200, false));
+        let city = field("city", &a.city, 100, true);
+        let postal_code = field("postal_code", &a.postal_code, 16, true);
         if let Some(p) = &postal_code
             && !p
                 .chars()
@@ -143,12 +134,10 @@ impl NewOrder {
                 "must be an ISO 3166-1 alpha-2 country code",
             );
         }
+        // A missing required field has its error already.
         let (Some(name), Some(line1), Some(city), Some(postal_code), true) =
             (name, line1, city, postal_code, errors.is_empty())
         else {
-            if errors.is_empty() {
-                errors.add("shipping_address", "is invalid");
-            }
             return Err(errors);
         };
         Ok(Self {
@@ -168,12 +157,8 @@ impl NewOrder {
     /// matter), stored with the idempotency key to detect a key reused with another body.
     pub fn fingerprint(&self) -> String {
         let canonical = serde_json::to_vec(self).unwrap_or_default();
-        hex(&Sha256::digest(&canonical))
+        format!("{:x}", Sha256::digest(&canonical))
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// One order line with its price snapshot from the reservation.
@@ -225,10 +210,8 @@ pub fn price(requested: &[Line], reserved: &[ReservedItem]) -> Result<Priced, Pr
             .find(|r| Uuid::try_parse(&r.product_id).ok() == Some(line.product_id))
             .ok_or_else(|| PricingError::Mismatch(format!("{} missing", line.product_id)))?;
         if r.quantity != line.quantity || r.unit_price_cents < 0 {
-            return Err(PricingError::Mismatch(format!(
-                "{} reserved differently",
-                line.product_id
-            )));
+            let id = line.product_id;
+            return Err(PricingError::Mismatch(format!("{id} reserved differently")));
         }
         lines.push(PricedLine {
             product_id: line.product_id,
@@ -245,17 +228,16 @@ pub fn price(requested: &[Line], reserved: &[ReservedItem]) -> Result<Priced, Pr
     if currencies.len() != 1 {
         return Err(PricingError::MixedCurrencies(currencies));
     }
-    let mut total: i64 = 0;
-    for l in &lines {
-        total = l
-            .unit_price_cents
-            .checked_mul(i64::from(l.quantity))
-            .and_then(|x| total.checked_add(x))
-            .ok_or(PricingError::TotalTooLarge)?;
-    }
+    let total_cents = lines
+        .iter()
+        .try_fold(0i64, |total, l| {
+            let cost = l.unit_price_cents.checked_mul(i64::from(l.quantity))?;
+            total.checked_add(cost)
+        })
+        .ok_or(PricingError::TotalTooLarge)?;
     Ok(Priced {
         lines,
-        total_cents: total,
+        total_cents,
         currency: currencies.remove(0),
     })
 }
@@ -272,7 +254,7 @@ pub struct Order {
     pub currency: String,
     pub shipping_address: ShippingAddress,
     pub shipment_id: Option<Uuid>,
-    /// RFC 3339 UTC with milliseconds (`time::format_millis`).
+    /// RFC 3339 UTC with milliseconds (`time::format`).
     pub created_at: String,
     pub updated_at: String,
 }
@@ -280,11 +262,6 @@ pub struct Order {
 /// The contract's spelling of a status (the WIT type's own serde form is its Rust name).
 pub fn status_name<S: Serializer>(status: &OrderStatus, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(status.as_str())
-}
-
-/// A timestamp in the form every order field uses: `2026-11-28T12:00:00.123Z`.
-pub fn format_millis(at: chrono::DateTime<chrono::Utc>) -> String {
-    at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
 impl Order {
@@ -297,7 +274,7 @@ impl Order {
     /// The order just placed, built from what was written (no read back): `confirmed`, no
     /// shipment yet, created when its id was generated.
     pub fn placed(id: OrderId, buyer_id: Uuid, priced: Priced, address: ShippingAddress) -> Self {
-        let at = format_millis(id.created_at());
+        let at = time::format(id.created_at());
         Self {
             id,
             buyer_id,
@@ -313,43 +290,19 @@ impl Order {
     }
 }
 
-/// A delivery status the delivery service reports (`POST /internal/orders/{id}/delivery-status`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeliveryStatus {
-    Shipped,
-    Delivered,
-    Returned,
-}
-
-impl DeliveryStatus {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "shipped" => Some(Self::Shipped),
-            "delivered" => Some(Self::Delivered),
-            "returned" => Some(Self::Returned),
-            _ => None,
-        }
-    }
-
-    pub fn order_status(self) -> OrderStatus {
-        match self {
-            Self::Shipped => OrderStatus::Shipped,
-            Self::Delivered => OrderStatus::Delivered,
-            Self::Returned => OrderStatus::Returned,
-        }
-    }
-}
-
-/// Parses the body of `POST /internal/orders/{id}/delivery-status`.
+/// Parses the body of `POST /internal/orders/{id}/delivery-status`: a status the delivery
+/// service reports (shipped, delivered, returned) and when it happened.
 pub fn parse_update(
     u: &DeliveryStatusUpdate,
-) -> Result<(DeliveryStatus, chrono::DateTime<chrono::Utc>), FieldErrors> {
+) -> Result<(OrderStatus, chrono::DateTime<chrono::Utc>), FieldErrors> {
+    use OrderStatus as S;
     let mut errors = FieldErrors::new();
-    let status = DeliveryStatus::parse(&u.status);
+    let status =
+        S::parse(&u.status).filter(|s| matches!(s, S::Shipped | S::Delivered | S::Returned));
     if status.is_none() {
         errors.add("status", "must be shipped, delivered or returned");
     }
-    let at = marketplace_shared::time::parse(&u.occurred_at);
+    let at = time::parse(&u.occurred_at);
     if at.is_none() {
         errors.add("occurred_at", "must be an RFC 3339 timestamp");
     }
@@ -359,25 +312,17 @@ pub fn parse_update(
     }
 }
 
-/// What a delivery update does to an order in `current`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transition {
-    /// Move the order to this status.
-    Move(OrderStatus),
-    /// Nothing to do: a repeat, a stale (out-of-order) update, or an order that is over.
-    Ignore,
-}
-
-/// Orders only move forward: `confirmed → shipped → delivered | returned`, and
-/// `confirmed → delivered | returned` when `shipped` arrives late or never. `delivered` and
-/// `returned` are terminal (as they are for shipments); a cancelled order stays cancelled.
-pub fn on_delivery_update(current: OrderStatus, update: DeliveryStatus) -> Transition {
+/// The status a delivery update moves an order in `current` to; `None`: nothing to do (a
+/// repeat, a stale update, an order that is over). Orders only move forward: `confirmed →
+/// shipped → delivered | returned`, and `confirmed → delivered | returned` when `shipped`
+/// arrives late or never. `delivered` and `returned` are terminal (as they are for
+/// shipments); a cancelled order stays cancelled.
+pub fn on_delivery_update(current: OrderStatus, target: OrderStatus) -> Option<OrderStatus> {
     use OrderStatus as S;
-    let target = update.order_status();
     match (current, target) {
-        (S::Confirmed, _) => Transition::Move(target),
-        (S::Shipped, S::Delivered | S::Returned) => Transition::Move(target),
-        _ => Transition::Ignore,
+        (S::Confirmed, S::Shipped | S::Delivered | S::Returned)
+        | (S::Shipped, S::Delivered | S::Returned) => Some(target),
+        _ => None,
     }
 }
 

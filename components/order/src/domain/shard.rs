@@ -1,16 +1,13 @@
 //! Shard routing: buyer → virtual shard → physical database, and order ids that name their
 //! virtual shard.
 //!
-//! - There are [`VSHARDS`] (64) virtual shards, fixed forever: changing the number would move
+//! - There are [`VSHARDS`] (64) virtual shards, fixed forever: another number would move
 //!   buyers between shards and invalidate order ids.
-//! - A buyer's virtual shard is the first two bytes of SHA-256 over the buyer's 16 UUID bytes,
-//!   big-endian, modulo 64. SHA-256 is stable across Rust versions, platforms and processes
-//!   (unlike `DefaultHasher`) and spreads UUID v7 ids (whose leading bytes are a timestamp)
-//!   evenly.
-//! - The `shard_map` variable maps virtual shards to physical databases (indexes into
-//!   `db_urls`): `0-31:0,32-63:1`. Empty means even contiguous ranges over the databases.
-//!   Adding a database later means copying whole virtual shards to it and changing the map;
-//!   no order id changes, because ids name the virtual shard, not the database.
+//! - A buyer's virtual shard is the first two bytes of SHA-256 over the buyer's UUID bytes,
+//!   big-endian, mod 64: stable everywhere (unlike `DefaultHasher`) and even over UUID v7s.
+//! - `shard_map` maps virtual shards to indexes into `db_urls` (`0-31:0,32-63:1`; empty: even
+//!   contiguous ranges). A new database takes whole virtual shards and a new map; no order id
+//!   changes, because ids name the virtual shard, not the database.
 //! - An order id is `o` + the virtual shard as two lowercase hex digits + a UUID v7 as 32
 //!   lowercase hex digits (35 characters, e.g. `o2a0193c0e4a1b27c3d8e9f00112233aabb`).
 
@@ -90,17 +87,9 @@ impl OrderId {
 
     /// When the id was generated (to the millisecond): the order's `created_at`.
     pub fn created_at(&self) -> chrono::DateTime<chrono::Utc> {
-        chrono::DateTime::from_timestamp_millis(self.unix_millis()).unwrap_or_default()
-    }
-
-    /// Milliseconds since the Unix epoch at which the id was generated.
-    pub fn unix_millis(&self) -> i64 {
-        let (secs, nanos) = self
-            .uuid
-            .get_timestamp()
-            .map(|t| t.to_unix())
-            .unwrap_or((0, 0));
-        (secs as i64) * 1000 + i64::from(nanos / 1_000_000)
+        let (secs, nanos) = self.uuid.get_timestamp().map_or((0, 0), |t| t.to_unix());
+        let millis = (secs as i64) * 1000 + i64::from(nanos / 1_000_000);
+        chrono::DateTime::from_timestamp_millis(millis).unwrap_or_default()
     }
 }
 
@@ -123,89 +112,63 @@ impl<'de> serde::Deserialize<'de> for OrderId {
     }
 }
 
-/// Why a `shard_map`/`db_urls` pair is unusable (a deployment error).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ShardMapError(pub String);
-
-impl fmt::Display for ShardMapError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid shard map: {}", self.0)
-    }
-}
-
 /// Virtual shard → index of the physical database in `db_urls`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShardMap {
     db_of: Vec<usize>,
-    databases: usize,
 }
 
 impl ShardMap {
-    /// Parses `spec` (`0-31:0,32-63:1`; single shards `5:1` allowed) for `databases` physical
-    /// databases. Every virtual shard must be mapped exactly once, to an existing database.
-    /// An empty `spec` spreads the virtual shards in even contiguous ranges.
-    pub fn parse(spec: &str, databases: usize) -> Result<Self, ShardMapError> {
+    /// Parses `spec` (single shards `5:1` allowed) for `databases` databases: every virtual
+    /// shard mapped exactly once, to an existing database. `Err`: why not (deployment error).
+    pub fn parse(spec: &str, databases: usize) -> Result<Self, String> {
         if databases == 0 {
-            return Err(ShardMapError("no order database configured".into()));
+            return Err("no order database configured".into());
         }
         if databases > usize::from(VSHARDS) {
-            return Err(ShardMapError(format!(
+            return Err(format!(
                 "more databases ({databases}) than virtual shards ({VSHARDS})"
-            )));
+            ));
         }
         if spec.trim().is_empty() {
             let n = usize::from(VSHARDS);
             let db_of = (0..n).map(|v| v * databases / n).collect();
-            return Ok(Self { db_of, databases });
+            return Ok(Self { db_of });
         }
         let mut db_of: Vec<Option<usize>> = vec![None; usize::from(VSHARDS)];
         for entry in spec.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-            let bad = || ShardMapError(format!("entry `{entry}` is not `from-to:db`"));
+            let bad = || format!("entry `{entry}` is not `from-to:db`");
             let (range, db) = entry.split_once(':').ok_or_else(bad)?;
             let db: usize = db.trim().parse().map_err(|_| bad())?;
             if db >= databases {
-                return Err(ShardMapError(format!(
+                return Err(format!(
                     "entry `{entry}` names database {db}, but only {databases} are configured"
-                )));
+                ));
             }
-            let (from, to) = match range.split_once('-') {
-                Some((a, b)) => (a.trim(), b.trim()),
-                None => (range.trim(), range.trim()),
-            };
-            let from: usize = from.parse().map_err(|_| bad())?;
-            let to: usize = to.parse().map_err(|_| bad())?;
+            let (from, to) = range.split_once('-').unwrap_or((range, range));
+            let from: usize = from.trim().parse().map_err(|_| bad())?;
+            let to: usize = to.trim().parse().map_err(|_| bad())?;
             if from > to || to >= usize::from(VSHARDS) {
-                return Err(ShardMapError(format!(
-                    "entry `{entry}`: range must be within 0-{}",
-                    VSHARDS - 1
-                )));
+                let last = VSHARDS - 1;
+                return Err(format!("entry `{entry}`: range must be within 0-{last}"));
             }
             for slot in &mut db_of[from..=to] {
                 if slot.replace(db).is_some() {
-                    return Err(ShardMapError(format!(
-                        "entry `{entry}` maps a virtual shard twice"
-                    )));
+                    return Err(format!("entry `{entry}` maps a virtual shard twice"));
                 }
             }
         }
         let db_of = db_of
             .into_iter()
             .enumerate()
-            .map(|(v, db)| {
-                db.ok_or_else(|| ShardMapError(format!("virtual shard {v} is unmapped")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self { db_of, databases })
+            .map(|(v, db)| db.ok_or_else(|| format!("virtual shard {v} is unmapped")))
+            .collect::<Result<_, _>>()?;
+        Ok(Self { db_of })
     }
 
     /// The physical database holding `vshard`.
     pub fn database_of(&self, vshard: VShard) -> usize {
         self.db_of[usize::from(vshard.0)]
-    }
-
-    /// How many physical databases there are.
-    pub fn databases(&self) -> usize {
-        self.databases
     }
 }
 
@@ -245,7 +208,8 @@ mod tests {
         let back = OrderId::parse(&text).unwrap();
         assert_eq!(back, id);
         assert_eq!(back.vshard(), v);
-        assert!((back.unix_millis() - chrono::Utc::now().timestamp_millis()).abs() < 5_000);
+        let age = chrono::Utc::now() - back.created_at();
+        assert!(age.num_milliseconds().abs() < 5_000);
     }
 
     #[test]
@@ -272,33 +236,26 @@ mod tests {
         }
     }
 
+    /// The database `map` puts virtual shard `v` on.
+    fn db(map: &ShardMap, v: u16) -> usize {
+        map.database_of(VShard::new(v).unwrap())
+    }
+
     #[test]
     fn an_empty_map_spreads_virtual_shards_evenly() {
-        let m = ShardMap::parse("", 2).unwrap();
-        assert_eq!(m.database_of(VShard::new(0).unwrap()), 0);
-        assert_eq!(m.database_of(VShard::new(31).unwrap()), 0);
-        assert_eq!(m.database_of(VShard::new(32).unwrap()), 1);
-        assert_eq!(m.database_of(VShard::new(63).unwrap()), 1);
+        let two = ShardMap::parse("", 2).unwrap();
+        assert_eq!([0, 31, 32, 63].map(|v| db(&two, v)), [0, 0, 1, 1]);
         let one = ShardMap::parse(" ", 1).unwrap();
-        assert!((0..VSHARDS).all(|v| one.database_of(VShard::new(v).unwrap()) == 0));
+        assert!((0..VSHARDS).all(|v| db(&one, v) == 0));
         let three = ShardMap::parse("", 3).unwrap();
-        let counts = (0..3)
-            .map(|db| {
-                (0..VSHARDS)
-                    .filter(|&v| three.database_of(VShard::new(v).unwrap()) == db)
-                    .count()
-            })
-            .collect::<Vec<_>>();
-        assert_eq!(counts, vec![22, 21, 21]);
+        let counts = [0, 1, 2].map(|d| (0..VSHARDS).filter(|&v| db(&three, v) == d).count());
+        assert_eq!(counts, [22, 21, 21]);
     }
 
     #[test]
     fn an_explicit_map_is_followed() {
         let m = ShardMap::parse("0-9:1, 10-62:0, 63:1", 2).unwrap();
-        assert_eq!(m.database_of(VShard::new(5).unwrap()), 1);
-        assert_eq!(m.database_of(VShard::new(10).unwrap()), 0);
-        assert_eq!(m.database_of(VShard::new(63).unwrap()), 1);
-        assert_eq!(m.databases(), 2);
+        assert_eq!([5, 10, 63].map(|v| db(&m, v)), [1, 0, 1]);
     }
 
     #[test]

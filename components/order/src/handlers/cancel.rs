@@ -1,25 +1,22 @@
 //! Cancelling an order (API v1.1, "Cancellation stops the parcel"): the shipment is cancelled
-//! first, then the order, then its stock is released. Never a cancelled order whose parcel is
-//! on its way, and never a cancelled shipment under a live order once settled:
+//! first, then the order, then its stock is released, so that once settled no cancelled order
+//! has a parcel on its way and no live order a cancelled shipment:
 //!
 //! 1. **Intent** (under the order's row lock): only a `confirmed` order goes on (cancelled:
 //!    200 as it is; shipped, delivered, returned: 409). A `cancel_shipment` outbox row is
-//!    written (or the order's unresolved one reused), not due for `CANCEL_LEASE_SECS`, and
-//!    committed: from here on a crash leaves a trace.
-//! 2. **Ask** (in a transaction holding the intent's row lock, so no relay resolves it under
-//!    us): the delivery service cancels the shipment, created first if the order has none yet
-//!    (idempotent per order id, so a shipment whose creation answer was lost is found, never
-//!    left pending behind a cancelled order).
+//!    written (or the unresolved one reused), not due for `CANCEL_LEASE_SECS`, and committed:
+//!    from here on a crash leaves a trace.
+//! 2. **Ask** (holding the intent's row lock, so no relay resolves it under us): the delivery
+//!    service cancels the shipment, created first if the order has none yet (idempotent per
+//!    order id: a shipment whose creation answer was lost is found, not left pending).
 //! 3. **Settle**, in that same transaction, by the answer:
 //!    - cancelled → order `cancelled`, history, `release_reservation` row, intent done;
 //!      commit; the release is relayed at once → 200;
 //!    - 409 (picked up first) → the intent is deleted, nothing changed → 409;
-//!    - no definite answer (unreachable, timeout, 5xx) → the intent is made due, nothing else
-//!      changes → 503. The relay then resolves it from the shipment's status: cancelled (the
-//!      answer was lost) → step 3's first branch; anything else → dropped.
+//!    - no definite answer (unreachable, timeout, 5xx) → the intent is made due → 503.
 //!
-//! A crash after step 2 leaves the intent locked by nobody; once its lease is over the relay
-//! resolves it the same way.
+//! The relay resolves an intent left due (or, after a crash, one whose lease is over) from the
+//! shipment's status: cancelled (the answer was lost) → step 3's first branch; else dropped.
 
 use marketplace_shared::tokens::Principal;
 use uuid::Uuid;
@@ -37,30 +34,13 @@ use crate::store::{Db, Job};
 /// else (a relay or a concurrent cancel of the same order).
 const CANCEL_ROUNDS: u32 = 3;
 
-/// What step 1 found.
-enum Claimed {
-    AlreadyCancelled,
-    /// The intent's outbox row id, and the order as it was under the lock.
-    Intent(i64, Box<Order>),
-}
-
-/// How step 3 settled.
-enum Settled {
-    Cancelled,
-    TooLate,
-    Unknown(String),
-}
-
 pub async fn cancel(cfg: &Config, who: &Principal, id: &OrderId) -> Result<Order, Error> {
     let db = Db::for_vshard(cfg, id.vshard())?;
     for _ in 0..CANCEL_ROUNDS {
-        let (intent, order) = match claim(&db, who, id)? {
-            Claimed::AlreadyCancelled => {
-                // Idempotent; a release that failed before is retried.
-                relay::run_for_order(cfg, &db, id).await;
-                return db.load_order(id)?.ok_or(Error::NotFound);
-            }
-            Claimed::Intent(intent, order) => (intent, order),
+        let Some((intent, order)) = claim(&db, who, id)? else {
+            // Already cancelled (idempotent); a release that failed before is retried.
+            relay::run_for_order(cfg, &db, id).await;
+            return db.load_order(id)?.ok_or(Error::NotFound);
         };
         if let Some(order) = attempt(cfg, &db, id, intent, &order).await? {
             return Ok(order);
@@ -69,40 +49,36 @@ pub async fn cancel(cfg: &Config, who: &Principal, id: &OrderId) -> Result<Order
     Err(Error::CancelBusy)
 }
 
-/// Step 1: one short transaction under the order's row lock.
-fn claim(db: &Db, who: &Principal, id: &OrderId) -> Result<Claimed, Error> {
+/// Step 1: one short transaction under the order's row lock. The intent's outbox row id and
+/// the order as it was under the lock; `None` if the order is already cancelled.
+fn claim(db: &Db, who: &Principal, id: &OrderId) -> Result<Option<(i64, Order)>, Error> {
     db.transaction(|db| {
         let order = db
             .lock_order(id)?
             .filter(|o| o.visible_to(who))
             .ok_or(Error::NotFound)?;
         match order::on_cancel(order.status) {
-            CancelOutcome::AlreadyCancelled => Ok(Claimed::AlreadyCancelled),
+            CancelOutcome::AlreadyCancelled => Ok(None),
             CancelOutcome::TooLate => Err(Error::TooLate(Some(order.status))),
             CancelOutcome::Cancel => {
                 let intent = match db.pending_cancel(id)? {
                     Some(intent) => intent,
                     None => {
-                        let actor = if who.user_id == order.buyer_id {
-                            "buyer"
-                        } else {
-                            "admin"
-                        };
-                        let intent = CancelIntent {
-                            actor: actor.to_string(),
-                            by: who.user_id,
-                        };
-                        db.enqueue_cancel(id, &intent)?
+                        let buyer = who.user_id == order.buyer_id;
+                        let actor = if buyer { "buyer" } else { "admin" }.to_string();
+                        let by = who.user_id;
+                        db.enqueue_cancel(id, &CancelIntent { actor, by })?
                     }
                 };
-                Ok(Claimed::Intent(intent, Box::new(order)))
+                Ok(Some((intent, order)))
             }
         }
     })
 }
 
 /// Steps 2 and 3. `Ok(None)`: the intent was resolved by someone else while we waited for its
-/// lock; look again.
+/// lock; look again. Inside the transaction, `Err` rolls back; a refusal (the shipment was
+/// picked up, no definite answer) is answered once the transaction commits.
 async fn attempt(
     cfg: &Config,
     db: &Db,
@@ -125,27 +101,26 @@ async fn attempt(
                 Ok((shipment, ShipmentCancel::Cancelled)) => {
                     relay::apply_cancel(db, id, intent, shipment, false)?;
                     db.outbox_done(row.id)?;
-                    Settled::Cancelled
+                    Ok(())
                 }
                 Ok((_, ShipmentCancel::TooLate)) => {
                     db.delete_outbox_row(row.id)?;
-                    Settled::TooLate
+                    Err(Error::TooLate(None))
                 }
                 Err(cause) => {
                     db.outbox_failed(&row, &cause)?;
-                    Settled::Unknown(cause)
+                    Err(Error::delivery(cause))
                 }
             }))
         })
         .await?;
     match settled {
         None => Ok(None),
-        Some(Settled::Cancelled) => {
+        Some(Ok(())) => {
             relay::run_for_order(cfg, db, id).await;
             db.load_order(id)?.ok_or(Error::NotFound).map(Some)
         }
-        Some(Settled::TooLate) => Err(Error::TooLate(None)),
-        Some(Settled::Unknown(cause)) => Err(Error::delivery(cause)),
+        Some(Err(refusal)) => Err(refusal),
     }
 }
 
@@ -154,11 +129,7 @@ async fn attempt(
 async fn cancel_shipment_of(cfg: &Config, order: &Order) -> Result<(Uuid, ShipmentCancel), String> {
     let shipment = match order.shipment_id {
         Some(shipment) => shipment,
-        None => {
-            clients::ensure_shipment(cfg, &relay::shipment_request(order))
-                .await?
-                .id
-        }
+        None => clients::ensure_shipment(cfg, order).await?.id,
     };
     let answer = clients::cancel_shipment(cfg, shipment).await?;
     Ok((shipment, answer))

@@ -1,5 +1,4 @@
-//! Thin handlers, one per route: parse the input, authorize, call the workflow (`place`,
-//! `cancel`), the domain and the store, build the response.
+//! Thin handlers, one per route; the placement and cancel workflows in `place`, `cancel`.
 
 mod cancel;
 mod place;
@@ -9,13 +8,13 @@ use marketplace_shared::page::{self, Page};
 use marketplace_shared::query::Query;
 use marketplace_shared::tokens::Principal;
 use marketplace_shared::wit::DeliveryStatusUpdate;
-use marketplace_shared::{Problem, Role};
+use marketplace_shared::{OrderStatus, Problem, Role};
 use serde::Deserialize;
 use spin_sdk::http::{Request, Response};
 
 use crate::config::{Config, RELAY};
 use crate::domain::key::IdempotencyKey;
-use crate::domain::order::{self, CreateOrderBody, NewOrder, Order, Transition};
+use crate::domain::order::{self, CreateOrderBody, NewOrder, Order};
 use crate::domain::sales::{self, Position, SalesQuery};
 use crate::domain::shard::{OrderId, VShard};
 use crate::error::Error;
@@ -42,6 +41,19 @@ fn order_id(raw: &str) -> Result<OrderId, Error> {
     OrderId::parse(raw).ok_or(Error::NotFound)
 }
 
+/// An optional query parameter, parsed by `parse`; 400 with `message` if it does not parse.
+fn param<T>(
+    q: &Query,
+    name: &str,
+    message: &str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<Option<T>, Problem> {
+    let parsed = q
+        .get(name)
+        .map(|v| parse(v).ok_or_else(|| Problem::bad_request(message)));
+    parsed.transpose()
+}
+
 /// Bodies of action endpoints (cancel, relay): nothing, or an empty JSON object.
 fn optional_empty_body(req: &Request) -> Result<(), Error> {
     #[derive(Deserialize)]
@@ -57,27 +69,21 @@ pub async fn place(cfg: &Config, req: &Request) -> Result<Response, Error> {
     let who = buyer(cfg, req)?;
     let key = IdempotencyKey::parse(header(req, "idempotency-key"))?;
     let new = NewOrder::parse(http::parse_body::<CreateOrderBody>(req)?)?;
-    Ok(match place::place(cfg, who.user_id, &key, &new).await? {
-        Placed::New(order) => match serde_json::to_vec(&order) {
-            Ok(body) => {
-                let location = format!("/api/orders/{}", order.id);
-                http::bytes(201, "application/json", body, &[("location", &location)])
+    let (status, body, order_id, replayed) =
+        match place::place(cfg, who.user_id, &key, &new).await? {
+            Placed::New(order) => {
+                let body = serde_json::to_vec(&order)
+                    .map_err(|e| Error::Internal(format!("order json: {e}")))?;
+                (201, body, order.id, false)
             }
-            Err(e) => return Err(Error::Internal(format!("order json: {e}"))),
-        },
-        Placed::Replayed {
-            status,
-            body,
-            order_id,
-        } => {
-            let location = format!("/api/orders/{order_id}");
-            let headers = [
-                ("location", location.as_str()),
-                ("idempotent-replayed", "true"),
-            ];
-            http::bytes(status, "application/json", body, &headers)
-        }
-    })
+            Placed::Replayed(r) => (r.status, r.body, r.order_id, true),
+        };
+    let location = format!("/api/orders/{order_id}");
+    let mut headers = vec![("location", location.as_str())];
+    if replayed {
+        headers.push(("idempotent-replayed", "true"));
+    }
+    Ok(http::bytes(status, "application/json", body, &headers))
 }
 
 /// `GET /api/orders`: the caller's shard only, newest first.
@@ -85,15 +91,10 @@ pub fn list(cfg: &Config, req: &Request, q: &Query) -> Result<Response, Error> {
     let who = buyer(cfg, req)?;
     let limit = page::limit(q)?;
     let vshard = VShard::of_buyer(who.user_id);
-    let after = q
-        .get("cursor")
-        .map(|c| {
-            let id: String = page::decode_cursor(c)?;
-            OrderId::parse(&id)
-                .filter(|id| id.vshard() == vshard)
-                .ok_or_else(|| Error::from(Problem::bad_request("invalid cursor")))
-        })
-        .transpose()?;
+    let after = param(q, "cursor", "invalid cursor", |c| {
+        let id: String = page::decode_cursor(c).ok()?;
+        OrderId::parse(&id).filter(|id| id.vshard() == vshard)
+    })?;
     let db = Db::for_vshard(cfg, vshard)?;
     let mut items = db.list_orders(who.user_id, after.as_ref(), limit + 1)?;
     let next_cursor = if items.len() > limit as usize {
@@ -105,28 +106,20 @@ pub fn list(cfg: &Config, req: &Request, q: &Query) -> Result<Response, Error> {
     Ok(http::json(200, &Page { items, next_cursor }))
 }
 
-/// `GET /api/orders/sales`: a seller's lines on every database, merged into one page
-/// (`domain::sales`). Every database answers at most `limit + 1` lines after the cursor; one
-/// that does not answer makes the whole page a 503 naming it (a page without it would skip
-/// its lines for good). A seller lists their own sales (`seller_id`, if given, must be
-/// theirs: 403 otherwise); an admin names the seller (400 without one).
+/// `GET /api/orders/sales`: a seller's lines on every database, merged (`domain::sales`); one
+/// database down makes the page a 503 (without it the page would skip its lines for good).
+/// Sellers list their own sales (another `seller_id`: 403); admins name one (else 400).
 pub fn sales(cfg: &Config, req: &Request, q: &Query) -> Result<Response, Error> {
     let who = user(cfg, req)?;
     if !matches!(who.role, Role::Seller | Role::Admin) {
         return Err(Problem::forbidden("only sellers and admins list sales").into());
     }
     let limit = page::limit(q)?;
-    let status = sales::parse_status(q.get("status")).map_err(|_| {
-        Problem::bad_request(
-            "`status` must be one of confirmed, shipped, delivered, cancelled, returned",
-        )
+    let statuses = "`status` must be one of confirmed, shipped, delivered, cancelled, returned";
+    let status = param(q, "status", statuses, OrderStatus::parse)?;
+    let named = param(q, "seller_id", "`seller_id` must be a UUID", |s| {
+        uuid::Uuid::try_parse(s).ok()
     })?;
-    let named = q
-        .get("seller_id")
-        .map(|s| {
-            uuid::Uuid::try_parse(s).map_err(|_| Problem::bad_request("`seller_id` must be a UUID"))
-        })
-        .transpose()?;
     let seller = match (who.role, named) {
         (Role::Admin, Some(seller)) => seller,
         (Role::Admin, None) => {
@@ -139,18 +132,16 @@ pub fn sales(cfg: &Config, req: &Request, q: &Query) -> Result<Response, Error> 
         }
         _ => who.user_id,
     };
-    let after = q.get("cursor").map(Position::from_cursor).transpose();
-    let after = after.map_err(|_| Problem::bad_request("invalid cursor"))?;
+    let after = param(q, "cursor", "invalid cursor", Position::from_cursor)?;
     let query = SalesQuery {
         seller,
         status,
         after,
         limit,
     };
-    let mut pages = Vec::with_capacity(cfg.db_urls.len());
-    for index in 0..cfg.db_urls.len() {
-        pages.push(Db::open(cfg, index)?.sales_page(&query, limit + 1)?);
-    }
+    let pages = (0..cfg.db_urls.len())
+        .map(|index| Db::open(cfg, index)?.sales_page(&query, limit + 1))
+        .collect::<Result<_, _>>()?;
     let (items, next_cursor) = sales::merge(pages, limit);
     Ok(http::json(200, &Page { items, next_cursor }))
 }
@@ -184,17 +175,18 @@ pub fn delivery_status(cfg: &Config, req: &Request, raw: &str) -> Result<Respons
     let db = Db::for_vshard(cfg, id.vshard())?;
     db.transaction(|db| {
         let order = db.lock_order(&id)?.ok_or(Error::NotFound)?;
-        match order::on_delivery_update(order.status, status) {
-            Transition::Move(next) => db.transition(
+        if let Some(next) = order::on_delivery_update(order.status, status) {
+            let detail = serde_json::json!({});
+            db.transition(
                 &id,
                 order.status,
                 next,
                 "delivery",
-                &serde_json::json!({}),
+                &detail,
                 Some(occurred_at),
-            ),
-            Transition::Ignore => Ok(()),
+            )?;
         }
+        Ok(())
     })?;
     let order: Order = db.load_order(&id)?.ok_or(Error::NotFound)?;
     Ok(http::json(200, &order))

@@ -6,9 +6,8 @@ use uuid::Uuid;
 
 use crate::clients::{self, ReserveError};
 use crate::config::Config;
-use crate::domain::key::{self, Decision, IdempotencyKey, WAIT_ROUNDS};
+use crate::domain::key::{self, Decision, IdempotencyKey, Replay, WAIT_ROUNDS};
 use crate::domain::order::{self, NewOrder, Order};
-use crate::domain::outbox::{Kind, Release};
 use crate::domain::shard::{OrderId, VShard};
 use crate::error::Error;
 use crate::relay;
@@ -17,12 +16,7 @@ use crate::store::Db;
 /// The answer to `POST /api/orders`.
 pub enum Placed {
     New(Box<Order>),
-    /// The key's first answer, as it was stored.
-    Replayed {
-        status: u16,
-        body: Vec<u8>,
-        order_id: OrderId,
-    },
+    Replayed(Replay),
 }
 
 /// What one look at the key row decided.
@@ -34,19 +28,17 @@ enum Step {
     Wait,
 }
 
-/// Places an order exactly once per (buyer, idempotency key).
-///
-/// 1. The key row is inserted `pending` with a fresh order id and committed, so a crash from
-///    here on leaves a trace the relay cleans up (it releases reservation `order id`).
+/// Places an order exactly once per (buyer, idempotency key):
+/// 1. The key row is inserted `pending` with a fresh order id and committed: a crash from here
+///    on leaves a trace the relay cleans up (it releases reservation `order id`).
 /// 2. The row is locked for the rest of the attempt: a concurrent request with the same key
-///    waits on the lock and then replays the stored response.
+///    waits on the lock, then replays the stored response.
 /// 3. Stock is reserved with reservation id = order id (idempotent at the product service).
-/// 4. Order, lines, history, `create_shipment` outbox row and the stored response commit in
-///    one statement of that transaction; then the shipment is requested (`relay::ship_placed`),
-///    and the answer is built from what was written (never read back).
+/// 4. Order, lines, history, `create_shipment` row and stored response commit in one statement;
+///    then the shipment is requested (`relay::ship_placed`); the answer is what was written.
 ///
-/// Any failure after step 3 releases the reservation, or queues the release in the outbox in
-/// the same transaction that forgets the key.
+/// A failure after step 3 releases the reservation, or queues the release in the transaction
+/// that forgets the key.
 pub async fn place(
     cfg: &Config,
     buyer: Uuid,
@@ -69,15 +61,7 @@ pub async fn place(
                     None => return Ok(Step::Again),
                 };
                 match decision {
-                    Decision::Replay {
-                        status,
-                        body,
-                        order_id,
-                    } => Ok(Step::Done(Ok(Placed::Replayed {
-                        status,
-                        body,
-                        order_id,
-                    }))),
+                    Decision::Replay(replay) => Ok(Step::Done(Ok(Placed::Replayed(replay)))),
                     Decision::OtherBody => Err(Error::KeyReused),
                     Decision::Wait => Ok(Step::Wait),
                     Decision::Proceed { order_id, takeover } => {
@@ -122,8 +106,8 @@ pub async fn place(
     Err(Error::KeyBusy)
 }
 
-/// Steps 3 and 4 of [`place`], inside the transaction holding the key row. Outer `Err`: roll
-/// back; inner: the refusal to answer once the transaction (which forgot the key) commits.
+/// Steps 3 and 4, in the transaction holding the key row. Outer `Err`: roll back; inner: the
+/// refusal to answer once the transaction (which forgot the key) commits.
 async fn attempt(
     cfg: &Config,
     db: &Db,
@@ -133,49 +117,26 @@ async fn attempt(
     order_id: OrderId,
     outstanding: &mut Option<OrderId>,
 ) -> Result<Result<Placed, Error>, Error> {
-    let reservation = match clients::reserve(cfg, &order_id, &new.items).await {
-        Ok(r) => r,
-        Err(ReserveError::Refused(e)) => {
-            forget(cfg, db, buyer, key, None).await?;
-            return Ok(Err(e));
-        }
-        Err(ReserveError::Unknown(cause)) => {
-            // The reservation may exist (lost answer): release it, or queue the release.
-            forget(cfg, db, buyer, key, Some(&order_id)).await?;
-            return Ok(Err(Error::product(cause)));
-        }
+    let (refusal, maybe_reserved) = match clients::reserve(cfg, &order_id, &new.items).await {
+        Ok(reservation) => match order::price(&new.items, &reservation.items) {
+            Ok(priced) => {
+                *outstanding = Some(order_id);
+                let order = Order::placed(order_id, buyer, priced, new.shipping_address.clone());
+                db.insert_order(&order, buyer, key)?;
+                return Ok(Ok(Placed::New(Box::new(order))));
+            }
+            Err(e) => (e.into(), true),
+        },
+        Err(ReserveError::Refused(p)) => (p.into(), false),
+        // The reservation may exist (lost answer).
+        Err(ReserveError::Unknown(cause)) => (Error::product(cause), true),
     };
-    let priced = match order::price(&new.items, &reservation.items) {
-        Ok(p) => p,
-        Err(e) => {
-            forget(cfg, db, buyer, key, Some(&order_id)).await?;
-            return Ok(Err(e.into()));
-        }
-    };
-    *outstanding = Some(order_id);
-    let order = Order::placed(order_id, buyer, priced, new.shipping_address.clone());
-    db.insert_order(&order, buyer, key)?;
-    Ok(Ok(Placed::New(Box::new(order))))
-}
-
-/// Ends an attempt that produced no order: forgets the key (so it can be used again) and, if
-/// a reservation may exist, releases it now or, failing that, queues its release in the same
-/// transaction that forgets the key.
-async fn forget(
-    cfg: &Config,
-    db: &Db,
-    buyer: Uuid,
-    key: &IdempotencyKey,
-    reservation: Option<&OrderId>,
-) -> Result<(), Error> {
-    if let Some(id) = reservation
-        && let Err(e) = clients::release(cfg, id).await
-    {
-        eprintln!("order: releasing {id} failed, queued for the relay: {e}");
-        let release = Release {
-            reservation_id: *id,
-        };
-        db.enqueue(id, Kind::ReleaseReservation, &release)?;
+    // No order: forget the key (so it can be used again) and release a reservation that may
+    // exist now or, failing that, queue its release in the transaction that forgets the key.
+    if maybe_reserved && let Err(e) = clients::release(cfg, &order_id).await {
+        eprintln!("order: releasing {order_id} failed, queued for the relay: {e}");
+        db.enqueue_release(&order_id)?;
     }
-    db.delete_key(buyer, key.as_str())
+    db.delete_key(buyer, key.as_str())?;
+    Ok(Err(refusal))
 }

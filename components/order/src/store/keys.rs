@@ -32,7 +32,6 @@ impl Db {
                 text(&order_id.to_string()),
             ],
         )
-        .map(|_| ())
     }
 
     /// Locks the key row (inside a transaction), waiting for whoever holds it.
@@ -51,14 +50,10 @@ impl Db {
         let Some(r) = rows.rows.first() else {
             return Ok(None);
         };
-        let completed: bool = get(r, 3)?;
-        let response = if completed {
-            let status: Option<i32> = get(r, 4)?;
-            let body: Option<String> = get(r, 5)?;
-            Some((
-                status.map_or(201, |s| s as u16),
-                body.unwrap_or_default().into_bytes(),
-            ))
+        let response = if get(r, 3)? {
+            let (status, body): (Option<i32>, Option<String>) = (get(r, 4)?, get(r, 5)?);
+            let status = status.map_or(201, |s| s as u16);
+            Some((status, body.unwrap_or_default().into_bytes()))
         } else {
             None
         };
@@ -76,7 +71,6 @@ impl Db {
             "update idempotency_keys set updated_at = now() where buyer_id = $1 and key = $2",
             &[buyer.into(), text(key.as_str())],
         )
-        .map(|_| ())
     }
 
     /// Forgets an attempt that produced no order, so the key can be used again.
@@ -85,13 +79,12 @@ impl Db {
             "delete from idempotency_keys where buyer_id = $1 and key = $2 and state = 'pending'",
             &[buyer.into(), text(key)],
         )
-        .map(|_| ())
     }
 
     /// Forgets up to `batch` idempotency keys completed more than `days` ago; returns how
     /// many. Pending keys are the abandoned-attempt sweep's business, never deleted here.
     pub fn purge_completed_keys(&self, days: i32, batch: i64) -> Result<u64, Error> {
-        self.execute(
+        self.affected(
             "delete from idempotency_keys where (buyer_id, key) in (select buyer_id, key \
              from idempotency_keys where state = 'completed' \
              and updated_at < now() - make_interval(days => $1) order by updated_at limit $2)",

@@ -1,11 +1,7 @@
 //! PostgreSQL storage of one order database (`spin_sdk::pg4`), typed in and out: orders and
 //! their history (`orders`), idempotency keys (`keys`), the outbox (`outbox`), a seller's
-//! sales (`sales`).
-//!
-//! Statements that can return no rows go through `pg::query` (padded: Spin 4 never answers
-//! an empty result); `pg::query_always` only where a row always comes back. Transactions are
-//! [`Db::transaction`] (`pg::transaction`) and, for work that awaits another service while it
-//! holds row locks, [`Db::transaction_async`]: neither can leave a transaction open.
+//! sales (`sales`). Rows come back through `pg::query` (padded: Spin 4 never answers an empty
+//! result), `pg::query_always` only where a row always comes back.
 
 mod keys;
 mod orders;
@@ -80,34 +76,31 @@ impl Db {
         params: &[ParameterValue],
         busy: Error,
     ) -> Result<RowSet, Error> {
-        pg::query(&self.conn, sql, params).map_err(|e| self.locking(e, busy))
+        pg::query(&self.conn, sql, params).map_err(|e| match pg::sqlstate(&e).as_deref() {
+            Some("55P03") => busy,
+            _ => Error::db(self.index, e),
+        })
     }
 
-    fn locking(&self, e: PgError, busy: Error) -> Error {
-        if pg::sqlstate(&e).as_deref() == Some("55P03") {
-            busy
-        } else {
-            Error::db(self.index, e)
-        }
+    fn execute(&self, sql: &str, params: &[ParameterValue]) -> Result<(), Error> {
+        self.affected(sql, params).map(|_| ())
     }
 
-    fn execute(&self, sql: &str, params: &[ParameterValue]) -> Result<u64, Error> {
+    /// How many rows the statement changed.
+    fn affected(&self, sql: &str, params: &[ParameterValue]) -> Result<u64, Error> {
         self.conn
             .execute(sql, params)
             .map_err(|e| Error::db(self.index, e))
     }
 
     pub fn ping(&self) -> Result<(), Error> {
-        self.execute("select 1", &[]).map(|_| ())
+        self.execute("select 1", &[])
     }
 
     /// Runs `work` in one transaction (`pg::transaction`): committed when it succeeds, rolled
     /// back when it fails.
     pub fn transaction<T>(&self, work: impl FnOnce(&Db) -> Result<T, Error>) -> Result<T, Error> {
-        pg::transaction(&self.conn, |_| work(self).map_err(TxError::Work)).map_err(|e| match e {
-            TxError::Pg(e) => Error::db(self.index, *e),
-            TxError::Work(e) => e,
-        })
+        pg::transaction(&self.conn, |_| work(self).map_err(TxError::Work)).map_err(|e| self.tx(e))
     }
 
     /// [`Db::transaction`] for work that awaits other services while holding its row locks
@@ -118,10 +111,14 @@ impl Db {
     ) -> Result<T, Error> {
         pg::transaction_async(&self.conn, async || work(self).await.map_err(TxError::Work))
             .await
-            .map_err(|e| match e {
-                TxError::Pg(e) => Error::db(self.index, *e),
-                TxError::Work(e) => e,
-            })
+            .map_err(|e| self.tx(e))
+    }
+
+    fn tx(&self, e: TxError) -> Error {
+        match e {
+            TxError::Pg(e) => Error::db(self.index, *e),
+            TxError::Work(e) => e,
+        }
     }
 }
 

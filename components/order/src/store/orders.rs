@@ -35,8 +35,7 @@ pub(super) const ORDER_COLUMNS: &str = concat!(
      where i.order_id = o.id) as items"
 );
 
-/// The order in the ten [`ORDER_COLUMNS`] from column `c`; `None` when they are NULL (an
-/// outer join that found no order).
+/// The order in the ten [`ORDER_COLUMNS`] from column `c`; `None` if NULL (an outer join).
 pub(super) fn order_at(r: &[DbValue], c: usize) -> Result<Option<Order>, Error> {
     if matches!(r.get(c), Some(DbValue::DbNull)) {
         return Ok(None);
@@ -54,6 +53,23 @@ pub(super) fn order_at(r: &[DbValue], c: usize) -> Result<Option<Order>, Error> 
         updated_at: get(r, c + 8)?,
         items: get_json(r, c + 9)?.ok_or_else(|| missing("items"))?,
     }))
+}
+
+/// Which outbox row a recorded shipment completes.
+pub enum Done {
+    Row(i64),
+    /// The `create_shipment` row of the placement recording it.
+    Placement,
+    Not,
+}
+
+/// A shipment the delivery service named for an order: its id and tracking number, when it
+/// was recorded (the order's `updated_at`), and who records it (for the history).
+pub struct Shipped<'a> {
+    pub id: Uuid,
+    pub tracking_number: Option<&'a str>,
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub actor: &'a str,
 }
 
 impl Db {
@@ -110,24 +126,21 @@ impl Db {
                 ParameterValue::Floating64(outbox::PLACEMENT_LEASE_SECS as f64),
             ],
         )
-        .map(|_| ())
     }
 
     /// One order by id (on this shard only).
     pub fn load_order(&self, order: &OrderId) -> Result<Option<Order>, Error> {
-        let rows = self.query(
-            &format!("select {ORDER_COLUMNS} from orders o where o.id = $1"),
-            &[id(order)],
-        )?;
-        rows.rows.first().map_or(Ok(None), |r| order_at(r, 0))
+        self.one_order(order, "")
     }
 
     /// The order, row-locked for the rest of the transaction.
     pub fn lock_order(&self, order: &OrderId) -> Result<Option<Order>, Error> {
-        let rows = self.query(
-            &format!("select {ORDER_COLUMNS} from orders o where o.id = $1 for update of o"),
-            &[id(order)],
-        )?;
+        self.one_order(order, " for update of o")
+    }
+
+    fn one_order(&self, order: &OrderId, lock: &str) -> Result<Option<Order>, Error> {
+        let sql = format!("select {ORDER_COLUMNS} from orders o where o.id = $1{lock}");
+        let rows = self.query(&sql, &[id(order)])?;
         rows.rows.first().map_or(Ok(None), |r| order_at(r, 0))
     }
 
@@ -155,8 +168,7 @@ impl Db {
             .collect()
     }
 
-    /// Moves an order from `from` to `to` with its history entry (its event named after `to`),
-    /// in one statement.
+    /// Moves an order from `from` to `to` with its history entry (event named after `to`).
     pub fn transition(
         &self,
         order: &OrderId,
@@ -181,7 +193,6 @@ impl Db {
                 occurred_at.map(|t| t.naive_utc()).into(),
             ],
         )
-        .map(|_| ())
     }
 
     /// Records the shipment of an order that had none, with its `shipment_requested` history
@@ -226,19 +237,8 @@ impl Db {
                 ParameterValue::Boolean(matches!(done, Done::Placement)),
             ],
         )
-        .map(|_| ())
     }
-}
 
-/// Which outbox row a recorded shipment completes.
-pub enum Done {
-    Row(i64),
-    /// The `create_shipment` row of the placement recording it.
-    Placement,
-    Not,
-}
-
-impl Db {
     /// A placing request's shipment call failed: its leased row is due at once for the relay.
     pub fn placement_failed(&self, order: &OrderId, error: &str) -> Result<(), Error> {
         let short: String = error.chars().take(500).collect();
@@ -248,31 +248,5 @@ impl Db {
              and delivered_at is null",
             &[id(order), text(&short)],
         )
-        .map(|_| ())
-    }
-}
-
-/// A shipment the delivery service named for an order: its id and tracking number, when it
-/// was recorded (the order's `updated_at`), and who records it (for the history).
-pub struct Shipped<'a> {
-    id: Uuid,
-    tracking_number: Option<&'a str>,
-    at: chrono::DateTime<chrono::Utc>,
-    actor: &'a str,
-}
-
-impl<'a> Shipped<'a> {
-    pub fn by(
-        id: Uuid,
-        tracking_number: Option<&'a str>,
-        at: chrono::DateTime<chrono::Utc>,
-        actor: &'a str,
-    ) -> Self {
-        Self {
-            id,
-            tracking_number,
-            at,
-            actor,
-        }
     }
 }

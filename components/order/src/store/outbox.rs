@@ -6,7 +6,7 @@ use uuid::Uuid;
 use super::orders::{ORDER_COLUMNS, order_at};
 use super::{Db, LOCK_TIMEOUT, get, get_json, get_order_id, id, json, text, vshard};
 use crate::domain::order::Order;
-use crate::domain::outbox::{self, CancelIntent, Kind, Release};
+use crate::domain::outbox::{self, CancelIntent, Release};
 use crate::domain::shard::OrderId;
 use crate::error::Error;
 
@@ -19,7 +19,7 @@ pub struct OutboxRow {
     pub attempts: i32,
 }
 
-/// What a row asks for.
+/// What a row asks for, by its kind (`domain::outbox`).
 #[derive(Debug, Clone)]
 pub enum Job {
     /// With the order to ship, read (share-locked) by the claim itself; `None` if it is gone.
@@ -38,23 +38,19 @@ pub struct Abandoned {
     pub order_id: OrderId,
 }
 
-/// The columns [`row_at`] reads (of `outbox x`), then the order's (`o`, NULL unless a
-/// `create_shipment` row's order).
+/// The columns [`row_at`] reads (of `outbox x`); then come the order's (`o`, NULL unless of a
+/// `create_shipment` row).
 const ROW_COLUMNS: &str = "x.id, x.order_id, x.kind, x.payload, x.attempts";
 
 fn row_at(r: &[DbValue]) -> Result<OutboxRow, Error> {
     let id: i64 = get(r, 0)?;
     let kind: String = get(r, 2)?;
     let payload = |what| Error::Internal(format!("outbox row {id}: {what} payload"));
-    let job = match Kind::parse(&kind) {
-        Some(Kind::CreateShipment) => Job::CreateShipment(order_at(r, 5)?.map(Box::new)),
-        Some(Kind::ReleaseReservation) => {
-            Job::Release(get_json(r, 3)?.ok_or_else(|| payload("release"))?)
-        }
-        Some(Kind::CancelShipment) => {
-            Job::Cancel(get_json(r, 3)?.ok_or_else(|| payload("cancel"))?)
-        }
-        None => Job::Unknown(kind),
+    let job = match kind.as_str() {
+        "create_shipment" => Job::CreateShipment(order_at(r, 5)?.map(Box::new)),
+        "release_reservation" => Job::Release(get_json(r, 3)?.ok_or_else(|| payload("release"))?),
+        "cancel_shipment" => Job::Cancel(get_json(r, 3)?.ok_or_else(|| payload("cancel"))?),
+        _ => Job::Unknown(kind),
     };
     Ok(OutboxRow {
         id,
@@ -85,23 +81,20 @@ impl Db {
         rows.rows.iter().map(|r| row_at(r)).collect()
     }
 
-    /// Adds an outbox row, due now.
-    pub fn enqueue<T: serde::Serialize>(
-        &self,
-        order: &OrderId,
-        kind: Kind,
-        payload: &T,
-    ) -> Result<(), Error> {
+    /// Queues the release of the order's reservation (its id is the order's), due now.
+    pub fn enqueue_release(&self, order: &OrderId) -> Result<(), Error> {
+        let release = Release {
+            reservation_id: *order,
+        };
         self.execute(
             "insert into outbox (order_id, vshard, kind, payload) values ($1, $2, $3, $4)",
             &[
                 id(order),
                 vshard(order),
-                text(kind.as_str()),
-                json(payload)?,
+                text("release_reservation"),
+                json(&release)?,
             ],
         )
-        .map(|_| ())
     }
 
     /// Adds a `cancel_shipment` intent due in `CANCEL_LEASE_SECS`; its id.
@@ -134,9 +127,8 @@ impl Db {
         rows.rows.first().map(|r| get(r, 0)).transpose()
     }
 
-    /// Locks an undelivered `cancel_shipment` intent (inside a transaction), waiting up to
-    /// 20 s for whoever holds it (a relay resolving it, another request). `Ok(None)`:
-    /// delivered or gone.
+    /// Locks an undelivered `cancel_shipment` intent, waiting up to 20 s for whoever holds it
+    /// (a relay, another request). `Ok(None)`: delivered or gone.
     pub fn lock_cancel_intent(&self, row: i64) -> Result<Option<OutboxRow>, Error> {
         let rows = self.query_locking(
             &format!(
@@ -155,7 +147,6 @@ impl Db {
             "delete from outbox where id = $1",
             &[ParameterValue::Int64(row)],
         )
-        .map(|_| ())
     }
 
     pub fn outbox_done(&self, row: i64) -> Result<(), Error> {
@@ -164,7 +155,6 @@ impl Db {
              updated_at = now() where id = $1",
             &[ParameterValue::Int64(row)],
         )
-        .map(|_| ())
     }
 
     /// A release done: the row delivered and, if the order exists, its `stock_released`
@@ -183,7 +173,6 @@ impl Db {
                 text(&release.reservation_id.to_string()),
             ],
         )
-        .map(|_| ())
     }
 
     pub fn outbox_failed(&self, row: &OutboxRow, error: &str) -> Result<(), Error> {
@@ -200,12 +189,11 @@ impl Db {
                 ParameterValue::Floating64(outbox::backoff_secs(attempts) as f64),
             ],
         )
-        .map(|_| ())
     }
 
     /// Deletes up to `batch` outbox rows delivered more than `days` ago; returns how many.
     pub fn purge_delivered_outbox(&self, days: i32, batch: i64) -> Result<u64, Error> {
-        self.execute(
+        self.affected(
             "delete from outbox where id in (select id from outbox \
              where delivered_at < now() - make_interval(days => $1) order by delivered_at \
              limit $2)",
@@ -213,8 +201,8 @@ impl Db {
         )
     }
 
-    /// Claims pending key rows nobody has touched for a while and nobody holds (their
-    /// request crashed or timed out after, perhaps, reserving stock).
+    /// Claims pending key rows untouched for a while and unheld (their request died, perhaps
+    /// after reserving stock).
     pub fn claim_abandoned(&self) -> Result<Vec<Abandoned>, Error> {
         let rows = self.query(
             "select buyer_id, key, order_id from idempotency_keys \

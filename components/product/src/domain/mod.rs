@@ -30,10 +30,7 @@ pub enum Actor {
 impl Actor {
     /// True when this actor may see an archived product and change the product.
     pub fn owns_or_admin(&self, seller_id: Uuid) -> bool {
-        match *self {
-            Actor::Anonymous => false,
-            Actor::User { id, admin } => admin || id == seller_id,
-        }
+        matches!(*self, Actor::User { id, admin } if admin || id == seller_id)
     }
 }
 
@@ -101,11 +98,7 @@ fn has_control(s: &str, allow_newlines: bool) -> bool {
 
 /// `Ok` when no field was named.
 fn checked(errors: FieldErrors) -> Result<(), FieldErrors> {
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors)
-    }
+    errors.is_empty().then_some(()).ok_or(errors)
 }
 
 /// A product for the domain's tests.

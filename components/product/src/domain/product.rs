@@ -69,16 +69,15 @@ pub struct ProductInput {
     pub attributes: Option<Option<serde_json::Value>>,
 }
 
-/// A validated product to create.
+/// A validated product to create: a change that sets every field (only
+/// [`ProductInput::into_new`] builds one).
 #[derive(Debug, Clone, PartialEq)]
-pub struct NewProduct {
-    pub title: String,
-    pub description: String,
-    pub category: String,
-    pub price_cents: i64,
-    pub currency: String,
-    pub stock: i64,
-    pub attributes: serde_json::Map<String, serde_json::Value>,
+pub struct NewProduct(ProductPatch);
+
+impl NewProduct {
+    pub fn fields(&self) -> &ProductPatch {
+        &self.0
+    }
 }
 
 /// A validated change: `None` leaves a field as it is.
@@ -93,49 +92,39 @@ pub struct ProductPatch {
     pub attributes: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
-fn text(
-    errors: &mut FieldErrors,
-    field: &str,
-    value: String,
-    min: usize,
-    max: usize,
-    multiline: bool,
-) -> Option<String> {
+/// Trimmed text of `min..=max` characters, without control characters (but newlines and
+/// tabs when `multiline`).
+fn text(value: String, min: usize, max: usize, multiline: bool) -> Result<String, String> {
     let value = value.trim().to_string();
     let len = value.chars().count();
     if has_control(&value, multiline) {
-        errors.add(field, "must not contain control characters");
-        None
+        Err("must not contain control characters".into())
     } else if len < min {
-        errors.add(field, "must not be empty");
-        None
+        Err("must not be empty".into())
     } else if len > max {
-        errors.add(field, format!("must be at most {max} characters"));
-        None
+        Err(format!("must be at most {max} characters"))
     } else {
-        Some(value)
+        Ok(value)
     }
 }
 
-fn int(errors: &mut FieldErrors, field: &str, value: i64, max: i64) -> Option<i64> {
+fn int(value: i64, max: i64) -> Result<i64, String> {
     if value < 0 {
-        errors.add(field, "must not be negative");
-        None
+        Err("must not be negative".into())
     } else if value > max {
-        errors.add(field, format!("must be at most {max}"));
-        None
+        Err(format!("must be at most {max}"))
     } else {
-        Some(value)
+        Ok(value)
     }
 }
 
 /// An ISO 4217 code, upper case as the contract writes it.
-fn currency(errors: &mut FieldErrors, value: String) -> Option<String> {
-    if !CURRENCIES.contains(&value.as_str()) {
-        errors.add("currency", "must be an ISO 4217 currency code such as EUR");
-        return None;
+fn currency(value: String) -> Result<String, String> {
+    if CURRENCIES.contains(&value.as_str()) {
+        Ok(value)
+    } else {
+        Err("must be an ISO 4217 currency code such as EUR".into())
     }
-    Some(value)
 }
 
 /// Checks that `attributes` is a flat object of string keys to string, number or boolean.
@@ -182,19 +171,27 @@ fn attributes(
     (*errors == before).then_some(map)
 }
 
-/// A field as sent: its value when present, "must not be null" when `null`.
-fn given<T>(errors: &mut FieldErrors, field: &str, value: Option<Option<T>>) -> Option<T> {
-    if matches!(value, Some(None)) {
-        errors.add(field, "must not be null");
+/// A field as sent, checked by `check` when present; "must not be null" when `null`.
+fn given<T, U>(
+    errors: &mut FieldErrors,
+    field: &str,
+    value: Option<Option<T>>,
+    check: impl FnOnce(T) -> Result<U, String>,
+) -> Option<U> {
+    match value? {
+        None => {
+            errors.add(field, "must not be null");
+            None
+        }
+        Some(v) => check(v).map_err(|message| errors.add(field, message)).ok(),
     }
-    value.flatten()
 }
 
 impl ProductInput {
     /// Validates a create request: every field but `attributes` is required.
     pub fn into_new(self) -> Result<NewProduct, FieldErrors> {
         let mut errors = FieldErrors::new();
-        let p = self.validate(&mut errors);
+        let mut p = self.validate(&mut errors);
         for (field, present) in [
             ("title", p.title.is_some()),
             ("description", p.description.is_some()),
@@ -208,16 +205,8 @@ impl ProductInput {
             }
         }
         checked(errors)?;
-        // Every required field is there (checked above).
-        Ok(NewProduct {
-            title: p.title.unwrap_or_default(),
-            description: p.description.unwrap_or_default(),
-            category: p.category.unwrap_or_default(),
-            price_cents: p.price_cents.unwrap_or_default(),
-            currency: p.currency.unwrap_or_default(),
-            stock: p.stock.unwrap_or_default(),
-            attributes: p.attributes.unwrap_or_default(),
-        })
+        p.attributes.get_or_insert_default();
+        Ok(NewProduct(p))
     }
 
     /// Validates a patch: any subset of the create fields, at least one.
@@ -234,18 +223,18 @@ impl ProductInput {
     }
 
     fn validate(self, e: &mut FieldErrors) -> ProductPatch {
+        let title = |v| text(v, 1, MAX_TITLE_CHARS, false);
+        let description = |v| text(v, 0, MAX_DESCRIPTION_CHARS, true);
+        let category = |v| text(v, 1, MAX_CATEGORY_CHARS, false);
+        let price_cents = |v| int(v, MAX_PRICE_CENTS);
         ProductPatch {
-            title: given(e, "title", self.title)
-                .and_then(|v| text(e, "title", v, 1, MAX_TITLE_CHARS, false)),
-            description: given(e, "description", self.description)
-                .and_then(|v| text(e, "description", v, 0, MAX_DESCRIPTION_CHARS, true)),
-            category: given(e, "category", self.category)
-                .and_then(|v| text(e, "category", v, 1, MAX_CATEGORY_CHARS, false)),
-            price_cents: given(e, "price_cents", self.price_cents)
-                .and_then(|v| int(e, "price_cents", v, MAX_PRICE_CENTS)),
-            currency: given(e, "currency", self.currency).and_then(|v| currency(e, v)),
-            stock: given(e, "stock", self.stock).and_then(|v| int(e, "stock", v, MAX_STOCK)),
-            attributes: given(e, "attributes", self.attributes).and_then(|v| attributes(e, v)),
+            title: given(e, "title", self.title, title),
+            description: given(e, "description", self.description, description),
+            category: given(e, "category", self.category, category),
+            price_cents: given(e, "price_cents", self.price_cents, price_cents),
+            currency: given(e, "currency", self.currency, currency),
+            stock: given(e, "stock", self.stock, |v| int(v, MAX_STOCK)),
+            attributes: given(e, "attributes", self.attributes, Ok).and_then(|v| attributes(e, v)),
         }
     }
 }
@@ -268,7 +257,11 @@ mod tests {
     #[test]
     fn a_valid_product_is_trimmed_and_accepted_and_a_patch_needs_no_other_field() {
         let p = input(valid()).into_new().unwrap();
-        assert_eq!((p.title.as_str(), p.attributes.len()), ("Red shoes", 3));
+        let p = p.fields();
+        assert_eq!(
+            (p.title.as_deref(), p.attributes.as_ref().map(|a| a.len())),
+            (Some("Red shoes"), Some(3))
+        );
         let errors = input(json!({"title": "x"})).into_new().unwrap_err();
         assert!(errors.contains("price_cents") && errors.contains("currency"));
         let patch = input(json!({"title": "x"})).into_patch().unwrap();

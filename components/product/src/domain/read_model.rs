@@ -59,15 +59,12 @@ pub struct Document {
 impl Document {
     /// Whether `self` should replace `stored` in the key-value store.
     pub fn supersedes(&self, stored: Option<&Document>) -> bool {
-        match stored {
-            None => true,
-            Some(s) => {
-                self.version > s.version
-                    || (self.version == s.version
-                        && s.source == Source::Replica
-                        && self.stored_at_ms > s.stored_at_ms)
-            }
-        }
+        stored.is_none_or(|s| {
+            self.version > s.version
+                || (self.version == s.version
+                    && s.source == Source::Replica
+                    && self.stored_at_ms > s.stored_at_ms)
+        })
     }
 
     /// Whether the document may be served at `now_ms` without asking the database.

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use marketplace_shared::wit::{self, Reservation, ReservedItem};
 use marketplace_shared::{FieldErrors, ShortItem};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{Product, Status, checked, has_control};
@@ -32,8 +33,9 @@ impl ReservationId {
     }
 }
 
-/// One reservation line after validation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One reservation line after validation, or one product's total of a reservation (as
+/// `reservations.quantities` holds them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReservationLine {
     pub product_id: Uuid,
     pub quantity: i64,
@@ -76,21 +78,18 @@ impl ReservationRequest {
         }
         let mut lines = Vec::new();
         for (i, item) in body.items.iter().enumerate() {
-            let product_id = Uuid::parse_str(&item.product_id);
-            if product_id.is_err() {
-                errors.add(format!("items[{i}].product_id"), "must be a UUID");
-            }
             if item.quantity == 0 || item.quantity > MAX_QUANTITY {
                 errors.add(
                     format!("items[{i}].quantity"),
                     format!("must be from 1 to {MAX_QUANTITY}"),
                 );
             }
-            if let Ok(product_id) = product_id {
-                lines.push(ReservationLine {
+            match Uuid::parse_str(&item.product_id) {
+                Ok(product_id) => lines.push(ReservationLine {
                     product_id,
                     quantity: i64::from(item.quantity),
-                });
+                }),
+                Err(_) => errors.add(format!("items[{i}].product_id"), "must be a UUID"),
             }
         }
         checked(errors)?;
@@ -103,12 +102,15 @@ impl ReservationRequest {
 
     /// Quantities summed per product, in product id order: the order rows are locked in,
     /// so that concurrent reservations cannot deadlock.
-    pub fn totals(&self) -> Vec<(Uuid, i64)> {
-        let mut totals: BTreeMap<Uuid, i64> = BTreeMap::new();
+    pub fn totals(&self) -> Vec<ReservationLine> {
+        let mut totals: BTreeMap<Uuid, ReservationLine> = BTreeMap::new();
         for line in &self.lines {
-            *totals.entry(line.product_id).or_default() += line.quantity;
+            totals
+                .entry(line.product_id)
+                .and_modify(|total| total.quantity += line.quantity)
+                .or_insert(*line);
         }
-        totals.into_iter().collect()
+        totals.into_values().collect()
     }
 
     /// Checks the request against the `locked` products: every line must name an active
@@ -116,25 +118,33 @@ impl ReservationRequest {
     /// are then taken). The answer has one item per line, with the price and title now.
     pub fn cover(&self, locked: &[Product]) -> Result<Reservation, Refusal> {
         let find = |id: &Uuid| locked.iter().find(|p| p.id == *id);
-        let active = |id: &Uuid| find(id).filter(|p| p.status == Status::Active);
         let mut errors = FieldErrors::new();
+        let mut items = Vec::new();
         for (i, line) in self.lines.iter().enumerate() {
-            if active(&line.product_id).is_none() {
-                errors.add(
+            match find(&line.product_id).filter(|p| p.status == Status::Active) {
+                Some(p) => items.push(ReservedItem {
+                    product_id: line.product_id.to_string(),
+                    quantity: u32::try_from(line.quantity).unwrap_or(u32::MAX),
+                    unit_price_cents: p.price_cents,
+                    currency: p.currency.clone(),
+                    title: p.title.clone(),
+                    seller_id: Some(p.seller_id.to_string()),
+                }),
+                None => errors.add(
                     format!("items[{i}].product_id"),
                     "unknown or archived product",
-                );
+                ),
             }
         }
         checked(errors).map_err(Refusal::Unknown)?;
         let short: Vec<ShortItem> = self
             .totals()
             .iter()
-            .filter_map(|(id, qty)| {
-                let available = find(id).map_or(0, |p| p.stock);
-                (available < *qty).then(|| ShortItem {
-                    product_id: id.to_string(),
-                    requested: *qty,
+            .filter_map(|total| {
+                let available = find(&total.product_id).map_or(0, |p| p.stock);
+                (available < total.quantity).then(|| ShortItem {
+                    product_id: total.product_id.to_string(),
+                    requested: total.quantity,
                     available,
                 })
             })
@@ -142,21 +152,6 @@ impl ReservationRequest {
         if !short.is_empty() {
             return Err(Refusal::Short(short));
         }
-        let items = self
-            .lines
-            .iter()
-            .filter_map(|line| {
-                let p = active(&line.product_id)?;
-                Some(ReservedItem {
-                    product_id: line.product_id.to_string(),
-                    quantity: u32::try_from(line.quantity).unwrap_or(u32::MAX),
-                    unit_price_cents: p.price_cents,
-                    currency: p.currency.clone(),
-                    title: p.title.clone(),
-                    seller_id: Some(p.seller_id.to_string()),
-                })
-            })
-            .collect();
         Ok(Reservation {
             reservation_id: self.reservation_id.as_str().to_string(),
             items,
@@ -172,17 +167,6 @@ mod tests {
 
     fn request(v: serde_json::Value) -> Result<ReservationRequest, FieldErrors> {
         ReservationRequest::parse(serde_json::from_value(v).unwrap())
-    }
-
-    #[test]
-    fn reservations_sum_lines_per_product_in_id_order() {
-        let (a, b) = (Uuid::from_u128(2), Uuid::from_u128(1));
-        let r = request(json!({"reservation_id": "r1", "items": [
-            {"product_id": a.to_string(), "quantity": 2},
-            {"product_id": b.to_string(), "quantity": 1},
-            {"product_id": a.to_string(), "quantity": 3}]}))
-        .unwrap();
-        assert_eq!(r.totals(), vec![(b, 1), (a, 5)]);
     }
 
     #[test]
@@ -211,7 +195,12 @@ mod tests {
             {"product_id": a, "quantity": 1}]),
         );
         let covered = r.cover(&locked).unwrap();
-        assert_eq!(r.totals(), vec![(a, 3), (b, 1)]);
+        let totals: Vec<_> = r
+            .totals()
+            .iter()
+            .map(|t| (t.product_id, t.quantity))
+            .collect();
+        assert_eq!(totals, [(a, 3), (b, 1)], "summed per product, in id order");
         let quantities: Vec<u32> = covered.items.iter().map(|i| i.quantity).collect();
         assert_eq!(
             quantities,

@@ -146,12 +146,11 @@ impl Search {
             }
             Some(c) => Some(c.trim().to_string()),
         };
-        let seller_id = match query.get("seller_id") {
-            None => None,
-            Some(s) => {
-                Some(Uuid::parse_str(s).map_err(|_| malformed("`seller_id` must be a UUID"))?)
-            }
-        };
+        let seller_id = query
+            .get("seller_id")
+            .map(Uuid::parse_str)
+            .transpose()
+            .map_err(|_| malformed("`seller_id` must be a UUID"))?;
         let min_price = int_in(query, "min_price", 0..=MAX_PRICE_CENTS)?;
         let max_price = int_in(query, "max_price", 0..=MAX_PRICE_CENTS)?;
         if let (Some(min), Some(max)) = (min_price, max_price)

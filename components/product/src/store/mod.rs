@@ -1,6 +1,7 @@
 //! The storage edges: PostgreSQL (`pg`, search statements in `sql`; writes on the primary,
 //! each multi-statement change in one `pg::transaction`; stale-tolerant reads on a replica
-//! first) and the key-value read model of product pages (`kv`).
+//! first; connections are pooled by the host per address) and the key-value read model of
+//! product pages (`kv`).
 
 pub mod kv;
 pub mod pg;
@@ -15,11 +16,6 @@ use crate::domain::{Cursor, Search, Sort, Source};
 use crate::error::{Error, Result};
 pub use pg::Row;
 use sql::Param;
-
-/// Opens a connection (pooled by the host per address).
-pub fn open(url: &str) -> Result<Connection> {
-    Connection::open(url).map_err(Error::from)
-}
 
 /// Runs `read` on a replica, else on the primary; says which answered.
 ///
@@ -36,24 +32,23 @@ pub fn with_read<T>(
     timeout_ms: Option<u32>,
     read: impl Fn(&Connection) -> Result<T>,
 ) -> Result<(T, Source)> {
-    let url_of = |url: &str| match timeout_ms {
-        Some(ms) => with_statement_timeout(url, ms),
-        None => url.to_string(),
+    let attempt = |url: &str| -> Result<T> {
+        let url = match timeout_ms {
+            Some(ms) => with_statement_timeout(url, ms),
+            None => url.to_string(),
+        };
+        read(&Connection::open(&url)?)
     };
     let n = config.replica_urls.len();
-    if n > 0 {
-        let start = usize::from(Uuid::new_v4().as_bytes()[0]) % n;
-        for i in 0..n {
-            let url = url_of(&config.replica_urls[(start + i) % n]);
-            match open(&url).and_then(|c| read(&c)) {
-                Ok(v) => return Ok((v, Source::Replica)),
-                Err(e @ (Error::Client(_) | Error::TimedOut)) => return Err(e),
-                Err(e) => eprintln!("product: replica {i} failed, trying the next: {e:?}"),
-            }
+    let start = usize::from(Uuid::new_v4().as_bytes()[0]) % n.max(1);
+    for i in 0..n {
+        match attempt(&config.replica_urls[(start + i) % n]) {
+            Ok(v) => return Ok((v, Source::Replica)),
+            Err(e @ (Error::Client(_) | Error::TimedOut)) => return Err(e),
+            Err(e) => eprintln!("product: replica {i} failed, trying the next: {e:?}"),
         }
     }
-    let conn = open(&url_of(&config.db_url))?;
-    Ok((read(&conn)?, Source::Primary))
+    Ok((attempt(&config.db_url)?, Source::Primary))
 }
 
 /// `url` with the session parameter `statement_timeout` in its `options` (libpq's and
@@ -64,8 +59,7 @@ pub fn with_statement_timeout(url: &str, ms: u32) -> String {
     format!("{url}{separator}options=-c%20statement_timeout%3D{ms}")
 }
 
-/// What the SQL builder needs for a page of `search`: the page size plus one row, to know
-/// whether a next page exists.
+/// What the SQL builder needs for a page of `search` (the page size plus one row).
 pub fn spec(search: &Search) -> sql::SearchSpec {
     let order = match search.sort {
         Sort::Relevance => sql::Order::Relevance,
@@ -102,20 +96,11 @@ pub fn spec(search: &Search) -> sql::SearchSpec {
 
 /// Where a page of `search` ended, for its `next_cursor`.
 pub fn cursor_after(sort: Sort, row: &Row) -> Cursor {
-    let id = row.product.id;
+    let (id, p, t) = (row.product.id, row.product.price_cents, row.created_us);
     match sort {
-        Sort::Newest => Cursor::Newest {
-            t: row.created_us,
-            id,
-        },
-        Sort::PriceAsc => Cursor::PriceAsc {
-            p: row.product.price_cents,
-            id,
-        },
-        Sort::PriceDesc => Cursor::PriceDesc {
-            p: row.product.price_cents,
-            id,
-        },
+        Sort::Newest => Cursor::Newest { t, id },
+        Sort::PriceAsc => Cursor::PriceAsc { p, id },
+        Sort::PriceDesc => Cursor::PriceDesc { p, id },
         Sort::Relevance => Cursor::Relevance {
             r: row.score.unwrap_or(0.0),
             id,
@@ -152,7 +137,7 @@ fn param(p: Param) -> ParameterValue {
 
 /// `select 1` on the primary (readiness).
 pub fn ping(url: &str) -> Result<()> {
-    shared_pg::query(&open(url)?, "select 1", &[])?;
+    shared_pg::query(&Connection::open(url)?, "select 1", &[])?;
     Ok(())
 }
 

@@ -9,6 +9,7 @@ use spin_sdk::pg4::{Connection, DbValue, Decode, ParameterValue, RowSet};
 use uuid::Uuid;
 
 use super::sql::PRODUCT_COLUMNS;
+use crate::domain::reservation::ReservationLine;
 use crate::domain::{NewProduct, Product, ProductPatch, ReservationId};
 use crate::error::{Error, Result};
 
@@ -17,13 +18,11 @@ fn uuid(id: Uuid) -> ParameterValue {
 }
 
 fn get<T: Decode>(columns: &[String], row: &[DbValue], name: &str) -> Result<T> {
-    let i = columns
+    let v = columns
         .iter()
         .position(|c| c == name)
+        .and_then(|i| row.get(i))
         .ok_or_else(|| Error::Internal(format!("no column {name}")))?;
-    let v = row
-        .get(i)
-        .ok_or_else(|| Error::Internal(format!("short row at {name}")))?;
     T::decode(v).map_err(|e| Error::Internal(format!("column {name}: {e}")))
 }
 
@@ -74,11 +73,7 @@ pub(super) fn rows(set: &RowSet) -> Result<Vec<Row>> {
                 },
                 version: get(&columns, r, "version")?,
                 created_us,
-                score: if has_score {
-                    Some(get(&columns, r, "score")?)
-                } else {
-                    None
-                },
+                score: has_score.then(|| get(&columns, r, "score")).transpose()?,
             })
         })
         .collect()
@@ -107,30 +102,8 @@ fn jsonb(value: &impl serde::Serialize) -> Result<ParameterValue> {
         .map_err(|e| Error::Internal(e.to_string()))
 }
 
-/// Inserts a new product (one statement: atomic by itself).
-pub fn insert(conn: &Connection, id: Uuid, seller_id: Uuid, p: &NewProduct) -> Result<Row> {
-    let statement = format!(
-        "insert into products (id, seller_id, title, description, category, price_cents, \
-         currency, stock, attributes) values ($1::uuid, $2::uuid, $3::text, $4::text, $5::text, \
-         $6::int8, $7::text, $8::int8, $9::jsonb) returning {PRODUCT_COLUMNS}"
-    );
-    let text = |s: &String| ParameterValue::Str(s.clone());
-    let params = [
-        uuid(id),
-        uuid(seller_id),
-        text(&p.title),
-        text(&p.description),
-        text(&p.category),
-        ParameterValue::Int64(p.price_cents),
-        text(&p.currency),
-        ParameterValue::Int64(p.stock),
-        jsonb(&p.attributes)?,
-    ];
-    one(conn, &statement, &params, "insert")
-}
-
-/// Applies a validated patch (only the fields it carries) and bumps the version.
-pub fn update(conn: &Connection, id: Uuid, patch: &ProductPatch) -> Result<Row> {
+/// The columns `patch` sets, each with its cast and value.
+fn assignments(patch: &ProductPatch) -> Result<Vec<(&'static str, &'static str, ParameterValue)>> {
     let text =
         |column, v: &Option<String>| v.clone().map(|v| (column, "text", ParameterValue::Str(v)));
     let int = |column, v: Option<i64>| v.map(|v| (column, "int8", ParameterValue::Int64(v)));
@@ -144,9 +117,32 @@ pub fn update(conn: &Connection, id: Uuid, patch: &ProductPatch) -> Result<Row> 
         int("stock", patch.stock),
         attributes.map(|v| ("attributes", "jsonb", v)),
     ];
+    Ok(fields.into_iter().flatten().collect())
+}
+
+/// Inserts a new product (one statement: atomic by itself).
+pub fn insert(conn: &Connection, id: Uuid, seller_id: Uuid, new: &NewProduct) -> Result<Row> {
+    let mut params = vec![uuid(id), uuid(seller_id)];
+    let mut columns = vec!["id", "seller_id"];
+    let mut values = vec!["$1::uuid".to_string(), "$2::uuid".to_string()];
+    for (column, cast, value) in assignments(new.fields())? {
+        params.push(value);
+        columns.push(column);
+        values.push(format!("${}::{cast}", params.len()));
+    }
+    let statement = format!(
+        "insert into products ({}) values ({}) returning {PRODUCT_COLUMNS}",
+        columns.join(", "),
+        values.join(", "),
+    );
+    one(conn, &statement, &params, "insert")
+}
+
+/// Applies a validated patch (only the fields it carries) and bumps the version.
+pub fn update(conn: &Connection, id: Uuid, patch: &ProductPatch) -> Result<Row> {
     let mut params = vec![uuid(id)];
     let mut sets = Vec::new();
-    for (column, cast, value) in fields.into_iter().flatten() {
+    for (column, cast, value) in assignments(patch)? {
         params.push(value);
         sets.push(format!("{column} = ${}::{cast}", params.len()));
     }
@@ -167,24 +163,30 @@ pub fn archive(conn: &Connection, id: Uuid) -> Result<Row> {
     one(conn, &statement, &[uuid(id)], "archive")
 }
 
-fn id_array(ids: &[Uuid]) -> ParameterValue {
-    ParameterValue::ArrayStr(ids.iter().map(|id| Some(id.to_string())).collect())
+/// The product ids of `lines` as one array parameter.
+fn id_array(lines: &[ReservationLine]) -> ParameterValue {
+    ParameterValue::ArrayStr(
+        lines
+            .iter()
+            .map(|l| Some(l.product_id.to_string()))
+            .collect(),
+    )
 }
 
-/// Locks the rows of `ids` in id order (the one order every stock change uses, so two
+/// Locks the products of `lines` in id order (the one order every stock change uses, so two
 /// transactions never wait on each other in a cycle) and returns them.
-pub fn lock_products(conn: &Connection, ids: &[Uuid]) -> Result<Vec<Row>> {
+pub fn lock_products(conn: &Connection, lines: &[ReservationLine]) -> Result<Vec<Row>> {
     let statement = format!(
         "select {PRODUCT_COLUMNS} from products where id = any($1::text[]::uuid[]) \
          order by id for update"
     );
-    rows(&query(conn, &statement, &[id_array(ids)])?)
+    rows(&query(conn, &statement, &[id_array(lines)])?)
 }
 
-/// Adds `deltas` (negative to take) to the stock of locked rows; returns the new rows.
-pub fn add_stock(conn: &Connection, deltas: &[(Uuid, i64)]) -> Result<Vec<Row>> {
-    let ids: Vec<Uuid> = deltas.iter().map(|(id, _)| *id).collect();
-    let amounts: Vec<Option<i64>> = deltas.iter().map(|(_, d)| Some(*d)).collect();
+/// Adds `sign` times the quantity of each of `lines` (-1 takes, 1 gives back) to the stock
+/// of the locked rows; returns the new rows.
+pub fn add_stock(conn: &Connection, lines: &[ReservationLine], sign: i64) -> Result<Vec<Row>> {
+    let amounts: Vec<Option<i64>> = lines.iter().map(|l| Some(sign * l.quantity)).collect();
     let statement = format!(
         "update products set stock = stock + d.delta, version = version + 1, updated_at = now() \
          from unnest($1::text[]::uuid[], $2::int8[]) as d(pid, delta) where id = d.pid \
@@ -193,7 +195,7 @@ pub fn add_stock(conn: &Connection, deltas: &[(Uuid, i64)]) -> Result<Vec<Row>> 
     rows(&query(
         conn,
         &statement,
-        &[id_array(&ids), ParameterValue::ArrayInt64(amounts)],
+        &[id_array(lines), ParameterValue::ArrayInt64(amounts)],
     )?)
 }
 
@@ -234,31 +236,17 @@ pub fn reservation_response(conn: &Connection, id: &ReservationId) -> Result<Res
         .ok_or_else(|| Error::Internal("claimed reservation vanished".into()))
 }
 
-/// One product's quantity of a reservation, as `reservations.quantities` holds it.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Quantity {
-    product_id: Uuid,
-    quantity: i64,
-}
-
 /// Records the answer and the per-product quantities of a new reservation.
 pub fn record_reservation(
     conn: &Connection,
     id: &ReservationId,
     response: &Reservation,
-    quantities: &[(Uuid, i64)],
+    totals: &[ReservationLine],
 ) -> Result<()> {
-    let quantities: Vec<Quantity> = quantities
-        .iter()
-        .map(|&(product_id, quantity)| Quantity {
-            product_id,
-            quantity,
-        })
-        .collect();
     conn.execute(
         "update reservations set response = $2::jsonb, quantities = $3::jsonb, \
          updated_at = now() where reservation_id = $1::text",
-        &[reservation_id(id), jsonb(response)?, jsonb(&quantities)?],
+        &[reservation_id(id), jsonb(response)?, jsonb(&totals)?],
     )?;
     Ok(())
 }
@@ -268,21 +256,16 @@ pub fn record_reservation(
 pub fn release_reservation(
     conn: &Connection,
     id: &ReservationId,
-) -> Result<Option<Vec<(Uuid, i64)>>> {
+) -> Result<Option<Vec<ReservationLine>>> {
     let set = query(
         conn,
         "update reservations set released_at = now(), updated_at = now() \
          where reservation_id = $1::text and released_at is null returning quantities",
         &[reservation_id(id)],
     )?;
-    Ok(
-        first_json::<Vec<Quantity>>(&set, "quantities")?.map(|lines| {
-            let mut lines: Vec<(Uuid, i64)> = lines
-                .into_iter()
-                .map(|l| (l.product_id, l.quantity))
-                .collect();
-            lines.sort();
-            lines
-        }),
-    )
+    let totals = first_json::<Vec<ReservationLine>>(&set, "quantities")?;
+    Ok(totals.map(|mut totals| {
+        totals.sort_by_key(|t| t.product_id);
+        totals
+    }))
 }

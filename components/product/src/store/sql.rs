@@ -1,21 +1,15 @@
-//! The SQL the product service sends, built as plain strings (std only, no I/O).
-//!
-//! Kept free of any dependency so that the integration tests can include this very file
-//! (`#[path = ...] mod`) and `EXPLAIN` the exact statements the component runs against
-//! 100,000 products: a query shape that would scan the table fails a test, not production.
-//! Its unit tests live there too (tests/integration/tests/integration/product.rs,
-//! `product_sql_statements`), next to the plan test of the same statements.
+//! The SQL the product service sends, built as plain strings (std only, no I/O), so that
+//! the integration tests can include this very file (`#[path = ...] mod`), unit-test it
+//! (`product_sql_statements`) and `EXPLAIN` the exact statements on 100,000 products: a
+//! query shape that would scan the table fails a test, not production.
 
-/// A bind parameter, typed as the placeholder's cast says.
+/// A bind parameter, typed as its placeholder's cast says (`Uuid`: the canonical text form,
+/// bound as a UUID).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Param {
-    /// `$n::text`
     Text(String),
-    /// `$n::int8`
     Int(i64),
-    /// `$n::real`
     Real(f32),
-    /// `$n::uuid` (canonical text form; bound as a UUID)
     Uuid(String),
 }
 
@@ -72,22 +66,15 @@ struct Builder {
     params: Vec<Param>,
 }
 
-impl Param {
-    /// The cast of the parameter's placeholder.
-    pub fn cast(&self) -> &'static str {
-        match self {
+impl Builder {
+    /// Adds a parameter and returns its placeholder, cast as the parameter is typed.
+    fn bind(&mut self, p: Param) -> String {
+        let cast = match p {
             Param::Text(_) => "text",
             Param::Int(_) => "int8",
             Param::Real(_) => "real",
             Param::Uuid(_) => "uuid",
-        }
-    }
-}
-
-impl Builder {
-    /// Adds a parameter and returns its placeholder.
-    fn bind(&mut self, p: Param) -> String {
-        let cast = p.cast();
+        };
         self.params.push(p);
         format!("${}::{cast}", self.params.len())
     }
@@ -121,22 +108,20 @@ pub const FULL_TEXT_SCORE_BASE: f32 = 2.0;
 pub fn search(spec: &SearchSpec) -> Vec<Statement> {
     match (&spec.q, spec.order) {
         (Some(q), Order::Relevance) => {
-            let mut out = Vec::new();
             let after = match &spec.after {
                 Some(After::Relevance { score, id }) => Some((*score, id.as_str())),
                 _ => None,
             };
             match after {
                 // The previous page ended among the typo-only matches: only they are left.
-                Some((score, id)) if score < FULL_TEXT_SCORE_BASE => {
-                    out.push(ranked(spec, q, Group::Typos, Some((score, id))));
+                Some((score, _)) if score < FULL_TEXT_SCORE_BASE => {
+                    vec![ranked(spec, q, Group::Typos, after)]
                 }
-                after => {
-                    out.push(ranked(spec, q, Group::FullText, after));
-                    out.push(ranked(spec, q, Group::Typos, None));
-                }
+                _ => vec![
+                    ranked(spec, q, Group::FullText, after),
+                    ranked(spec, q, Group::Typos, None),
+                ],
             }
-            out
         }
         _ => vec![ordered(spec)],
     }
@@ -157,20 +142,16 @@ fn tsquery(q: &str) -> String {
 fn common_filters(b: &mut Builder, spec: &SearchSpec) -> Vec<String> {
     let mut filters = vec!["status = 'active'".to_string()];
     if let Some(c) = &spec.category {
-        let p = b.bind(Param::Text(c.clone()));
-        filters.push(format!("category = {p}"));
+        filters.push(format!("category = {}", b.bind(Param::Text(c.clone()))));
     }
     if let Some(s) = &spec.seller_id {
-        let p = b.bind(Param::Uuid(s.clone()));
-        filters.push(format!("seller_id = {p}"));
+        filters.push(format!("seller_id = {}", b.bind(Param::Uuid(s.clone()))));
     }
     if let Some(min) = spec.min_price {
-        let p = b.bind(Param::Int(min));
-        filters.push(format!("price_cents >= {p}"));
+        filters.push(format!("price_cents >= {}", b.bind(Param::Int(min))));
     }
     if let Some(max) = spec.max_price {
-        let p = b.bind(Param::Int(max));
-        filters.push(format!("price_cents <= {p}"));
+        filters.push(format!("price_cents <= {}", b.bind(Param::Int(max))));
     }
     if spec.in_stock {
         filters.push("stock > 0".to_string());
@@ -227,30 +208,25 @@ fn ordered(spec: &SearchSpec) -> Statement {
     });
     let mut filters = common_filters(&mut b, spec);
     filters.extend(text);
-    let order_by = match spec.order {
-        Order::Newest => "created_at desc, id desc",
-        Order::PriceAsc => "price_cents asc, id asc",
-        Order::PriceDesc => "price_cents desc, id desc",
+    // The order, and the comparison that means "after" in it (for the keyset).
+    let (order_by, past) = match spec.order {
         // Relevance without `q` has no score (the parser refuses it; fall back to newest).
-        Order::Relevance => "created_at desc, id desc",
+        Order::Newest | Order::Relevance => ("created_at desc, id desc", "<"),
+        Order::PriceAsc => ("price_cents asc, id asc", ">"),
+        Order::PriceDesc => ("price_cents desc, id desc", "<"),
     };
     match (&spec.after, spec.order) {
         (Some(After::Newest { created_us, id }), Order::Newest) => {
             let t = b.bind(Param::Int(*created_us));
             let id = b.bind(Param::Uuid(id.clone()));
             filters.push(format!(
-                "(created_at, id) < (timestamptz 'epoch' + {t} * interval '1 microsecond', {id})"
+                "(created_at, id) {past} (timestamptz 'epoch' + {t} * interval '1 microsecond', {id})"
             ));
         }
-        (Some(After::Price { price_cents, id }), Order::PriceAsc) => {
+        (Some(After::Price { price_cents, id }), Order::PriceAsc | Order::PriceDesc) => {
             let p = b.bind(Param::Int(*price_cents));
             let id = b.bind(Param::Uuid(id.clone()));
-            filters.push(format!("(price_cents, id) > ({p}, {id})"));
-        }
-        (Some(After::Price { price_cents, id }), Order::PriceDesc) => {
-            let p = b.bind(Param::Int(*price_cents));
-            let id = b.bind(Param::Uuid(id.clone()));
-            filters.push(format!("(price_cents, id) < ({p}, {id})"));
+            filters.push(format!("(price_cents, id) {past} ({p}, {id})"));
         }
         _ => {}
     }

@@ -25,171 +25,97 @@ fn claims(role: &str, iss: &str, aud: &str, exp_in: i64) -> WireClaims {
     }
 }
 
-fn verifier(keys: &str) -> Verifier {
-    Verifier::new(keys, "iss", "aud", "product").unwrap()
+/// `service`'s verifier, configured as the Spin variables write keys: `kid:key` for each of
+/// `users`, `service:kid:key` for each of `services`.
+fn verifier(service: &str, users: &[&Signer], services: &[(&str, &Signer)]) -> Verifier {
+    let key = |s: &Signer| format!("{}:{}", s.kid, s.public_key_b64());
+    let access: Vec<String> = users.iter().map(|s| key(s)).collect();
+    let owned: Vec<String> = services
+        .iter()
+        .map(|(n, s)| format!("{n}:{}", key(s)))
+        .collect();
+    Verifier::new(&access.join(","), "iss", "aud", service)
+        .and_then(|v| v.with_service_keys(&owned.join(",")))
+        .unwrap()
 }
 
 #[test]
-fn accepts_a_valid_token_and_reads_its_claims() {
-    let s = signer("k1", SEED_A);
-    let v = verifier(&format!("k1:{}", s.public_key_b64()));
-    let c = v
-        .verify_access_token(&s.sign(&claims("seller", "iss", "aud", 900)))
-        .unwrap();
-    assert_eq!(c.role, Role::Seller);
-}
-
-#[test]
-fn rotation_accepts_old_and_new_keys_together() {
+fn accepts_valid_tokens_from_every_configured_key_and_reads_their_claims() {
+    // Rotation: old and new keys are accepted together.
     let (old, new) = (signer("k1", SEED_A), signer("k2", SEED_B));
-    let v = verifier(&format!(
-        "k1:{},k2:{}",
-        old.public_key_b64(),
-        new.public_key_b64()
-    ));
-    assert!(
-        v.verify_access_token(&old.sign(&claims("buyer", "iss", "aud", 900)))
-            .is_ok()
-    );
-    assert!(
-        v.verify_access_token(&new.sign(&claims("buyer", "iss", "aud", 900)))
-            .is_ok()
-    );
+    let v = verifier("product", &[&old, &new], &[]);
+    for (s, role) in [(&old, Role::Seller), (&new, Role::Buyer)] {
+        let token = s.sign(&claims(role.as_str(), "iss", "aud", 900));
+        let claims = v.verify_access_token(&token).unwrap();
+        assert_eq!(claims.role, role, "{}", s.kid);
+    }
 }
 
 #[test]
-fn refuses_expired_wrong_issuer_wrong_audience_and_unknown_key() {
-    let s = signer("k1", SEED_A);
-    let v = verifier(&format!("k1:{}", s.public_key_b64()));
-    assert_eq!(
-        v.verify_access_token(&s.sign(&claims("buyer", "iss", "aud", -120)))
-            .unwrap_err(),
-        TokenError::Expired
-    );
-    assert_eq!(
-        v.verify_access_token(&s.sign(&claims("buyer", "evil", "aud", 900)))
-            .unwrap_err(),
-        TokenError::WrongIssuer
-    );
-    assert_eq!(
-        v.verify_access_token(&s.sign(&claims("buyer", "iss", "other", 900)))
-            .unwrap_err(),
-        TokenError::WrongAudience
-    );
-    let stranger = signer("k9", SEED_B);
-    assert_eq!(
-        v.verify_access_token(&stranger.sign(&claims("buyer", "iss", "aud", 900)))
-            .unwrap_err(),
-        TokenError::UnknownKey
-    );
-}
-
-#[test]
-fn refuses_a_tampered_token() {
-    let s = signer("k1", SEED_A);
-    let v = verifier(&format!("k1:{}", s.public_key_b64()));
-    let token = s.sign(&claims("buyer", "iss", "aud", 900));
-    let mut parts: Vec<String> = token.split('.').map(String::from).collect();
-    let mut payload: serde_json::Value =
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&parts[1]).unwrap()).unwrap();
-    payload["role"] = "admin".into();
-    parts[1] = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&payload).unwrap());
-    assert_eq!(
-        v.verify_access_token(&parts.join(".")).unwrap_err(),
-        TokenError::BadSignature
-    );
-}
-
-#[test]
-fn refuses_alg_none_and_hs256_signed_with_the_public_key() {
-    let s = signer("k1", SEED_A);
-    let v = verifier(&format!("k1:{}", s.public_key_b64()));
-    let body =
-        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims("admin", "iss", "aud", 900)).unwrap());
-    let none = format!(
-        "{}.{}.",
-        URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT","kid":"k1"}"#),
-        body
-    );
-    assert!(matches!(
-        v.verify_access_token(&none).unwrap_err(),
-        TokenError::WrongAlgorithm | TokenError::Malformed
-    ));
+fn refuses_expired_tampered_misaddressed_and_foreign_tokens() {
+    use TokenError::*;
+    let (s, k9) = (signer("k1", SEED_A), signer("k9", SEED_B));
+    let v = verifier("product", &[&s], &[]);
+    let sign = |s: &Signer, iss, aud, exp_in| s.sign(&claims("buyer", iss, aud, exp_in));
+    let buyer = sign(&s, "iss", "aud", 900);
+    let buyer: Vec<&str> = buyer.split('.').collect();
+    let admin = s.sign(&claims("admin", "iss", "aud", 900));
+    let admin = admin.split('.').nth(1).unwrap();
+    // A buyer's header and signature around an admin's payload.
+    let tampered = format!("{}.{admin}.{}", buyer[0], buyer[2]);
+    let none = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT","kid":"k1"}"#);
+    let none = format!("{none}.{admin}.");
+    // HS256 signed with the public key as the secret.
     let mut header = Header::new(Algorithm::HS256);
     header.kid = Some("k1".into());
-    let hs = jsonwebtoken::encode(
-        &header,
-        &claims("admin", "iss", "aud", 900),
-        &EncodingKey::from_secret(s.public_key_b64().as_bytes()),
-    )
-    .unwrap();
-    assert_eq!(
-        v.verify_access_token(&hs).unwrap_err(),
-        TokenError::WrongAlgorithm
-    );
+    let secret = EncodingKey::from_secret(s.public_key_b64().as_bytes());
+    let hs = jsonwebtoken::encode(&header, &claims("admin", "iss", "aud", 900), &secret);
+    let cases = [
+        ("expired", sign(&s, "iss", "aud", -120), Expired),
+        ("issuer", sign(&s, "evil", "aud", 900), WrongIssuer),
+        ("audience", sign(&s, "iss", "other", 900), WrongAudience),
+        ("unknown key", sign(&k9, "iss", "aud", 900), UnknownKey),
+        ("tampered", tampered, BadSignature),
+        // `none` is no algorithm jsonwebtoken knows: the header does not parse.
+        ("alg none", none, Malformed),
+        ("hs256", hs.unwrap(), WrongAlgorithm),
+    ];
+    for (case, token, expected) in cases {
+        let refused = v.verify_access_token(&token).unwrap_err();
+        assert_eq!(refused, expected, "{case}");
+    }
 }
 
 #[test]
 fn service_tokens_are_checked_against_their_owner_and_audience() {
-    let order = signer("s1", SEED_B);
-    let users = signer("k1", SEED_A);
-    let v = verifier(&format!("k1:{}", users.public_key_b64()))
-        .with_service_keys(&format!("order:s1:{}", order.public_key_b64()))
-        .unwrap();
-    let t = order.service_token("order", "product", now());
-    assert_eq!(
-        v.authenticate_service(Some(&format!("Bearer {t}")), &["order"])
-            .unwrap(),
-        "order"
-    );
-    // Addressed to another service.
-    let other = order.service_token("order", "delivery", now());
-    assert_eq!(
-        v.authenticate_service(Some(&format!("Bearer {other}")), &["order"])
-            .unwrap_err()
-            .status,
-        401
-    );
-    // A user token on an internal endpoint is 403; no token is 401.
-    let user = users.sign(&claims("admin", "iss", "aud", 900));
-    assert_eq!(
-        v.authenticate_service(Some(&format!("Bearer {user}")), &["order"])
-            .unwrap_err()
-            .status,
-        403
-    );
-    assert_eq!(
-        v.authenticate_service(None, &["order"]).unwrap_err().status,
-        401
-    );
+    let (order, users) = (signer("s1", SEED_B), signer("k1", SEED_A));
+    let v = verifier("product", &[&users], &[("order", &order)]);
+    let bearer = |t: &str| Some(format!("Bearer {t}"));
+    let t = bearer(&order.service_token("order", "product", now()));
+    let caller = v.authenticate_service(t.as_deref(), &["order"]);
+    assert_eq!(caller.unwrap(), "order");
+    let elsewhere = bearer(&order.service_token("order", "delivery", now()));
+    let user = bearer(&users.sign(&claims("admin", "iss", "aud", 900)));
+    let cases = [
+        ("addressed to another service", &elsewhere, "order", 401),
+        ("a user token", &user, "order", 403),
+        ("no token", &None, "order", 401),
+        ("a service outside the allowed list", &t, "delivery", 403),
+    ];
+    for (case, header, allowed, status) in cases {
+        let p = v.authenticate_service(header.as_deref(), &[allowed]);
+        assert_eq!(p.unwrap_err().status, status, "{case}");
+    }
     // A service token is not a user token.
-    assert!(v.authenticate(Some(&format!("Bearer {t}"))).is_err());
-    // A trusted service outside the allowed list is 403.
-    assert_eq!(
-        v.authenticate_service(Some(&format!("Bearer {t}")), &["delivery"])
-            .unwrap_err()
-            .status,
-        403
-    );
+    assert!(v.authenticate(t.as_deref()).is_err());
 }
 
 #[test]
 fn services_may_use_the_same_key_id() {
     let (order, delivery) = (signer("s1", SEED_A), signer("s1", SEED_B));
     let users = signer("k1", SEED_A);
-    let v = Verifier::new(
-        &format!("k1:{}", users.public_key_b64()),
-        "iss",
-        "aud",
-        "delivery",
-    )
-    .unwrap()
-    .with_service_keys(&format!(
-        "order:s1:{},delivery:s1:{}",
-        order.public_key_b64(),
-        delivery.public_key_b64()
-    ))
-    .unwrap();
+    let services = [("order", &order), ("delivery", &delivery)];
+    let v = verifier("delivery", &[&users], &services);
     let own = delivery.service_token("delivery", "delivery", now());
     let from_order = order.service_token("order", "delivery", now());
     assert_eq!(v.verify_service_token(&own).unwrap().sub, "delivery");
@@ -201,8 +127,7 @@ fn services_may_use_the_same_key_id() {
 
 #[test]
 fn authenticate_maps_header_problems_to_401_with_challenge() {
-    let s = signer("k1", SEED_A);
-    let v = verifier(&format!("k1:{}", s.public_key_b64()));
+    let v = verifier("product", &[&signer("k1", SEED_A)], &[]);
     for h in [
         None,
         Some("Basic abc"),
@@ -212,5 +137,31 @@ fn authenticate_maps_header_problems_to_401_with_challenge() {
         let p = v.authenticate(h).unwrap_err();
         assert_eq!(p.status, 401, "{h:?}");
         assert!(p.headers.iter().any(|(n, _)| *n == "www-authenticate"));
+    }
+}
+
+#[test]
+fn malformed_key_configuration_names_the_variable_and_the_expected_shape() {
+    let refusal = |access: &str, services: &str| {
+        let v = Verifier::new(access, "iss", "aud", "product");
+        let e = v.and_then(|v| v.with_service_keys(services)).err().unwrap();
+        e.to_string().replace("invalid key configuration: ", "")
+    };
+    let key = format!("k1:{}", signer("k1", SEED_A).public_key_b64());
+    let cases = [
+        (refusal("", ""), "jwt_public_keys is empty"),
+        (refusal("k1", ""), "jwt_public_keys: expected kid:key"),
+        (refusal("k1:abc", ""), "jwt_public_keys: expected 32 bytes"),
+        (
+            refusal(&key, "o:s1"),
+            "service_public_keys: expected service:kid:key",
+        ),
+        (
+            refusal(&key, "o:s1:*"),
+            "service_public_keys: not base64url",
+        ),
+    ];
+    for (refused, expected) in cases {
+        assert_eq!(refused, expected);
     }
 }

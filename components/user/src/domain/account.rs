@@ -1,6 +1,7 @@
 //! Account fields that exist only once parsed: [`Email`], [`DisplayName`], [`RegistrationRole`].
 
 use marketplace_shared::Role;
+use serde::Serialize;
 
 /// Longest email accepted (RFC 5321 path limit).
 pub const EMAIL_MAX_CHARS: usize = 254;
@@ -12,7 +13,7 @@ pub const DISPLAY_NAME_MAX_CHARS: usize = 100;
 /// Deliberately not a full RFC 5322 parser: one `@`, a non-empty local part of at most 64
 /// characters without spaces or control characters, and a domain of dot-separated
 /// LDH labels with at least one dot. Deliverability is not this service's concern.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Email(String);
 
 impl Email {

@@ -28,8 +28,7 @@ impl AdminEmails {
 
     /// True when `email` is listed.
     pub fn lists(&self, email: &Email) -> bool {
-        let wanted = email.normalized();
-        self.0.contains(&wanted)
+        self.0.contains(&email.normalized())
     }
 }
 
@@ -131,44 +130,33 @@ mod tests {
     fn only_the_holder_never_demoted_is_promoted_at_login() {
         let (me, other) = (Uuid::now_v7(), Uuid::now_v7());
         let held = |holder, revoked| Some(Reservation { holder, revoked });
-        assert_eq!(on_login(true, me, Role::Buyer, None), OnLogin::Claim);
-        assert_eq!(on_login(true, me, Role::Admin, None), OnLogin::Claim);
-        assert_eq!(
-            on_login(true, me, Role::Buyer, held(me, false)),
-            OnLogin::Promote
-        );
-        assert_eq!(
-            on_login(true, me, Role::Admin, held(me, false)),
-            OnLogin::Nothing
-        );
-        assert_eq!(
-            on_login(true, me, Role::Buyer, held(me, true)),
-            OnLogin::Nothing
-        );
-        assert_eq!(
-            on_login(true, me, Role::Buyer, held(other, false)),
-            OnLogin::Nothing
-        );
-        assert_eq!(on_login(false, me, Role::Buyer, None), OnLogin::Nothing);
+        for (listed, role, reservation, expected) in [
+            (true, Role::Buyer, None, OnLogin::Claim),
+            (true, Role::Admin, None, OnLogin::Claim),
+            (true, Role::Buyer, held(me, false), OnLogin::Promote),
+            (true, Role::Admin, held(me, false), OnLogin::Nothing),
+            (true, Role::Buyer, held(me, true), OnLogin::Nothing),
+            (true, Role::Buyer, held(other, false), OnLogin::Nothing),
+            (false, Role::Buyer, None, OnLogin::Nothing),
+        ] {
+            let got = on_login(listed, me, role, reservation);
+            assert_eq!(got, expected, "{listed} {role} {reservation:?}");
+        }
     }
 
     #[test]
     fn nobody_moves_onto_or_off_a_listed_address() {
         let list = AdminEmails::parse("boss@example.com");
-        let (boss, ann) = (email("boss@example.com"), email("ann@example.com"));
-        assert_eq!(
-            email_change(&list, &boss, &ann),
-            Err(EmailChange::MovingOff)
-        );
-        assert_eq!(
-            email_change(&list, &ann, &boss),
-            Err(EmailChange::TargetReserved)
-        );
-        assert_eq!(
-            email_change(&list, &boss, &email("BOSS@example.com")),
-            Ok(())
-        );
-        assert_eq!(email_change(&list, &ann, &email("bob@example.com")), Ok(()));
+        let (boss, ann) = ("boss@example.com", "ann@example.com");
+        for (current, target, expected) in [
+            (boss, ann, Err(EmailChange::MovingOff)),
+            (ann, boss, Err(EmailChange::TargetReserved)),
+            (boss, "BOSS@example.com", Ok(())),
+            (ann, "bob@example.com", Ok(())),
+        ] {
+            let got = email_change(&list, &email(current), &email(target));
+            assert_eq!(got, expected, "{current} -> {target}");
+        }
     }
 
     #[test]

@@ -18,10 +18,7 @@ struct Cidr {
 
 impl Cidr {
     fn parse(s: &str) -> Result<Self, String> {
-        let (addr, bits) = match s.split_once('/') {
-            Some((a, b)) => (a, Some(b)),
-            None => (s, None),
-        };
+        let (addr, bits) = s.split_once('/').map_or((s, None), |(a, b)| (a, Some(b)));
         let net: IpAddr = addr
             .parse()
             .map_err(|_| format!("trusted_proxies: `{s}` is not an IP address or CIDR"))?;
@@ -35,13 +32,13 @@ impl Cidr {
             None => max,
         };
         // A plain mapped address (`::ffff:10.0.0.1`) means the IPv4 one, as for clients.
-        let net = if bits == 128 { canonical(net) } else { net };
+        let net = if bits == 128 { net.to_canonical() } else { net };
         let bits = if net.is_ipv4() { bits.min(32) } else { bits };
         Ok(Self { net, bits })
     }
 
     fn contains(&self, ip: IpAddr) -> bool {
-        match (self.net, canonical(ip)) {
+        match (self.net, ip.to_canonical()) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => prefix_eq(&net.octets(), &ip.octets(), self.bits),
             (IpAddr::V6(net), IpAddr::V6(ip)) => prefix_eq(&net.octets(), &ip.octets(), self.bits),
             _ => false,
@@ -57,17 +54,6 @@ fn prefix_eq(a: &[u8], b: &[u8], bits: u8) -> bool {
             let mask = 0xffu8 << (8 - rest);
             a[full] & mask == b[full] & mask
         })
-}
-
-/// An IPv4-mapped IPv6 address (`::ffff:192.0.2.1`) is the IPv4 address.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map(IpAddr::V4)
-            .unwrap_or(IpAddr::V6(v6)),
-        v4 => v4,
-    }
 }
 
 /// The `trusted_proxies` variable: comma-separated IPs and CIDRs; empty trusts nobody.
@@ -105,12 +91,13 @@ pub fn client_ip(
     forwarded_for: Option<&str>,
     trusted: &TrustedProxies,
 ) -> Option<IpAddr> {
-    let mut client = canonical(parse_peer(peer?)?);
+    // An IPv4-mapped IPv6 address (`::ffff:192.0.2.1`) is the IPv4 address.
+    let mut client = parse_peer(peer?)?.to_canonical();
     if !trusted.trusts(client) {
         return Some(client);
     }
     for hop in forwarded_for.unwrap_or_default().rsplit(',') {
-        let Some(ip) = parse_peer(hop).map(canonical) else {
+        let Some(ip) = parse_peer(hop).map(|ip| ip.to_canonical()) else {
             // Garbage can only come from beyond the last trusted hop: stop at that hop.
             break;
         };
@@ -144,68 +131,57 @@ mod tests {
         Some(s.parse().unwrap())
     }
 
+    /// Rows of a peer, an `X-Forwarded-For` and the client they name; "" is absent.
+    fn assert_clients(trusted: &str, rows: &[(&str, &str, &str)]) {
+        let t = TrustedProxies::parse(trusted).unwrap();
+        fn some(s: &str) -> Option<&str> {
+            (!s.is_empty()).then_some(s)
+        }
+        for (peer, forwarded, client) in rows {
+            let got = client_ip(some(peer), some(forwarded), &t);
+            assert_eq!(got, some(client).and_then(ip), "{peer} {forwarded}");
+        }
+    }
+
     #[test]
     fn without_trusted_proxies_the_peer_is_the_client_whatever_the_header_says() {
-        let none = TrustedProxies::default();
-        assert_eq!(
-            client_ip(Some("203.0.113.5:51000"), Some("198.51.100.7"), &none),
-            ip("203.0.113.5")
-        );
-        assert_eq!(client_ip(None, Some("198.51.100.7"), &none), None);
+        let rows = [
+            ("203.0.113.5:51000", "198.51.100.7", "203.0.113.5"),
+            ("", "198.51.100.7", ""),
+        ];
+        assert_clients("", &rows);
     }
 
     #[test]
     fn behind_trusted_proxies_the_rightmost_untrusted_hop_is_the_client() {
-        let t = TrustedProxies::parse(" 10.0.0.0/8 , 192.0.2.10 ").unwrap();
         // The client forged the leftmost entry; the ingress appended the real address.
-        assert_eq!(
-            client_ip(
-                Some("10.1.2.3:8080"),
-                Some("1.1.1.1, 198.51.100.7, 10.9.9.9"),
-                &t
-            ),
-            ip("198.51.100.7")
-        );
-        assert_eq!(
-            client_ip(Some("192.0.2.10:1"), Some("198.51.100.8"), &t),
-            ip("198.51.100.8")
-        );
-        // A trusted peer without the header, or with garbage next to it, stays the client.
-        assert_eq!(client_ip(Some("10.1.2.3:1"), None, &t), ip("10.1.2.3"));
-        assert_eq!(
-            client_ip(Some("10.1.2.3:1"), Some("not-an-ip"), &t),
-            ip("10.1.2.3")
-        );
-        assert_eq!(
-            client_ip(Some("192.0.2.11:1"), Some("198.51.100.8"), &t),
-            ip("192.0.2.11")
-        );
+        let forged = "1.1.1.1, 198.51.100.7, 10.9.9.9";
+        let rows = [
+            ("10.1.2.3:8080", forged, "198.51.100.7"),
+            ("192.0.2.10:1", "198.51.100.8", "198.51.100.8"),
+            // A trusted peer without the header, or with garbage next to it, stays the client.
+            ("10.1.2.3:1", "", "10.1.2.3"),
+            ("10.1.2.3:1", "not-an-ip", "10.1.2.3"),
+            ("192.0.2.11:1", "198.51.100.8", "192.0.2.11"),
+        ];
+        assert_clients(" 10.0.0.0/8 , 192.0.2.10 ", &rows);
     }
 
     #[test]
     fn ipv6_peers_and_mapped_ipv4_addresses_parse() {
-        let t = TrustedProxies::parse("2001:db8::/32").unwrap();
-        assert_eq!(
-            client_ip(Some("[2001:db8::1]:443"), Some("[2001:db9::7]:1234"), &t),
-            ip("2001:db9::7")
-        );
-        assert_eq!(
-            client_ip(Some("[::ffff:192.0.2.1]:443"), None, &t),
-            ip("192.0.2.1")
-        );
+        let rows = [
+            ("[2001:db8::1]:443", "[2001:db9::7]:1234", "2001:db9::7"),
+            ("[::ffff:192.0.2.1]:443", "", "192.0.2.1"),
+        ];
+        assert_clients("2001:db8::/32", &rows);
     }
 
     #[test]
     fn ipv6_clients_count_by_their_64_and_ipv4_clients_by_their_address() {
-        assert_eq!(
-            subject(ip("2001:db8:1:2:aaaa::1")),
-            subject(ip("2001:db8:1:2:bbbb::2"))
-        );
-        assert_ne!(
-            subject(ip("2001:db8:1:2::1")),
-            subject(ip("2001:db8:1:3::1"))
-        );
-        assert_eq!(subject(ip("192.0.2.1")), "192.0.2.1");
+        let of = |s| subject(ip(s));
+        assert_eq!(of("2001:db8:1:2:aaaa::1"), of("2001:db8:1:2:bbbb::2"));
+        assert_ne!(of("2001:db8:1:2::1"), of("2001:db8:1:3::1"));
+        assert_eq!(of("192.0.2.1"), "192.0.2.1");
         assert_eq!(subject(None), "unknown");
     }
 

@@ -25,23 +25,21 @@ pub struct Jwks {
 /// position (a deployment error, never client input).
 pub fn from_config(public_keys: &str) -> Result<Jwks, String> {
     let mut keys = Vec::new();
-    for (i, entry) in public_keys
+    let entries = public_keys
         .split(',')
         .map(str::trim)
-        .filter(|e| !e.is_empty())
-        .enumerate()
-    {
+        .filter(|e| !e.is_empty());
+    for (i, entry) in entries.enumerate() {
+        let bad = |what| format!("jwt_public_keys entry {i}: {what}");
         let (kid, x) = entry
             .split_once(':')
-            .ok_or_else(|| format!("jwt_public_keys entry {i}: expected kid:key"))?;
+            .ok_or_else(|| bad("expected kid:key"))?;
         let x = x.trim().trim_end_matches('=');
-        match URL_SAFE_NO_PAD.decode(x) {
-            Ok(bytes) if bytes.len() == 32 => {}
-            _ => {
-                return Err(format!(
-                    "jwt_public_keys entry {i}: not a 32-byte base64url key"
-                ));
-            }
+        if !URL_SAFE_NO_PAD
+            .decode(x)
+            .is_ok_and(|bytes| bytes.len() == 32)
+        {
+            return Err(bad("not a 32-byte base64url key"));
         }
         keys.push(Jwk {
             kty: "OKP",

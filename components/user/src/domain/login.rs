@@ -1,10 +1,6 @@
-//! The login policy, pure: what a password check does to the throttle's slots, when a stored
-//! hash is upgraded, how long a login (session) may last, and the retention that rides on it.
-//!
-//! The handler orchestrates (`handlers::auth::login`): the address's window is read first (a
-//! client over its limit does not even write), then a slot is reserved in the account's and
-//! the address's windows **before** any Argon2 (`domain::throttle`), then the password is
-//! checked, and [`settle`] says what becomes of the two slots.
+//! The login policy, pure: what a password check does to the throttle's slots (reserved
+//! before any Argon2, `domain::throttle`), how long a login (session) may last, and the
+//! retention that rides on it.
 
 use super::password::PasswordCheck;
 
@@ -51,12 +47,6 @@ pub fn settle(check: Check) -> (Fate, Fate) {
         Check::Refused => (Fate::Keep, Fate::Keep),
         Check::NotChecked => (Fate::Release, Fate::Release),
     }
-}
-
-/// Whether a granted login re-hashes the password (best effort: the login succeeds with the
-/// old hash if the upgrade fails).
-pub fn rehash(check: Check) -> bool {
-    matches!(check, Check::Granted { rehash: true })
 }
 
 /// Days a refresh token is kept after it expired. Within them, presenting it again still
@@ -116,8 +106,8 @@ mod tests {
         assert_eq!(Check::of(true, weak), Check::Granted { rehash: true });
         assert_eq!(Check::of(false, weak), Check::Refused);
         assert_eq!(Check::of(true, PasswordCheck::Mismatch), Check::Refused);
-        assert!(rehash(Check::of(true, weak)));
-        assert!(!rehash(Check::Granted { rehash: false }) && !rehash(Check::Refused));
+        let strong = PasswordCheck::Match { rehash: false };
+        assert_eq!(Check::of(true, strong), Check::Granted { rehash: false });
     }
 
     #[test]

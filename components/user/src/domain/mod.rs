@@ -1,9 +1,4 @@
-//! The user service's rules, with no I/O: parsing of emails, names, passwords and roles;
-//! password hashing; refresh-token material; the login policy (throttle slots, rehash,
-//! session lifetime, retention) and the login-failure windows with the client address they
-//! count; bootstrap admins; the JWKS document.
-//!
-//! Everything here runs natively under `cargo test -p marketplace-user --lib`.
+//! The user service's rules, with no I/O (tested natively: `cargo test -p marketplace-user --lib`).
 
 pub mod account;
 pub mod admin;

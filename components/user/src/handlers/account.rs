@@ -5,19 +5,17 @@ use marketplace_shared::{FieldErrors, Problem};
 use serde::Deserialize;
 use spin_sdk::http::{Request, Response};
 
-use super::{
-    caller, check_presented_password, confirm_password, hash_password, parse_email, principal,
-};
+use super::{Fields, caller, confirm_password, hash_password, presented, principal};
 use crate::config::Config;
 use crate::domain::admin::{self, EmailChange};
-use crate::domain::{DisplayName, Password};
+use crate::domain::{DisplayName, Email, Password};
 use crate::error::Error;
 use crate::store::Db;
 
 pub fn me(req: &Request, cfg: &Config) -> Result<Response, Error> {
     let db = Db::open(&cfg.db_url)?;
     let user = caller(cfg, req, &db)?;
-    Ok(json(200, &user.view()))
+    Ok(json(200, &user))
 }
 
 #[derive(Deserialize)]
@@ -33,20 +31,14 @@ pub fn update_me(req: &Request, cfg: &Config) -> Result<Response, Error> {
     let principal = principal(cfg, req)?;
     let body: UpdateMeBody = parse_body(req)?;
     let mut errors = FieldErrors::new();
-    let name = body.display_name.as_deref().and_then(|n| {
-        DisplayName::parse(n)
-            .map_err(|m| errors.add("display_name", m))
-            .ok()
-    });
-    let email = body
-        .email
-        .as_deref()
-        .and_then(|e| parse_email(&mut errors, e));
+    let name = body.display_name.as_deref().map(DisplayName::parse);
+    let name = name.and_then(|n| errors.check("display_name", n));
+    let email = body.email.as_deref().map(Email::parse);
+    let email = email.and_then(|e| errors.check("email", e));
     if body.email.is_some() {
-        match body.current_password.as_deref() {
-            Some(p) => check_presented_password(&mut errors, "current_password", p),
-            None => errors.add("current_password", "is required to change the email"),
-        }
+        let password = body.current_password.as_deref();
+        let password = password.ok_or("is required to change the email");
+        errors.check("current_password", password.and_then(presented));
     }
     errors.into_result()?;
     let db = Db::open(&cfg.db_url)?;
@@ -69,7 +61,7 @@ pub fn update_me(req: &Request, cfg: &Config) -> Result<Response, Error> {
             email.as_ref(),
         )?
         .ok_or(Error::AccountGone)?;
-    Ok(json(200, &user.view()))
+    Ok(json(200, &user))
 }
 
 #[derive(Deserialize)]
@@ -82,10 +74,8 @@ pub fn change_password(req: &Request, cfg: &Config) -> Result<Response, Error> {
     principal(cfg, req)?;
     let body: ChangePasswordBody = parse_body(req)?;
     let mut errors = FieldErrors::new();
-    check_presented_password(&mut errors, "current_password", &body.current_password);
-    let new = Password::parse(&body.new_password)
-        .map_err(|m| errors.add("new_password", m))
-        .ok();
+    errors.check("current_password", presented(&body.current_password));
+    let new = errors.check("new_password", Password::parse(&body.new_password));
     let Some(new) = new.filter(|_| errors.is_empty()) else {
         return Err(Problem::validation(errors).into());
     };
@@ -106,7 +96,7 @@ pub fn delete_me(req: &Request, cfg: &Config) -> Result<Response, Error> {
     principal(cfg, req)?;
     let body: DeleteMeBody = parse_body(req)?;
     let mut errors = FieldErrors::new();
-    check_presented_password(&mut errors, "password", &body.password);
+    errors.check("password", presented(&body.password));
     errors.into_result()?;
     let db = Db::open(&cfg.db_url)?;
     let user = caller(cfg, req, &db)?;

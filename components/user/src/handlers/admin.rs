@@ -25,7 +25,7 @@ pub fn get_user(req: &Request, cfg: &Config, id: Uuid) -> Result<Response, Error
     require_admin(cfg, req)?;
     let db = Db::open(&cfg.db_url)?;
     let user = db.user_by_id(id)?.ok_or(Error::UserNotFound)?;
-    Ok(json(200, &user.view()))
+    Ok(json(200, &user))
 }
 
 #[derive(Deserialize)]
@@ -43,5 +43,5 @@ pub fn set_role(req: &Request, cfg: &Config, id: Uuid) -> Result<Response, Error
     let user = db
         .set_role(id, role, revokes_bootstrap(role))?
         .ok_or(Error::UserNotFound)?;
-    Ok(json(200, &user.view()))
+    Ok(json(200, &user))
 }

@@ -7,25 +7,25 @@ use serde::{Deserialize, Serialize};
 use spin_sdk::http::{Request, Response};
 use uuid::Uuid;
 
-use super::{check_presented_password, hash_password, now, parse_email, reserve_account};
+use super::{Fields, hash_password, now, presented, reserve_account};
 use crate::config::Config;
 use crate::domain::admin::{self, OnLogin};
 use crate::domain::login::{self, Check, Fate};
-use crate::domain::password::{self, PasswordCheck};
+use crate::domain::password;
 use crate::domain::throttle::ADDRESSES;
 use crate::domain::{
     ACCESS_TOKEN_TTL_SECS, DisplayName, Email, Password, RegistrationRole, client, jwks, refresh,
 };
 use crate::error::Error;
-use crate::store::{Db, NewLogin, Rotation, Slot, Throttle, User, UserView};
+use crate::store::{Db, Rotation, Throttle, User};
 
 #[derive(Serialize)]
-struct TokenPair {
+struct TokenPair<'a> {
     access_token: String,
     token_type: &'static str,
     expires_in: i64,
     refresh_token: String,
-    user: UserView,
+    user: &'a User,
 }
 
 fn token_pair(cfg: &Config, user: &User, refresh_token: String) -> Response {
@@ -39,16 +39,14 @@ fn token_pair(cfg: &Config, user: &User, refresh_token: String) -> Response {
         exp: iat + ACCESS_TOKEN_TTL_SECS,
         jti: Uuid::now_v7().to_string(),
     });
-    json(
-        200,
-        &TokenPair {
-            access_token,
-            token_type: "Bearer",
-            expires_in: ACCESS_TOKEN_TTL_SECS,
-            refresh_token,
-            user: user.view(),
-        },
-    )
+    let pair = TokenPair {
+        access_token,
+        token_type: "Bearer",
+        expires_in: ACCESS_TOKEN_TTL_SECS,
+        refresh_token,
+        user,
+    };
+    json(200, &pair)
 }
 
 fn new_refresh_token() -> Result<refresh::NewRefreshToken, Error> {
@@ -66,16 +64,10 @@ struct RegisterBody {
 pub fn register(req: &Request, cfg: &Config) -> Result<Response, Error> {
     let body: RegisterBody = parse_body(req)?;
     let mut errors = FieldErrors::new();
-    let email = parse_email(&mut errors, &body.email);
-    let password = Password::parse(&body.password)
-        .map_err(|m| errors.add("password", m))
-        .ok();
-    let name = DisplayName::parse(&body.display_name)
-        .map_err(|m| errors.add("display_name", m))
-        .ok();
-    let role = RegistrationRole::parse(body.role.as_deref())
-        .map_err(|m| errors.add("role", m))
-        .ok();
+    let email = errors.check("email", Email::parse(&body.email));
+    let password = errors.check("password", Password::parse(&body.password));
+    let name = errors.check("display_name", DisplayName::parse(&body.display_name));
+    let role = errors.check("role", RegistrationRole::parse(body.role.as_deref()));
     let (Some(email), Some(password), Some(name), Some(role)) = (email, password, name, role)
     else {
         return Err(Problem::validation(errors).into());
@@ -84,7 +76,7 @@ pub fn register(req: &Request, cfg: &Config) -> Result<Response, Error> {
     let hash = hash_password(&password)?;
     let db = Db::open(&cfg.db_url)?;
     let user = db.insert_user(&email, name.as_str(), role, &hash, reserve)?;
-    let mut resp = json(201, &user.view());
+    let mut resp = json(201, &user);
     resp.set_header("location", format!("/api/users/{}", user.id));
     Ok(resp)
 }
@@ -105,19 +97,11 @@ fn client_address(cfg: &Config, req: &Request) -> String {
     ))
 }
 
-fn apply(throttle: &Throttle, slot: &Slot, fate: Fate) -> Result<(), Error> {
-    match fate {
-        Fate::Keep => Ok(()),
-        Fate::Release => throttle.release(slot),
-        Fate::Forget => throttle.forget(slot),
-    }
-}
-
 pub fn login(req: &Request, cfg: &Config) -> Result<Response, Error> {
     let body: LoginBody = parse_body(req)?;
     let mut errors = FieldErrors::new();
-    let email = parse_email(&mut errors, &body.email);
-    check_presented_password(&mut errors, "password", &body.password);
+    let email = errors.check("email", Email::parse(&body.email));
+    errors.check("password", presented(&body.password));
     let Some(email) = email.filter(|_| errors.is_empty()) else {
         return Err(Problem::validation(errors).into());
     };
@@ -132,52 +116,34 @@ pub fn login(req: &Request, cfg: &Config) -> Result<Response, Error> {
     let address_slot = match throttle.reserve(&ADDRESSES, &address, now())? {
         Ok(slot) => slot,
         Err(retry_after) => {
-            throttle.release(&account_slot)?;
+            throttle.settle(&account_slot, Fate::Release)?;
             return Err(Error::AddressLocked { retry_after });
         }
     };
     let settle = |check: Check| {
         let (account, address) = login::settle(check);
-        apply(&throttle, &account_slot, account)?;
-        apply(&throttle, &address_slot, address)
+        throttle.settle(&account_slot, account)?;
+        throttle.settle(&address_slot, address)
     };
-    let looked_up = Db::open(&cfg.db_url).and_then(|db| {
-        let found = db.user_by_email(&email)?;
-        Ok((db, found))
-    });
-    let (db, found) = match looked_up {
-        Ok(v) => v,
-        Err(e) => {
-            settle(Check::NotChecked)?;
-            return Err(e);
-        }
-    };
-    let verified = match &found {
-        Some(user) => password::verify(&user.password_hash, &body.password),
-        None => {
-            // Same work as a wrong password, so timing does not tell the two apart.
-            password::verify_dummy(&body.password);
-            PasswordCheck::Mismatch
-        }
-    };
-    let check = Check::of(found.is_some(), verified);
+    let looked_up = Db::open(&cfg.db_url).and_then(|db| Ok((db.user_by_email(&email)?, db)));
+    let (found, db) = looked_up.or_else(|e| settle(Check::NotChecked).and(Err(e)))?;
+    // An unknown email costs the work of a wrong password, so timing does not tell them apart.
+    let hash = found
+        .as_ref()
+        .map_or(password::DUMMY_HASH, |u| &u.password_hash);
+    let check = Check::of(found.is_some(), password::verify(hash, &body.password));
     settle(check)?;
-    let (Check::Granted { .. }, Some(mut user)) = (check, found) else {
+    let (Check::Granted { rehash: weak }, Some(mut user)) = (check, found) else {
         return Err(Error::InvalidCredentials);
     };
-    if login::rehash(check) {
+    if weak {
         rehash(&db, &user, &body.password);
     }
     user = bootstrap_admin(cfg, &db, &email, user)?;
     let token = new_refresh_token()?;
-    let login = NewLogin {
-        family_id: Uuid::now_v7(),
-        token_hash: &token.hash,
-    };
-    db.start_login(user.id, &login, cfg.session_lifetime)?;
+    db.start_login(user.id, &token.hash, cfg.session_lifetime)?;
     // Retention rides on logins, best effort: the login is already committed.
-    if let Err(e) = db.purge_expired_logins(login::EXPIRED_TOKEN_RETENTION_DAYS, login::PURGE_BATCH)
-    {
+    if let Err(e) = db.purge_expired_logins() {
         eprintln!("user: purging expired logins failed: {e:?}");
     }
     Ok(token_pair(cfg, &user, token.token))
@@ -216,16 +182,12 @@ struct RefreshBody {
 
 fn parse_refresh_body(req: &Request) -> Result<Vec<u8>, Error> {
     let body: RefreshBody = parse_body(req)?;
-    let n = body.refresh_token.chars().count();
-    if n == 0 {
-        return Err(Problem::invalid_field("refresh_token", "must not be empty").into());
-    }
-    if n > refresh::MAX_TOKEN_CHARS {
-        return Err(
-            Problem::invalid_field("refresh_token", "must be at most 256 characters").into(),
-        );
-    }
-    Ok(refresh::hash(&body.refresh_token))
+    let message = match body.refresh_token.chars().count() {
+        0 => "must not be empty",
+        n if n > refresh::MAX_TOKEN_CHARS => "must be at most 256 characters",
+        _ => return Ok(refresh::hash(&body.refresh_token)),
+    };
+    Err(Problem::invalid_field("refresh_token", message).into())
 }
 
 pub fn refresh(req: &Request, cfg: &Config) -> Result<Response, Error> {

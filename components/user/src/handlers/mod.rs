@@ -13,9 +13,10 @@ use marketplace_shared::tokens::Principal;
 use spin_sdk::http::Request;
 
 use crate::config::Config;
+use crate::domain::Password;
+use crate::domain::login::Fate;
 use crate::domain::password::{self, PasswordCheck};
 use crate::domain::throttle::ACCOUNTS;
-use crate::domain::{Email, Password};
 use crate::error::Error;
 use crate::store::{Db, Slot, Throttle, User};
 
@@ -34,18 +35,26 @@ fn caller(cfg: &Config, req: &Request, db: &Db) -> Result<User, Error> {
     db.user_by_id(p.user_id)?.ok_or(Error::AccountGone)
 }
 
-/// A password presented to prove identity (login, confirmation): only its length is bounded,
-/// so an over-long value is refused before any hashing.
-fn check_presented_password(errors: &mut FieldErrors, field: &str, value: &str) {
-    if value.is_empty() {
-        errors.add(field, "must not be empty");
-    } else if value.chars().count() > password::MAX_CHARS {
-        errors.add(field, "must be at most 128 characters");
+/// Parsing a body's fields: every bad field is named in the 422, not only the first.
+trait Fields {
+    /// The parsed value, or `None` with the parser's message recorded against `field`.
+    fn check<T>(&mut self, field: &str, parsed: Result<T, &'static str>) -> Option<T>;
+}
+
+impl Fields for FieldErrors {
+    fn check<T>(&mut self, field: &str, parsed: Result<T, &'static str>) -> Option<T> {
+        parsed.map_err(|m| self.add(field, m)).ok()
     }
 }
 
-fn parse_email(errors: &mut FieldErrors, raw: &str) -> Option<Email> {
-    Email::parse(raw).map_err(|m| errors.add("email", m)).ok()
+/// A password presented to prove identity (login, confirmation): only its length is bounded,
+/// so an over-long value is refused before any hashing.
+fn presented(value: &str) -> Result<&str, &'static str> {
+    match value.chars().count() {
+        0 => Err("must not be empty"),
+        n if n > password::MAX_CHARS => Err("must be at most 128 characters"),
+        _ => Ok(value),
+    }
 }
 
 fn hash_password(p: &Password) -> Result<String, Error> {
@@ -67,7 +76,7 @@ fn confirm_password(user: &User, password: &str) -> Result<(), Error> {
     let throttle = Throttle::open()?;
     let slot = reserve_account(&throttle, &user.email.normalized())?;
     match password::verify(&user.password_hash, password) {
-        PasswordCheck::Match { .. } => throttle.forget(&slot),
+        PasswordCheck::Match { .. } => throttle.settle(&slot, Fate::Forget),
         PasswordCheck::Mismatch => Err(Error::WrongPassword),
     }
 }

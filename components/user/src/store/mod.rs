@@ -6,48 +6,38 @@ pub mod throttle;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use marketplace_shared::{Role, pg};
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 use spin_sdk::pg4::{Connection, DbValue, Decode, ParameterValue, RowSet};
 use uuid::Uuid;
 
 use crate::domain::admin::Reservation;
-use crate::domain::login::SessionLifetime;
+use crate::domain::login::{EXPIRED_TOKEN_RETENTION_DAYS, PURGE_BATCH, SessionLifetime};
 use crate::domain::{Email, REFRESH_TOKEN_TTL_SECS};
 use crate::error::Error;
 
 pub use throttle::{Slot, Throttle};
 
-/// A live account as the contract shows it, plus what login needs.
-#[derive(Debug, Clone)]
+/// A live account. It serializes as the contract's user document (`{id, email,
+/// display_name, role, created_at}`), without the hash that login needs.
+#[derive(Debug, Clone, Serialize)]
 pub struct User {
     pub id: Uuid,
     pub email: Email,
     pub display_name: String,
+    #[serde(serialize_with = "wire_name")]
     pub role: Role,
+    #[serde(serialize_with = "rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(skip)]
     pub password_hash: String,
 }
 
-/// The contract's user document: `{id, email, display_name, role, created_at}`.
-#[derive(Debug, Serialize)]
-pub struct UserView {
-    pub id: Uuid,
-    pub email: String,
-    pub display_name: String,
-    pub role: &'static str,
-    pub created_at: String,
+fn wire_name<S: Serializer>(role: &Role, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(role.as_str())
 }
 
-impl User {
-    pub fn view(&self) -> UserView {
-        UserView {
-            id: self.id,
-            email: self.email.as_str().to_string(),
-            display_name: self.display_name.clone(),
-            role: self.role.as_str(),
-            created_at: marketplace_shared::time::format(self.created_at),
-        }
-    }
+fn rfc3339<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&marketplace_shared::time::format(*t))
 }
 
 // `timestamptz` cannot be decoded by Spin's binding; select it as UTC `timestamp`.
@@ -75,40 +65,9 @@ fn get<T: Decode>(row: &[DbValue], columns: &RowSet, name: &str) -> Result<T, Er
     T::decode(&row[i]).map_err(|e| Error::Internal(format!("column {name}: {e}")))
 }
 
-fn users_from(rows: &RowSet) -> Result<Vec<User>, Error> {
-    rows.rows
-        .iter()
-        .map(|row| {
-            let role: String = get(row, rows, "role")?;
-            let created: NaiveDateTime = get(row, rows, "created_at")?;
-            Ok(User {
-                id: get(row, rows, "id")?,
-                // Stored only once parsed, so it parses again.
-                email: Email::parse(&get::<String>(row, rows, "email")?)
-                    .map_err(|e| Error::Internal(format!("stored email: {e}")))?,
-                display_name: get(row, rows, "display_name")?,
-                role: Role::parse(&role)
-                    .ok_or_else(|| Error::Internal(format!("stored role {role}")))?,
-                created_at: created.and_utc(),
-                password_hash: get(row, rows, "password_hash")?,
-            })
-        })
-        .collect()
-}
-
-fn one_user(rows: &RowSet) -> Result<Option<User>, Error> {
-    Ok(users_from(rows)?.into_iter().next())
-}
-
 /// The user database, one connection per request.
 pub struct Db {
     conn: Connection,
-}
-
-/// A login's refresh-token family and the hash of its newest token.
-pub struct NewLogin<'a> {
-    pub family_id: Uuid,
-    pub token_hash: &'a [u8],
 }
 
 /// What became of a refresh token presented for rotation.
@@ -132,8 +91,30 @@ impl Db {
         Ok(pg::query(&self.conn, sql, params)?)
     }
 
-    fn execute(&self, sql: &str, params: &[ParameterValue]) -> Result<u64, Error> {
-        Ok(self.conn.execute(sql, params)?)
+    fn execute(&self, sql: &str, params: &[ParameterValue]) -> Result<(), Error> {
+        self.conn.execute(sql, params)?;
+        Ok(())
+    }
+
+    /// The first row of a statement that returns [`USER_COLUMNS`], as a user.
+    fn user(&self, sql: &str, params: &[ParameterValue]) -> Result<Option<User>, Error> {
+        let rows = self.query(sql, params)?;
+        let Some(row) = rows.rows.first() else {
+            return Ok(None);
+        };
+        let role: String = get(row, &rows, "role")?;
+        let created: NaiveDateTime = get(row, &rows, "created_at")?;
+        Ok(Some(User {
+            id: get(row, &rows, "id")?,
+            // Stored only once parsed, so it parses again.
+            email: Email::parse(&get::<String>(row, &rows, "email")?)
+                .map_err(|e| Error::Internal(format!("stored email: {e}")))?,
+            display_name: get(row, &rows, "display_name")?,
+            role: Role::parse(&role)
+                .ok_or_else(|| Error::Internal(format!("stored role {role}")))?,
+            created_at: created.and_utc(),
+            password_hash: get(row, &rows, "password_hash")?,
+        }))
     }
 
     /// Runs `f` in one transaction on this connection (`marketplace_shared::pg::transaction`).
@@ -158,7 +139,7 @@ impl Db {
         reserve: bool,
     ) -> Result<User, Error> {
         let insert = |db: &Self| {
-            let rows = db.query(
+            db.user(
                 &format!(
                     "insert into users \
                      (id, email, email_normalized, display_name, role, password_hash) \
@@ -172,8 +153,8 @@ impl Db {
                     text(role.as_str()),
                     text(password_hash),
                 ],
-            )?;
-            one_user(&rows)?.ok_or_else(|| Error::Internal("insert returned no row".into()))
+            )?
+            .ok_or_else(|| Error::Internal("insert returned no row".into()))
         };
         if !reserve {
             return insert(self);
@@ -219,22 +200,20 @@ impl Db {
     }
 
     pub fn user_by_email(&self, email: &Email) -> Result<Option<User>, Error> {
-        let rows = self.query(
+        self.user(
             &format!(
                 "select {USER_COLUMNS} from users \
                  where email_normalized = $1 and deleted_at is null"
             ),
             &[text(&email.normalized())],
-        )?;
-        one_user(&rows)
+        )
     }
 
     pub fn user_by_id(&self, id: Uuid) -> Result<Option<User>, Error> {
-        let rows = self.query(
+        self.user(
             &format!("select {USER_COLUMNS} from users where id = $1 and deleted_at is null"),
             &[uuid(id)],
-        )?;
-        one_user(&rows)
+        )
     }
 
     pub fn set_password_hash(&self, id: Uuid, hash: &str) -> Result<(), Error> {
@@ -243,7 +222,6 @@ impl Db {
              where id = $1 and deleted_at is null",
             &[uuid(id), text(hash)],
         )
-        .map(|_| ())
     }
 
     /// Sets the role; with `revoke_bootstrap`, the account's bootstrap-admin reservations
@@ -255,7 +233,13 @@ impl Db {
         revoke_bootstrap: bool,
     ) -> Result<Option<User>, Error> {
         self.transaction(|db| {
-            let user = db.update_role(id, role)?;
+            let user = db.user(
+                &format!(
+                    "update users set role = $2, updated_at = now() \
+                     where id = $1 and deleted_at is null returning {USER_COLUMNS}"
+                ),
+                &[uuid(id), text(role.as_str())],
+            )?;
             if user.is_some() && revoke_bootstrap {
                 db.execute(
                     "update reserved_admin_emails set bootstrap_revoked_at = now(), \
@@ -267,17 +251,6 @@ impl Db {
         })
     }
 
-    fn update_role(&self, id: Uuid, role: Role) -> Result<Option<User>, Error> {
-        let rows = self.query(
-            &format!(
-                "update users set role = $2, updated_at = now() \
-                 where id = $1 and deleted_at is null returning {USER_COLUMNS}"
-            ),
-            &[uuid(id), text(role.as_str())],
-        )?;
-        one_user(&rows)
-    }
-
     /// Changes the display name and/or email (`None` keeps the current value).
     pub fn update_profile(
         &self,
@@ -286,7 +259,7 @@ impl Db {
         email: Option<&Email>,
     ) -> Result<Option<User>, Error> {
         let normalized = email.map(Email::normalized);
-        let rows = self.query(
+        self.user(
             &format!(
                 "update users set display_name = coalesce($2, display_name), \
                  email = coalesce($3, email), \
@@ -299,30 +272,31 @@ impl Db {
                 opt_text(email.map(Email::as_str)),
                 opt_text(normalized.as_deref()),
             ],
-        )?;
-        one_user(&rows)
+        )
     }
 
-    /// Starts a login: a new refresh-token family holding one token.
+    /// Starts a login: a new refresh-token family holding one token, the one hashed `token_hash`.
     pub fn start_login(
         &self,
         user_id: Uuid,
-        login: &NewLogin<'_>,
+        token_hash: &[u8],
         lifetime: SessionLifetime,
     ) -> Result<(), Error> {
+        let family = Uuid::now_v7();
         self.transaction(|db| {
             db.execute(
                 "insert into refresh_families (id, user_id) values ($1, $2)",
-                &[uuid(login.family_id), uuid(user_id)],
+                &[uuid(family), uuid(user_id)],
             )?;
-            db.insert_refresh_token(login.family_id, login.token_hash, lifetime)
+            db.insert_refresh_token(family, token_hash, lifetime)
         })
     }
 
-    /// Deletes up to `batch` refresh tokens expired more than `days` ago, then up to `batch`
-    /// logins older than that with no token left; returns how many rows went.
-    pub fn purge_expired_logins(&self, days: i32, batch: i64) -> Result<u64, Error> {
-        let tokens = self.execute(
+    /// Deletes up to [`PURGE_BATCH`] refresh tokens expired more than
+    /// [`EXPIRED_TOKEN_RETENTION_DAYS`] ago, then as many logins that old with no token left.
+    pub fn purge_expired_logins(&self) -> Result<(), Error> {
+        let (days, batch) = (EXPIRED_TOKEN_RETENTION_DAYS, PURGE_BATCH);
+        self.execute(
             "delete from refresh_tokens where token_hash in (select token_hash \
              from refresh_tokens where expires_at < now() - make_interval(days => $1) \
              order by expires_at limit $2)",
@@ -330,14 +304,13 @@ impl Db {
         )?;
         // A family outlives its tokens by at most the retention: rotation issues each new
         // token in the family of the old one, so an old family without tokens is finished.
-        let families = self.execute(
+        self.execute(
             "delete from refresh_families where id in (select f.id from refresh_families f \
              where f.created_at < now() - make_interval(days => $1) \
              and not exists (select 1 from refresh_tokens t where t.family_id = f.id) \
              order by f.created_at limit $2)",
             &[ParameterValue::Int32(days), ParameterValue::Int64(batch)],
-        )?;
-        Ok(tokens + families)
+        )
     }
 
     /// A token of the family, expiring 30 days from now or at the end of the login's absolute
@@ -361,7 +334,6 @@ impl Db {
                 ParameterValue::Floating64(lifetime.secs() as f64),
             ],
         )
-        .map(|_| ())
     }
 
     /// Spends the token with hash `old` and, if it was live, issues `new` in its family.
@@ -400,7 +372,7 @@ impl Db {
                     return Ok(Rotation::Rejected);
                 };
                 let family: Uuid = get(row, &spent, "family_id")?;
-                db.revoke_family(family)?;
+                db.revoke_logins("id", family)?;
                 return Ok(Rotation::Reused);
             };
             let family: Uuid = get(row, &rows, "family_id")?;
@@ -417,15 +389,6 @@ impl Db {
         })
     }
 
-    fn revoke_family(&self, family: Uuid) -> Result<(), Error> {
-        self.execute(
-            "update refresh_families set revoked_at = now(), updated_at = now() \
-             where id = $1 and revoked_at is null",
-            &[uuid(family)],
-        )
-        .map(|_| ())
-    }
-
     /// Ends the login the token belongs to (whether or not the token was still live).
     pub fn logout(&self, token_hash: &[u8]) -> Result<(), Error> {
         self.execute(
@@ -434,23 +397,24 @@ impl Db {
              where t.token_hash = $1 and f.id = t.family_id and f.revoked_at is null",
             &[ParameterValue::Binary(token_hash.to_vec())],
         )
-        .map(|_| ())
     }
 
-    fn revoke_all_logins(&self, user_id: Uuid) -> Result<(), Error> {
+    /// Revokes the logins whose `column` (`id`: one family, `user_id`: all of a user) is `id`.
+    fn revoke_logins(&self, column: &'static str, id: Uuid) -> Result<(), Error> {
         self.execute(
-            "update refresh_families set revoked_at = now(), updated_at = now() \
-             where user_id = $1 and revoked_at is null",
-            &[uuid(user_id)],
+            &format!(
+                "update refresh_families set revoked_at = now(), updated_at = now() \
+                 where {column} = $1 and revoked_at is null"
+            ),
+            &[uuid(id)],
         )
-        .map(|_| ())
     }
 
     /// Sets a new password hash and revokes every login of the user, atomically.
     pub fn change_password(&self, user_id: Uuid, hash: &str) -> Result<(), Error> {
         self.transaction(|db| {
             db.set_password_hash(user_id, hash)?;
-            db.revoke_all_logins(user_id)
+            db.revoke_logins("user_id", user_id)
         })
     }
 
@@ -464,7 +428,7 @@ impl Db {
                  where id = $1 and deleted_at is null",
                 &[uuid(user_id)],
             )?;
-            db.revoke_all_logins(user_id)
+            db.revoke_logins("user_id", user_id)
         })
     }
 }

@@ -1,17 +1,14 @@
 //! The login-failure windows in the `users` key-value store (layout and rules:
-//! `domain::throttle`).
-//!
-//! Keys are `login-failures/{account,address}/<bucket>`, a fixed set; subjects are stored as
-//! hashes, so no email or address is in the store in clear, and unknown emails get a window
-//! too (a 429 does not reveal whether an account exists). Every write is a compare-and-swap
-//! read back (`marketplace_shared::kv`): only the stored value says whether our slot landed;
-//! if not, we retry on the fresh value, and no concurrent slot is lost.
+//! `domain::throttle`). Every write is a compare-and-swap read back (`marketplace_shared::kv`):
+//! only the stored value says whether our slot landed; if not, we retry on the fresh value, and
+//! no concurrent slot is lost.
 
 use marketplace_shared::kv::{self, KvError, Step};
 use spin_sdk::wit::wasi::keyvalue::atomics as wkv_atomics;
 use spin_sdk::wit::wasi::keyvalue::store as wkv;
 use uuid::Uuid;
 
+use crate::domain::login::Fate;
 use crate::domain::throttle::{Bucket, Failure, Subject, Table};
 use crate::error::Error;
 
@@ -67,18 +64,20 @@ impl From<KvError> for Error {
     }
 }
 
+/// A failed `what` on the store, for `map_err`.
+fn failed<E: std::fmt::Debug>(what: &'static str) -> impl FnOnce(E) -> Error {
+    move |e| Error::KeyValueUnavailable(format!("{what}: {e:?}"))
+}
+
 impl Throttle {
     pub fn open() -> Result<Self, Error> {
         Ok(Self {
-            bucket: wkv::open(KV_LABEL).map_err(|e| KvError(format!("open: {e:?}")))?,
+            bucket: wkv::open(KV_LABEL).map_err(failed("open"))?,
         })
     }
 
     fn read(&self, key: &str) -> Result<Bucket, Error> {
-        let value = self
-            .bucket
-            .get(key)
-            .map_err(|e| KvError(format!("get: {e:?}")))?;
+        let value = self.bucket.get(key).map_err(failed("get"))?;
         Ok(Bucket::decode(value.as_deref()))
     }
 
@@ -123,36 +122,24 @@ impl Throttle {
         })
     }
 
-    /// Gives the slot back (its check did not happen, or succeeded).
-    pub fn release(&self, slot: &Slot) -> Result<(), Error> {
-        let (tag, id) = (slot.subject.tag, slot.id);
-        let outcome = self.update::<()>(
-            &slot.subject.key,
-            |b| !b.holds(tag, id),
-            |b| Ok(b.release(tag, id)),
-        )?;
-        self.settle(slot, outcome);
-        Ok(())
-    }
-
-    /// Forgets every failure of the slot's subject (a successful login).
-    pub fn forget(&self, slot: &Slot) -> Result<(), Error> {
-        let tag = slot.subject.tag;
-        let outcome =
-            self.update::<()>(&slot.subject.key, |b| !b.has(tag), |b| Ok(b.forget(tag)))?;
-        self.settle(slot, outcome);
-        Ok(())
-    }
-
-    /// A release that lost every race leaves the slot as a failure until it ages out: the
-    /// safe side. Logged, not failed: the check it belonged to is already decided.
-    fn settle(&self, slot: &Slot, outcome: Outcome<()>) {
+    /// Keeps the slot (the failure), gives it back (its check did not happen, or succeeded) or
+    /// forgets every failure of its subject (a successful login): `domain::login::settle`.
+    pub fn settle(&self, slot: &Slot, fate: Fate) -> Result<(), Error> {
+        let (key, tag, id) = (&slot.subject.key, slot.subject.tag, slot.id);
+        let outcome = match fate {
+            Fate::Keep => return Ok(()),
+            Fate::Release => {
+                self.update::<()>(key, |b| !b.holds(tag, id), |b| Ok(b.release(tag, id)))?
+            }
+            Fate::Forget => self.update::<()>(key, |b| !b.has(tag), |b| Ok(b.forget(tag)))?,
+        };
+        // A give-back that lost every race leaves the slot as a failure until it ages out: the
+        // safe side. Logged, not failed: the check it belonged to is already decided.
         if let Outcome::Contended = outcome {
-            eprintln!(
-                "user: giving back a slot of {} lost {CAS_ATTEMPTS} races",
-                slot.table.prefix
-            );
+            let table = slot.table.prefix;
+            eprintln!("user: giving back a slot of {table} lost {CAS_ATTEMPTS} races");
         }
+        Ok(())
     }
 
     /// Applies `change` to the key until the stored value satisfies `landed`
@@ -202,19 +189,13 @@ impl Throttle {
     /// died in between).
     fn create(&self, key: &str, round: u32) -> Result<(), Error> {
         let marker = format!("created/{key}");
-        let first = wkv_atomics::increment(&self.bucket, &marker, 1)
-            .map_err(|e| KvError(format!("increment: {e:?}")))?
-            == 1;
-        if !first && round < CREATE_PATIENCE {
+        let takers =
+            wkv_atomics::increment(&self.bucket, &marker, 1).map_err(failed("increment"))?;
+        if takers != 1 && round < CREATE_PATIENCE {
             return Ok(());
         }
-        let cas =
-            wkv_atomics::Cas::new(&self.bucket, key).map_err(|e| KvError(format!("cas: {e:?}")))?;
-        if cas
-            .current()
-            .map_err(|e| KvError(format!("cas current: {e:?}")))?
-            .is_none()
-        {
+        let cas = wkv_atomics::Cas::new(&self.bucket, key).map_err(failed("cas"))?;
+        if cas.current().map_err(failed("cas current"))?.is_none() {
             kv::swap_read_back(&self.bucket, key, cas, &Bucket::default().encode())?;
         }
         Ok(())
@@ -224,6 +205,6 @@ impl Throttle {
         self.bucket
             .exists("readyz")
             .map(|_| ())
-            .map_err(|e| KvError(format!("exists: {e:?}")).into())
+            .map_err(failed("exists"))
     }
 }

@@ -121,6 +121,13 @@ mod tests {
         Quantity::parse(n).unwrap()
     }
 
+    fn line(product_id: Uuid, quantity: u32) -> CartLine {
+        CartLine {
+            product_id,
+            quantity,
+        }
+    }
+
     #[test]
     fn quantities_are_whole_numbers_from_one_to_the_cap() {
         assert_eq!(q(" 3 ").get(), 3);
@@ -135,13 +142,7 @@ mod tests {
         let mut cart = Cart::default();
         cart.add(p, q("2")).unwrap();
         cart.add(p, q("3")).unwrap();
-        assert_eq!(
-            cart.lines(),
-            &[CartLine {
-                product_id: p,
-                quantity: 5
-            }]
-        );
+        assert_eq!(cart.lines(), [line(p, 5)]);
         assert_eq!(cart.units(), 5);
     }
 
@@ -176,12 +177,6 @@ mod tests {
         assert_eq!(cart.set(Uuid::now_v7(), q("1")), Err(CartError::NotInCart));
         cart.remove(b);
         cart.remove(b);
-        assert_eq!(
-            cart.lines(),
-            &[CartLine {
-                product_id: a,
-                quantity: 7
-            }]
-        );
+        assert_eq!(cart.lines(), [line(a, 7)]);
     }
 }

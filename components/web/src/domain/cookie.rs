@@ -13,26 +13,17 @@ pub struct SessionId(String);
 
 impl SessionId {
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        use base64::Engine as _;
-        Self(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+        Self(super::csrf::token_from(bytes))
     }
 
     /// Accepts only what [`SessionId::from_bytes`] produces: anything else is no session.
     pub fn parse(raw: &str) -> Option<Self> {
-        let ok = raw.len() == 43
-            && raw
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        ok.then(|| Self(raw.to_string()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
+        (raw.len() == 43 && super::url_safe(raw)).then(|| Self(raw.to_string()))
     }
 
     /// The key-value key of this session's records: hex SHA-256 of the id.
     pub fn storage_key(&self) -> String {
-        super::hex(&Sha256::digest(self.0.as_bytes()))
+        format!("{:x}", Sha256::digest(self.0.as_bytes()))
     }
 }
 
@@ -49,23 +40,16 @@ pub fn is_https(full_url: Option<&str>, forwarded_proto: Option<&str>) -> bool {
 
 /// The `Set-Cookie` value that gives the browser its session.
 pub fn set(id: &SessionId, secure: bool, max_age_secs: i64) -> String {
-    let mut c = format!(
-        "{NAME}={}; Max-Age={max_age_secs}; Path=/; HttpOnly; SameSite=Lax",
-        id.as_str()
-    );
-    if secure {
-        c.push_str("; Secure");
-    }
-    c
+    let secure = if secure { "; Secure" } else { "" };
+    format!(
+        "{NAME}={}; Max-Age={max_age_secs}; Path=/; HttpOnly; SameSite=Lax{secure}",
+        id.0
+    )
 }
 
 /// The `Set-Cookie` value that makes the browser forget its session.
 pub fn clear(secure: bool) -> String {
-    let mut c = format!("{NAME}=; Max-Age=0; Path=/; HttpOnly; SameSite=Lax");
-    if secure {
-        c.push_str("; Secure");
-    }
-    c
+    set(&SessionId(String::new()), secure, 0)
 }
 
 /// The session id in a `Cookie` header, if one is there and well-formed.
@@ -89,29 +73,30 @@ mod tests {
             c,
             format!(
                 "mp_session={}; Max-Age=3600; Path=/; HttpOnly; SameSite=Lax",
-                id.as_str()
+                id.0
             )
         );
         assert!(set(&id, true, 3600).ends_with("; Secure"));
-        assert!(clear(true).starts_with("mp_session=; Max-Age=0; Path=/; HttpOnly"));
+        let cleared = "mp_session=; Max-Age=0; Path=/; HttpOnly; SameSite=Lax; Secure";
+        assert_eq!(clear(true), cleared);
     }
 
     #[test]
     fn session_ids_carry_256_random_bits_and_nothing_else_parses() {
         let id = SessionId::from_bytes([0xab; 32]);
-        assert_eq!(id.as_str().len(), 43);
-        assert_eq!(SessionId::parse(id.as_str()), Some(id.clone()));
+        assert_eq!(id.0.len(), 43);
+        assert_eq!(SessionId::parse(&id.0), Some(id.clone()));
         assert_eq!(SessionId::parse("short"), None);
         assert_eq!(SessionId::parse(&"a".repeat(42)), None);
-        assert_eq!(SessionId::parse(&format!("{}=", &id.as_str()[..42])), None);
-        assert_ne!(id.storage_key(), id.as_str());
+        assert_eq!(SessionId::parse(&format!("{}=", &id.0[..42])), None);
+        assert_ne!(id.storage_key(), id.0);
         assert_eq!(id.storage_key().len(), 64);
     }
 
     #[test]
     fn the_session_is_read_among_other_cookies() {
         let id = SessionId::from_bytes([2; 32]);
-        let header = format!("theme=dark; mp_session={}; other=1", id.as_str());
+        let header = format!("theme=dark; mp_session={}; other=1", id.0);
         assert_eq!(read(Some(&header)), Some(id));
         assert_eq!(read(Some("mp_session=forged")), None);
         assert_eq!(read(None), None);

@@ -9,7 +9,7 @@ use subtle::ConstantTimeEq as _;
 /// The form field that carries the token.
 pub const FIELD: &str = "csrf";
 
-/// A new token from 32 random bytes (base64url, 43 characters).
+/// A new token from 32 random bytes (base64url, 43 characters; session ids are made alike).
 pub fn token_from(bytes: [u8; 32]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
@@ -18,13 +18,10 @@ pub fn token_from(bytes: [u8; 32]) -> String {
 /// Whether the presented token is the session's, compared in constant time. A missing or
 /// empty token never passes, not even against an empty expectation.
 pub fn check(expected: &str, presented: Option<&str>) -> bool {
-    let Some(presented) = presented else {
-        return false;
-    };
-    if expected.is_empty() || presented.is_empty() {
-        return false;
-    }
-    expected.len() == presented.len() && bool::from(expected.as_bytes().ct_eq(presented.as_bytes()))
+    // `ct_eq` of slices of different lengths is false.
+    presented.is_some_and(|p| {
+        !expected.is_empty() && bool::from(expected.as_bytes().ct_eq(p.as_bytes()))
+    })
 }
 
 #[cfg(test)]

@@ -21,27 +21,21 @@ pub fn parse(form: &Form) -> Listing {
         "title": text("title"), "description": text("description"), "category": text("category"),
         "price": text("price"), "currency": text("currency"), "stock": text("stock"),
     });
-    let mut errors: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let price = money::parse_major(&text("price"));
-    if price.is_none() {
-        errors
-            .entry("price".into())
-            .or_default()
-            .push("Enter an amount such as 12.50.".into());
-    }
     let stock = text("stock").parse::<i64>().ok();
-    if stock.is_none() {
-        errors
-            .entry("stock".into())
-            .or_default()
-            .push("Enter a whole number.".into());
-    }
     let body = match (price, stock) {
-        (Some(p), Some(s)) if errors.is_empty() => Ok(json!({
+        (Some(p), Some(s)) => Ok(json!({
             "title": text("title"), "description": text("description"), "category": text("category"),
             "price_cents": p, "currency": text("currency").to_ascii_uppercase(), "stock": s,
         })),
-        _ => Err(errors),
+        _ => Err([
+            (price.is_none(), "price", "Enter an amount such as 12.50."),
+            (stock.is_none(), "stock", "Enter a whole number."),
+        ]
+        .into_iter()
+        .filter(|(unread, ..)| *unread)
+        .map(|(_, field, message)| (field.to_string(), vec![message.to_string()]))
+        .collect()),
     };
     Listing { refill, body }
 }

@@ -1,65 +1,38 @@
-//! The four roles of the contract (`buyer`, `seller`, `carrier`, `admin`), as an admin's role
-//! form sends them. Who may give which role is the user service's rule; this only refuses
-//! what is no role before it is sent.
+//! The roles an admin's role form offers: the contract's four for people (`service` is no
+//! person's). Who may give which role is the user service's rule; this only refuses what is
+//! no role before it is sent.
 
-/// A user's role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Buyer,
-    Seller,
-    Carrier,
-    Admin,
+pub use marketplace_shared::Role;
+
+/// The roles the form offers, in its order.
+pub const OFFERED: [Role; 4] = [Role::Buyer, Role::Seller, Role::Carrier, Role::Admin];
+
+/// What the form says of a value that is none of them.
+pub const NOT_A_ROLE: &str =
+    "Choose one of the four roles: buyer, seller, carrier or administrator.";
+
+/// A role from the form: exactly one of the contract's names (no case folding, no padding
+/// beyond what the form trims).
+pub fn parse(raw: &str) -> Option<Role> {
+    Role::parse(raw).filter(|r| OFFERED.contains(r))
 }
 
-/// The form's value for a role that is none of the four.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NotARole;
-
-impl Role {
-    /// Every role, in the order the form lists them.
-    pub const ALL: [Role; 4] = [Role::Buyer, Role::Seller, Role::Carrier, Role::Admin];
-
-    /// A role from the form: exactly one of the contract's names (no case folding, no
-    /// padding beyond what the form trims).
-    pub fn parse(raw: &str) -> Result<Self, NotARole> {
-        Self::ALL
-            .into_iter()
-            .find(|r| r.as_str() == raw)
-            .ok_or(NotARole)
-    }
-
-    /// The contract's name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Buyer => "buyer",
-            Role::Seller => "seller",
-            Role::Carrier => "carrier",
-            Role::Admin => "admin",
-        }
-    }
-
-    /// "a buyer", "an administrator".
-    pub fn with_article(self) -> String {
-        let label = self.label().to_lowercase();
-        let article = if label.starts_with('a') { "an" } else { "a" };
-        format!("{article} {label}")
-    }
-
-    /// What the form shows.
-    pub fn label(self) -> &'static str {
-        match self {
-            Role::Buyer => "Buyer",
-            Role::Seller => "Seller",
-            Role::Carrier => "Carrier",
-            Role::Admin => "Administrator",
-        }
+/// What the form shows.
+pub fn label(role: Role) -> &'static str {
+    match role {
+        Role::Buyer => "Buyer",
+        Role::Seller => "Seller",
+        Role::Carrier => "Carrier",
+        Role::Admin => "Administrator",
+        Role::Service => "Service",
     }
 }
 
-impl NotARole {
-    pub fn message(&self) -> &'static str {
-        "Choose one of the four roles: buyer, seller, carrier or administrator."
-    }
+/// "a buyer", "an administrator".
+pub fn with_article(role: Role) -> String {
+    let label = label(role).to_lowercase();
+    let article = if label.starts_with('a') { "an" } else { "a" };
+    format!("{article} {label}")
 }
 
 #[cfg(test)]
@@ -68,12 +41,12 @@ mod tests {
 
     #[test]
     fn the_four_roles_parse_and_nothing_else_does() {
-        for r in Role::ALL {
-            assert_eq!(Role::parse(r.as_str()), Ok(r));
+        for r in OFFERED {
+            assert_eq!(parse(r.as_str()), Some(r));
         }
-        assert_eq!(Role::parse("carrier"), Ok(Role::Carrier));
-        assert_eq!(Role::Carrier.with_article(), "a carrier");
-        assert_eq!(Role::Admin.with_article(), "an administrator");
+        assert_eq!(parse("carrier"), Some(Role::Carrier));
+        assert_eq!(with_article(Role::Carrier), "a carrier");
+        assert_eq!(with_article(Role::Admin), "an administrator");
         for bad in [
             "",
             "Admin",
@@ -83,7 +56,7 @@ mod tests {
             "root",
             "buyer,admin",
         ] {
-            assert_eq!(Role::parse(bad), Err(NotARole), "{bad:?}");
+            assert_eq!(parse(bad), None, "{bad:?}");
         }
     }
 }

@@ -96,7 +96,7 @@ pub struct Checkout {
     pub created_at: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
     pub csrf: String,
     pub created_at: i64,
@@ -114,9 +114,7 @@ impl Session {
             csrf,
             created_at: now,
             last_seen: now,
-            signed_in: None,
-            checkouts: Vec::new(),
-            refreshing: None,
+            ..Self::default()
         }
     }
 
@@ -202,17 +200,9 @@ mod tests {
     use super::*;
 
     fn signed_in(expires: i64) -> SignedIn {
-        SignedIn {
-            user: User {
-                id: "u".into(),
-                email: "a@b.c".into(),
-                display_name: "A".into(),
-                role: "buyer".into(),
-            },
-            access_token: "at".into(),
-            access_expires_at: expires,
-            refresh_token: "rt".into(),
-        }
+        let answer = serde_json::json!({"access_token": "at", "refresh_token": "rt", "expires_in": expires,
+            "user": {"id": "u", "email": "a@b.c", "display_name": "A", "role": "buyer"}});
+        SignedIn::from_answer(&answer, 0).unwrap()
     }
 
     #[test]

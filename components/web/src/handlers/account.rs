@@ -4,7 +4,8 @@
 use marketplace_shared::http::header;
 use serde_json::{Value, json};
 
-use super::{Ctx, Reply, SESSION_ENDED, local_path, new_session, page, status_page};
+use super::{Ctx, Reply, SESSION_ENDED, local_path, new_session, page};
+use crate::clients::{ApiError, Call};
 use crate::domain::form::Form;
 use crate::domain::session::SignedIn;
 use crate::error::Error;
@@ -23,17 +24,17 @@ impl Ctx<'_> {
             Some("seller") => "seller",
             _ => "buyer",
         };
-        match self.api.register(email, password, display_name, role).await {
+        let body = json!({"email": email, "password": password, "display_name": display_name, "role": role});
+        match self.api.call(Call::Register(body)).await {
             Ok(_) => {}
             Err(e) if matches!(e.status, 409 | 422 | 429) => {
                 let refill = json!({"email": email, "display_name": display_name, "role": role});
                 let ctx = json!({"form": refill, "errors": e.errors, "message": e.detail_or_default(), "title": "Register"});
-                return Ok(status_page(e.status, "register.html", ctx));
+                return Ok(Reply::Page(e.status, "register.html", ctx));
             }
             Err(e) => return Err(e.into()),
         }
-        let chain = self.client_chain();
-        let tokens = self.api.login(email, password, chain.as_deref()).await?;
+        let tokens = self.login_call(email, password).await?;
         self.sign_in(&tokens).await?;
         Ok(Reply::Redirect("/".into()))
     }
@@ -49,18 +50,24 @@ impl Ctx<'_> {
         let email = form.get("email").unwrap_or("");
         let password = form.raw("password").unwrap_or("");
         let next = local_path(form.get("next"));
-        let chain = self.client_chain();
-        match self.api.login(email, password, chain.as_deref()).await {
+        match self.login_call(email, password).await {
             Ok(tokens) => {
                 self.sign_in(&tokens).await?;
                 Ok(Reply::Redirect(next))
             }
             Err(e) if matches!(e.status, 400 | 401 | 422 | 429) => {
                 let ctx = json!({"next": next, "form": {"email": email}, "message": e.detail_or_default(), "title": "Log in"});
-                Ok(status_page(e.status, "login.html", ctx))
+                Ok(Reply::Page(e.status, "login.html", ctx))
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Logs in at the user service, passing on the browser's address chain.
+    async fn login_call(&self, email: &str, password: &str) -> Result<Value, ApiError> {
+        let body = json!({"email": email, "password": password});
+        let chain = self.client_chain();
+        self.api.call(Call::Login(body, chain.as_deref())).await
     }
 
     /// The browser's address and the proxies before us, for the user service's login limits.
@@ -88,8 +95,7 @@ impl Ctx<'_> {
         let (new_id, mut session) = new_session(self.now)?;
         let cart = self.kv.cart(&self.sid)?;
         self.kv.put_cart(&new_id, &cart)?;
-        self.kv.delete_cart(&self.sid)?;
-        self.kv.delete_session(&self.sid)?;
+        self.kv.forget(&self.sid)?;
         session.signed_in = Some(fresh);
         (self.sid, self.session, self.dirty) = (new_id, session, true);
         Ok(())
@@ -99,7 +105,7 @@ impl Ctx<'_> {
     /// the session is gone either way and the token expires on its own.
     async fn revoke(&self, signed_in: Option<SignedIn>) {
         let Some(s) = signed_in else { return };
-        if let Err(e) = self.api.logout(&s.refresh_token).await {
+        if let Err(e) = self.api.call(Call::Logout(&s.refresh_token)).await {
             eprintln!(
                 "web: revoking a refresh token failed: {} {}",
                 e.status, e.detail
@@ -110,8 +116,7 @@ impl Ctx<'_> {
     pub async fn logout(&mut self) -> Result<Reply, Error> {
         let signed_in = self.session.signed_in.take();
         self.revoke(signed_in).await;
-        self.kv.delete_cart(&self.sid)?;
-        self.kv.delete_session(&self.sid)?;
+        self.kv.forget(&self.sid)?;
         self.deleted = true;
         Ok(Reply::Redirect("/".into()))
     }

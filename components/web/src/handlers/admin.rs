@@ -4,24 +4,31 @@
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::{Ctx, Reply, page, status_page};
+use super::{Ctx, Reply, page};
+use crate::clients::Call;
 use crate::domain::form::Form;
-use crate::domain::role::Role;
+use crate::domain::role::{self, Role};
 use crate::error::Error;
 
 const TITLE: &str = "Users";
-const NO_SUCH_USER: &str = "There is no user with that id.";
 const AN_ID: &str = "A user id looks like 01a2b3c4-0000-7000-8000-000000000000.";
 
 /// The roles the form offers, as (value, label).
 fn roles() -> Vec<(&'static str, &'static str)> {
-    Role::ALL.iter().map(|r| (r.as_str(), r.label())).collect()
+    role::OFFERED
+        .iter()
+        .map(|r| (r.as_str(), role::label(*r)))
+        .collect()
 }
 
 /// The page with the lookup form; `lookup` what was typed, `message` what went wrong.
-fn lookup_page(status: u16, lookup: &str, message: Option<&str>) -> Reply {
+fn lookup_page(status: u16, lookup: &str, message: &str) -> Reply {
     let ctx = json!({"lookup": lookup, "message": message, "title": TITLE});
-    status_page(status, "admin.html", ctx)
+    Reply::Page(status, "admin.html", ctx)
+}
+
+fn no_such_user(lookup: &str) -> Reply {
+    lookup_page(404, lookup, "There is no user with that id.")
 }
 
 impl Ctx<'_> {
@@ -46,7 +53,7 @@ impl Ctx<'_> {
             Ok(id) => Ok(Reply::Redirect(format!("/admin/users/{id}"))),
             Err(_) => {
                 let shown: String = typed.chars().take(100).collect();
-                Ok(lookup_page(422, &shown, Some(AN_ID)))
+                Ok(lookup_page(422, &shown, AN_ID))
             }
         }
     }
@@ -61,18 +68,16 @@ impl Ctx<'_> {
     ) -> Result<Reply, Error> {
         let token = self.admin_token()?;
         let Ok(uid) = Uuid::try_parse(id) else {
-            return Ok(lookup_page(404, "", Some(NO_SUCH_USER)));
+            return Ok(no_such_user(""));
         };
-        let user = match self.api.user(&token, &uid).await {
+        let user = match self.api.call_as(&token, Call::User(uid)).await {
             Ok(u) => u,
-            Err(e) if e.status == 404 => {
-                return Ok(lookup_page(404, &uid.to_string(), Some(NO_SUCH_USER)));
-            }
+            Err(e) if e.status == 404 => return Ok(no_such_user(&uid.to_string())),
             Err(e) => return Err(e.into()),
         };
         let changed = self.query.get("changed") == Some("role") && message.is_none();
         let notice = changed.then(|| role_notice(&user));
-        Ok(status_page(
+        Ok(Reply::Page(
             status,
             "admin.html",
             json!({"user": user, "lookup": uid, "roles": roles(), "message": message, "notice": notice, "title": TITLE}),
@@ -83,18 +88,19 @@ impl Ctx<'_> {
     pub async fn change_role(&mut self, id: &str, form: &Form) -> Result<Reply, Error> {
         let token = self.admin_token()?;
         let Ok(uid) = Uuid::try_parse(id) else {
-            return Ok(lookup_page(404, "", Some(NO_SUCH_USER)));
+            return Ok(no_such_user(""));
         };
-        let role = match Role::parse(form.get("role").unwrap_or("")) {
-            Ok(r) => r,
-            Err(e) => return self.admin_user(id, Some(e.message().into()), 422).await,
+        let Some(role) = role::parse(form.get("role").unwrap_or("")) else {
+            return self
+                .admin_user(id, Some(role::NOT_A_ROLE.into()), 422)
+                .await;
         };
-        match self.api.set_role(&token, &uid, role).await {
+        match self.api.call_as(&token, Call::SetRole(uid, role)).await {
             Ok(_) => Ok(Reply::Redirect(format!("/admin/users/{uid}?changed=role"))),
             Err(e) if e.status == 422 => {
                 self.admin_user(id, Some(e.detail_or_default()), 422).await
             }
-            Err(e) if e.status == 404 => Ok(lookup_page(404, &uid.to_string(), Some(NO_SUCH_USER))),
+            Err(e) if e.status == 404 => Ok(no_such_user(&uid.to_string())),
             Err(e) => Err(e.into()),
         }
     }
@@ -106,9 +112,8 @@ fn role_notice(user: &Value) -> String {
         .as_str()
         .filter(|n| !n.is_empty())
         .unwrap_or("this user");
-    let role = user["role"].as_str().and_then(|r| Role::parse(r).ok());
-    match role {
-        Some(r) => format!("Role changed: {name} is now {}.", r.with_article()),
+    match user["role"].as_str().and_then(role::parse) {
+        Some(r) => format!("Role changed: {name} is now {}.", role::with_article(r)),
         None => "Role changed.".to_string(),
     }
 }

@@ -3,7 +3,8 @@
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{Ctx, Reply, page, status_page, uuid_or_404};
+use super::{Ctx, Reply, page, uuid_or_404};
+use crate::clients::Call;
 use crate::domain::form::Form;
 use crate::error::Error;
 
@@ -32,7 +33,7 @@ impl Ctx<'_> {
             }
             Some(_) => {
                 let message = "A shipment id looks like 01a2b3c4-0000-7000-8000-000000000000.";
-                Ok(status_page(
+                Ok(Reply::Page(
                     422,
                     "carrier.html",
                     json!({"message": message, "title": "Scan"}),
@@ -49,13 +50,11 @@ impl Ctx<'_> {
         status: u16,
     ) -> Result<Reply, Error> {
         let token = self.token()?;
-        let shipment = self
-            .api
-            .shipment(&token, &uuid_or_404(id, "shipment")?)
-            .await?;
+        let id = uuid_or_404(id, "shipment")?;
+        let shipment = self.api.call_as(&token, Call::Shipment(id)).await?;
         // One event id per form shown: a repeated submit of this form is recorded once.
         let event_id = Uuid::new_v4().to_string();
-        Ok(status_page(
+        Ok(Reply::Page(
             status,
             "carrier.html",
             json!({"shipment": shipment, "event_id": event_id, "message": message, "statuses": SCAN_STATUSES, "title": "Scan"}),
@@ -74,7 +73,7 @@ impl Ctx<'_> {
                 event[k] = json!(v);
             }
         }
-        match self.api.scan(&token, &shipment, event).await {
+        match self.api.call_as(&token, Call::Scan(shipment, event)).await {
             Ok(_) => Ok(Reply::Redirect(format!("/carrier/shipments/{shipment}"))),
             Err(e) if matches!(e.status, 409 | 422) => {
                 self.carrier_shipment(id, Some(e.detail_or_default()), e.status)

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::{Ctx, Reply, status_page};
-use crate::clients::ApiError;
+use super::{Ctx, Reply};
+use crate::clients::{ApiError, Call};
 use crate::domain::cart::{CartLine, Quantity};
 use crate::domain::form::Form;
 use crate::error::Error;
@@ -25,7 +25,7 @@ impl Ctx<'_> {
         let mut out = Vec::new();
         let mut totals: BTreeMap<String, i64> = BTreeMap::new();
         for l in lines {
-            match self.api.product(&l.product_id, None).await {
+            match self.api.call(Call::Product(l.product_id)).await {
                 Ok(p) => {
                     let unit = p["price_cents"].as_i64().unwrap_or(0);
                     let currency = p["currency"].as_str().unwrap_or("").to_string();
@@ -51,7 +51,7 @@ impl Ctx<'_> {
         let cart = self.kv.cart(&self.sid)?;
         let view = self.lines_view(cart.lines()).await?;
         let ctx = json!({"cart": view, "message": message, "title": "Cart"});
-        Ok(status_page(status, "cart.html", ctx))
+        Ok(Reply::Page(status, "cart.html", ctx))
     }
 
     pub async fn change_cart(&mut self, change: Change, form: &Form) -> Result<Reply, Error> {

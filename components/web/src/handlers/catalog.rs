@@ -2,14 +2,16 @@
 
 use serde_json::{Value, json};
 
-use super::{Ctx, Reply, opaque_id, page, status_page, uuid_or_404};
+use super::{Ctx, Reply, opaque_id, page, uuid_or_404};
+use crate::clients::Call;
 use crate::domain::search::{SORTS, Search};
 use crate::error::Error;
 
 impl Ctx<'_> {
     pub async fn home(&mut self) -> Result<Reply, Error> {
         // The API has no category list: the categories of the newest hundred products.
-        let newest = self.api.products("sort=newest&limit=100").await?;
+        let newest = Call::Products("sort=newest&limit=100");
+        let newest = self.api.call(newest).await?;
         let items = newest["items"].as_array().cloned().unwrap_or_default();
         let mut categories: Vec<&str> = items
             .iter()
@@ -27,14 +29,14 @@ impl Ctx<'_> {
 
     pub async fn search(&mut self) -> Result<Reply, Error> {
         let (search, mut problems) = Search::parse(self.req.query());
-        let result = match self.api.products(&search.api_query()).await {
+        let result = match self.api.call(Call::Products(&search.api_query())).await {
             Ok(v) => v,
             // A cursor or filter the product service refuses is shown, not a dead end.
             Err(e) if e.status == 400 || e.status == 422 => {
                 problems.push(e.detail_or_default());
                 let ctx =
                     json!({"search": search, "problems": problems, "products": [], "sorts": SORTS});
-                return Ok(status_page(e.status, "search.html", ctx));
+                return Ok(Reply::Page(e.status, "search.html", ctx));
             }
             Err(e) => return Err(e.into()),
         };
@@ -50,7 +52,8 @@ impl Ctx<'_> {
     }
 
     pub async fn product(&mut self, id: &str) -> Result<Reply, Error> {
-        let product = self.api.product(&uuid_or_404(id, "product")?, None).await?;
+        let id = uuid_or_404(id, "product")?;
+        let product = self.api.call(Call::Product(id)).await?;
         Ok(page(
             "product.html",
             json!({"product": product, "title": product["title"]}),
@@ -70,12 +73,12 @@ impl Ctx<'_> {
         let unknown = || {
             let message = "There is no parcel with that tracking number.";
             let ctx = json!({"number": shown, "message": message, "title": "Track a parcel"});
-            Ok(status_page(404, "track.html", ctx))
+            Ok(Reply::Page(404, "track.html", ctx))
         };
         let Some(valid) = opaque_id(number) else {
             return unknown();
         };
-        match self.api.track(valid).await {
+        match self.api.call(Call::Track(valid)).await {
             Ok(t) => Ok(page(
                 "track.html",
                 json!({"number": shown, "tracking": t, "title": "Track a parcel"}),

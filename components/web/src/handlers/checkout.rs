@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::{Ctx, Reply, opaque_id, page, status_page};
-use crate::clients::ApiError;
+use super::{Ctx, Reply, opaque_id, page};
+use crate::clients::{ApiError, Call};
 use crate::domain::cart::CartLine;
 use crate::domain::form::Form;
 use crate::domain::session::Checkout;
@@ -83,7 +83,8 @@ impl Ctx<'_> {
             .map(|l| json!({"product_id": l.product_id, "quantity": l.quantity}))
             .collect();
         let body = json!({"items": items, "shipping_address": address});
-        match self.api.place_order(&token, &checkout.key, body).await {
+        let call = Call::PlaceOrder(&checkout.key, body);
+        match self.api.call_as(&token, call).await {
             Ok(order) => {
                 let Some(id) = order["id"].as_str().and_then(opaque_id) else {
                     return Err(Error::Internal(
@@ -104,7 +105,7 @@ impl Ctx<'_> {
                 let key = self.new_checkout(checkout.items.clone());
                 let ctx = json!({"cart": view, "key": key, "address": address, "errors": shipping_errors(&e),
                                  "message": e.detail_or_default(), "title": "Checkout"});
-                Ok(status_page(e.status, "checkout.html", ctx))
+                Ok(Reply::Page(e.status, "checkout.html", ctx))
             }
             Err(e) => Err(e.into()),
         }

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use spin_sdk::http::{Request, Response};
 use uuid::Uuid;
 
-use crate::clients::Api;
+use crate::clients::{Api, Call};
 use crate::config::Config;
 use crate::domain::cookie::{self, SessionId};
 use crate::domain::csrf;
@@ -37,11 +37,7 @@ pub enum Reply {
 
 /// A 200 page.
 pub fn page(template: &'static str, ctx: Value) -> Reply {
-    status_page(200, template, ctx)
-}
-
-pub fn status_page(status: u16, template: &'static str, ctx: Value) -> Reply {
-    Reply::Page(status, template, ctx)
+    Reply::Page(200, template, ctx)
 }
 
 /// Times a request waits (100 ms each) for another one's token refresh before going on.
@@ -85,28 +81,19 @@ fn new_session(now: i64) -> Result<(SessionId, Session), Error> {
 
 /// A redirect target from a form: a path on this site only (no `//host`, no scheme).
 pub fn local_path(next: Option<&str>) -> String {
-    match next {
-        Some(n)
-            if n.starts_with('/')
-                && !n.starts_with("//")
-                && !n.contains('\\')
-                && n.len() < 500
-                && !n.chars().any(char::is_control) =>
-        {
-            n.to_string()
-        }
-        _ => "/".to_string(),
-    }
+    let local = |n: &&str| {
+        n.starts_with('/')
+            && !n.starts_with("//")
+            && !n.contains('\\')
+            && n.len() < 500
+            && !n.chars().any(char::is_control)
+    };
+    next.filter(local).unwrap_or("/").to_string()
 }
 
 /// Order ids and tracking numbers are opaque: only URL-safe ones are passed on.
 pub fn opaque_id(raw: &str) -> Option<&str> {
-    let ok = !raw.is_empty()
-        && raw.len() <= 100
-        && raw
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    ok.then_some(raw)
+    (raw.len() <= 100 && crate::domain::url_safe(raw)).then_some(raw)
 }
 
 /// A UUID from the path, or the 404 page naming what is missing (`product`, `shipment`).
@@ -128,10 +115,7 @@ impl<'a> Ctx<'a> {
         if let Some(id) = &presented {
             match kv.session(id)? {
                 Some(s) if !s.is_expired(now) => existing = Some((id.clone(), s)),
-                Some(_) => {
-                    kv.delete_session(id)?;
-                    kv.delete_cart(id)?;
-                }
+                Some(_) => kv.forget(id)?,
                 None => {}
             }
         }
@@ -142,19 +126,17 @@ impl<'a> Ctx<'a> {
             None => new_session(now)?,
         };
         let dirty = fresh || session.touch(now);
-        let api = Api::new(cfg);
-        let deleted = false;
         let mut ctx = Ctx {
             req,
             query,
-            api,
+            api: Api::new(cfg),
             kv,
             now,
             https,
             sid,
             session,
             dirty,
-            deleted,
+            deleted: false,
             fresh,
             ended,
         };
@@ -192,7 +174,7 @@ impl<'a> Ctx<'a> {
         let Some(spent) = locked.signed_in.map(|s| s.refresh_token) else {
             return Ok(());
         };
-        let outcome = match self.api.refresh(&spent).await {
+        let outcome = match self.api.call(Call::Refresh(&spent)).await {
             Ok(v) => SignedIn::from_answer(&v, self.now).map_or_else(
                 || {
                     eprintln!("web: the user service answered a refresh without tokens");
@@ -286,11 +268,8 @@ impl<'a> Ctx<'a> {
             }
             Err(e) => {
                 let p = e.into_page();
-                status_page(
-                    p.status,
-                    "error.html",
-                    json!({"error": p, "title": p.title}),
-                )
+                let ctx = json!({"error": p, "title": p.title});
+                Reply::Page(p.status, "error.html", ctx)
             }
         };
         let cookie = if self.deleted {
@@ -317,10 +296,8 @@ impl<'a> Ctx<'a> {
             self.kv.cart(&self.sid).map(|c| c.units()).unwrap_or(0)
         };
         let user = self.session.signed_in.as_ref().filter(|_| !self.deleted);
-        if let Some(obj) = ctx.as_object_mut() {
-            let nav = json!({"user": user.map(|s| &s.user), "cart_units": units, "csrf": self.session.csrf});
-            obj.insert("nav".into(), nav);
-        }
+        ctx["nav"] =
+            json!({"user": user.map(|s| &s.user), "cart_units": units, "csrf": self.session.csrf});
         match render::render(template, &ctx) {
             Ok(body) => render::html(status, body, cookie.as_deref()),
             Err(e) => render::bare_error(e),

@@ -3,6 +3,7 @@
 use serde_json::json;
 
 use super::{Ctx, Reply, opaque_id, page};
+use crate::clients::Call;
 use crate::domain::form::query_string;
 use crate::error::Error;
 
@@ -11,7 +12,8 @@ impl Ctx<'_> {
     pub async fn order_list(&mut self, sales: bool) -> Result<Reply, Error> {
         let token = self.token()?;
         let cursor = self.query.get("cursor").unwrap_or("");
-        let list = self.api.orders(&token, sales, cursor).await?;
+        let call = Call::Orders { sales, cursor };
+        let list = self.api.call_as(&token, call).await?;
         let (path, template, key, title) = if sales {
             ("/sell/sales", "sales.html", "sales", "My sales")
         } else {
@@ -29,16 +31,17 @@ impl Ctx<'_> {
     pub async fn order(&mut self, id: &str) -> Result<Reply, Error> {
         let token = self.token()?;
         let id = opaque_id(id).ok_or_else(|| Error::page(404, "There is no such order."))?;
-        let order = self.api.order(&token, id).await?;
-        let (shipments, shipments_error) = match self.api.shipments_of(&token, id).await {
-            Ok(v) => (v["items"].clone(), None),
-            Err(e) if e.status == 401 => return Err(Error::SignIn),
-            Err(e) => {
-                eprintln!("web: shipments of {id}: {} {}", e.status, e.detail);
-                let shown = "The shipment history cannot be shown right now.";
-                (json!([]), Some(shown))
-            }
-        };
+        let order = self.api.call_as(&token, Call::Order(id)).await?;
+        let (shipments, shipments_error) =
+            match self.api.call_as(&token, Call::ShipmentsOf(id)).await {
+                Ok(v) => (v["items"].clone(), None),
+                Err(e) if e.status == 401 => return Err(Error::SignIn),
+                Err(e) => {
+                    eprintln!("web: shipments of {id}: {} {}", e.status, e.detail);
+                    let shown = "The shipment history cannot be shown right now.";
+                    (json!([]), Some(shown))
+                }
+            };
         Ok(page(
             "order.html",
             json!({"order": order, "shipments": shipments, "shipments_error": shipments_error, "title": "Order"}),
@@ -48,7 +51,7 @@ impl Ctx<'_> {
     pub async fn cancel(&mut self, id: &str) -> Result<Reply, Error> {
         let token = self.token()?;
         let id = opaque_id(id).ok_or_else(|| Error::page(404, "There is no such order."))?;
-        self.api.cancel_order(&token, id).await?;
+        self.api.call_as(&token, Call::Cancel(id)).await?;
         Ok(Reply::Redirect(format!("/orders/{id}")))
     }
 }

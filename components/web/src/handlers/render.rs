@@ -10,45 +10,22 @@ use crate::error::Error;
 /// The stylesheet, served at `/static/style.css`.
 pub const CSS: &str = include_str!("../../static/style.css");
 
-/// Every template, by name.
-const TEMPLATES: &[(&str, &str)] = &[
-    ("base.html", include_str!("../../templates/base.html")),
-    ("macros.html", include_str!("../../templates/macros.html")),
-    ("home.html", include_str!("../../templates/home.html")),
-    ("search.html", include_str!("../../templates/search.html")),
-    ("product.html", include_str!("../../templates/product.html")),
-    (
-        "register.html",
-        include_str!("../../templates/register.html"),
-    ),
-    ("login.html", include_str!("../../templates/login.html")),
-    ("cart.html", include_str!("../../templates/cart.html")),
-    (
-        "checkout.html",
-        include_str!("../../templates/checkout.html"),
-    ),
-    ("orders.html", include_str!("../../templates/orders.html")),
-    ("order.html", include_str!("../../templates/order.html")),
-    ("track.html", include_str!("../../templates/track.html")),
-    ("error.html", include_str!("../../templates/error.html")),
-    ("sell.html", include_str!("../../templates/sell.html")),
-    (
-        "product_form.html",
-        include_str!("../../templates/product_form.html"),
-    ),
-    ("sales.html", include_str!("../../templates/sales.html")),
-    ("carrier.html", include_str!("../../templates/carrier.html")),
-    ("admin.html", include_str!("../../templates/admin.html")),
-];
+/// Every template, by name, embedded from `templates/`.
+macro_rules! templates {
+    ($($name:literal),+) => {
+        &[$(($name, include_str!(concat!("../../templates/", $name)))),+]
+    };
+}
+const TEMPLATES: &[(&str, &str)] = templates! {
+    "base.html", "macros.html", "home.html", "search.html", "product.html", "register.html",
+    "login.html", "cart.html", "checkout.html", "orders.html", "order.html", "track.html",
+    "error.html", "sell.html", "product_form.html", "sales.html", "carrier.html", "admin.html"
+};
 
 /// The policy every HTML answer carries: nothing but our own stylesheet and images; no
 /// script at all, no inline style, no framing, forms only to ourselves.
 pub const CSP: &str = "default-src 'self'; script-src 'none'; style-src 'self'; img-src 'self' data:; \
      object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
-
-fn money(cents: i64, currency: String) -> String {
-    crate::domain::money::format(cents, &currency)
-}
 
 /// `2026-11-28T12:00:00Z` → `2026-11-28 12:00 UTC`.
 fn when(ts: String) -> String {
@@ -59,7 +36,7 @@ fn when(ts: String) -> String {
 }
 
 /// `in_transit` → `in transit`.
-fn words(s: String) -> String {
+fn words(s: &str) -> String {
     s.replace('_', " ")
 }
 
@@ -68,7 +45,7 @@ fn env() -> Environment<'static> {
     // Explicitly HTML for every template, whatever its name: nothing reaches the page unescaped.
     env.set_auto_escape_callback(|_| AutoEscape::Html);
     env.set_undefined_behavior(UndefinedBehavior::Chainable);
-    env.add_filter("money", money);
+    env.add_filter("money", crate::domain::money::format);
     env.add_filter("when", when);
     env.add_filter("words", words);
     // Each request is a fresh instance: compile only the page's template and what it extends
@@ -103,48 +80,37 @@ const SECURITY: [(&str, &str); 5] = [
     ("cache-control", "no-store"),
 ];
 
-/// An answer with the security headers, `extra` headers (e.g. `Set-Cookie`) and its length.
-fn answer(status: u16, content_type: &str, body: Vec<u8>, extra: &[(&str, &str)]) -> Response {
-    let headers: Vec<(&str, &str)> = SECURITY
-        .iter()
-        .copied()
-        .chain(extra.iter().copied())
-        .collect();
-    http::bytes(status, content_type, body, &headers)
-}
+const HTML: &str = "text/html; charset=utf-8";
 
-fn cookie_header(cookie: Option<&str>) -> Vec<(&'static str, &str)> {
-    cookie.map(|c| ("set-cookie", c)).into_iter().collect()
+/// An answer with the security headers, the `Set-Cookie` value if any, and `extra`.
+fn answer(
+    status: u16,
+    content_type: &str,
+    body: Vec<u8>,
+    cookie: Option<&str>,
+    extra: Option<(&str, &str)>,
+) -> Response {
+    let cookie = cookie.map(|c| ("set-cookie", c));
+    let headers: Vec<_> = SECURITY.into_iter().chain(cookie).chain(extra).collect();
+    http::bytes(status, content_type, body, &headers)
 }
 
 /// An HTML page; `cookie` is a `Set-Cookie` value.
 pub fn html(status: u16, body: String, cookie: Option<&str>) -> Response {
-    let headers = cookie_header(cookie);
-    answer(
-        status,
-        "text/html; charset=utf-8",
-        body.into_bytes(),
-        &headers,
-    )
+    answer(status, HTML, body.into(), cookie, None)
 }
 
 /// A `303 See Other` (after a form post: reloading the next page never re-posts).
 pub fn redirect(location: &str, cookie: Option<&str>) -> Response {
-    let mut headers = cookie_header(cookie);
-    headers.push(("location", location));
-    answer(303, "text/plain; charset=utf-8", Vec::new(), &headers)
+    let location = Some(("location", location));
+    answer(303, "text/plain; charset=utf-8", vec![], cookie, location)
 }
 
 /// The stylesheet (cacheable: the one answer without `no-store`).
 pub fn css() -> Response {
-    let headers: Vec<(&str, &str)> = SECURITY[..4].to_vec();
-    let cache = [("cache-control", "public, max-age=3600")];
-    http::bytes(
-        200,
-        "text/css; charset=utf-8",
-        CSS.into(),
-        &[headers.as_slice(), &cache].concat(),
-    )
+    let cache = ("cache-control", "public, max-age=3600");
+    let headers: Vec<_> = SECURITY[..4].iter().copied().chain([cache]).collect();
+    http::bytes(200, "text/css; charset=utf-8", CSS.into(), &headers)
 }
 
 /// An error page when not even a session could be had (configuration or store down).
@@ -223,58 +189,31 @@ mod tests {
         let user = json!({"id": "0193a0c0-0000-7000-8000-000000000001", "email": "cara@example.test",
             "display_name": "Cara", "role": "carrier", "created_at": "2026-11-28T12:00:00Z"});
         let nav = json!({"user": {"display_name": "Ada", "role": "admin"}, "cart_units": 3, "csrf": "tok"});
-        let cases = [
-            (
-                "home.html",
-                json!({"categories": ["lamps"], "products": [product]}),
-            ),
-            (
-                "search.html",
-                json!({"search": {"q": "lamp", "sort": "newest"}, "products": [product],
-                "problems": ["x"], "next": "/search?cursor=a", "first": "/search", "sorts": SORTS_FOR_TEST}),
-            ),
-            ("product.html", json!({"product": product})),
-            (
-                "register.html",
-                json!({"form": {"role": "seller"}, "errors": {"email": ["taken"]}, "message": "m"}),
-            ),
-            (
-                "login.html",
-                json!({"next": "/", "form": {}, "message": "m"}),
-            ),
-            ("cart.html", json!({"cart": cart, "message": "m"})),
-            (
-                "checkout.html",
-                json!({"cart": cart, "key": "k", "address": {"name": "Ada"}, "errors": {"city": ["bad"]}}),
-            ),
-            ("checkout.html", json!({"empty": true})),
-            (
-                "orders.html",
-                json!({"orders": [order], "next": "/orders?cursor=c", "paged": true}),
-            ),
-            (
-                "order.html",
-                json!({"order": order, "shipments": [shipment]}),
-            ),
-            (
-                "order.html",
-                json!({"order": order, "shipments": [], "shipments_error": "down"}),
-            ),
-            (
-                "track.html",
-                json!({"number": "TRK1", "tracking": shipment}),
-            ),
-            (
-                "error.html",
-                json!({"error": {"status": 404, "title": "Not found", "detail": "no such product"}}),
-            ),
-            ("admin.html", json!({"message": "no such user"})),
-            (
-                "admin.html",
-                json!({"user": user, "roles": [["buyer", "Buyer"], ["carrier", "Carrier"]], "notice": "Role changed."}),
-            ),
-        ];
-        for (name, mut ctx) in cases {
+        let cases = json!([
+            ["home.html", {"categories": ["lamps"], "products": [product]}],
+            ["search.html", {"search": {"q": "lamp", "sort": "newest"}, "products": [product],
+                "problems": ["x"], "next": "/search?cursor=a", "first": "/search",
+                "sorts": crate::domain::search::SORTS}],
+            ["product.html", {"product": product}],
+            ["register.html", {"form": {"role": "seller"}, "errors": {"email": ["taken"]},
+                "message": "m"}],
+            ["login.html", {"next": "/", "form": {}, "message": "m"}],
+            ["cart.html", {"cart": cart, "message": "m"}],
+            ["checkout.html", {"cart": cart, "key": "k", "address": {"name": "Ada"},
+                "errors": {"city": ["bad"]}}],
+            ["checkout.html", {"empty": true}],
+            ["orders.html", {"orders": [order], "next": "/orders?cursor=c", "paged": true}],
+            ["order.html", {"order": order, "shipments": [shipment]}],
+            ["order.html", {"order": order, "shipments": [], "shipments_error": "down"}],
+            ["track.html", {"number": "TRK1", "tracking": shipment}],
+            ["error.html", {"error": {"status": 404, "title": "Not found",
+                "detail": "no such product"}}],
+            ["admin.html", {"message": "no such user"}],
+            ["admin.html", {"user": user, "roles": [["buyer", "Buyer"], ["carrier", "Carrier"]],
+                "notice": "Role changed."}],
+        ]);
+        for case in cases.as_array().unwrap() {
+            let (name, mut ctx) = (case[0].as_str().unwrap(), case[1].clone());
             ctx["nav"] = nav.clone();
             let page = render(name, &ctx).unwrap_or_else(|e| panic!("{name}: {e:?}"));
             assert!(
@@ -303,8 +242,6 @@ mod tests {
             assert!(!home.contains(r#"href="/admin""#), "{role}");
         }
     }
-
-    const SORTS_FOR_TEST: &[(&str, &str)] = crate::domain::search::SORTS;
 
     #[test]
     fn pages_carry_no_inline_script_or_style() {

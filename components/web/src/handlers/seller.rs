@@ -3,7 +3,8 @@
 
 use serde_json::{Value, json};
 
-use super::{Ctx, Reply, page, status_page, uuid_or_404};
+use super::{Ctx, Reply, page, uuid_or_404};
+use crate::clients::Call;
 use crate::domain::form::{Form, query_string};
 use crate::domain::listing;
 use crate::error::Error;
@@ -22,7 +23,7 @@ impl Ctx<'_> {
             ("limit", "20"),
             ("cursor", cursor),
         ]);
-        let list = self.api.products(&query).await?;
+        let list = self.api.call(Call::Products(&query)).await?;
         let next = list["next_cursor"]
             .as_str()
             .map(|c| format!("/sell?{}", query_string([("cursor", c)])));
@@ -37,7 +38,7 @@ impl Ctx<'_> {
         let (product, refill) = match id {
             Some(id) => {
                 let id = uuid_or_404(id, "product")?;
-                let p = self.api.product(&id, Some(&token)).await?;
+                let p = self.api.call_as(&token, Call::Product(id)).await?;
                 let refill = listing::refill_from(&p);
                 (p, refill)
             }
@@ -55,13 +56,13 @@ impl Ctx<'_> {
         let listing = listing::parse(form);
         let refused = |errors: Value, message: Option<String>| {
             let ctx = json!({"product": {"id": id}, "form": listing.refill, "errors": errors, "message": message, "title": "Sell"});
-            Ok(status_page(422, "product_form.html", ctx))
+            Ok(Reply::Page(422, "product_form.html", ctx))
         };
         let body = match &listing.body {
             Ok(b) => b.clone(),
             Err(errors) => return refused(json!(errors), None),
         };
-        match self.api.save_product(&token, id.as_ref(), body).await {
+        match self.api.call_as(&token, Call::SaveProduct(id, body)).await {
             Ok(_) => Ok(Reply::Redirect("/sell".into())),
             Err(e) if e.status == 422 => refused(
                 json!(listing::form_errors(&e.errors)),
@@ -73,9 +74,8 @@ impl Ctx<'_> {
 
     pub async fn archive(&mut self, id: &str) -> Result<Reply, Error> {
         let token = self.token()?;
-        self.api
-            .archive_product(&token, &uuid_or_404(id, "product")?)
-            .await?;
+        let id = uuid_or_404(id, "product")?;
+        self.api.call_as(&token, Call::Archive(id)).await?;
         Ok(Reply::Redirect("/sell".into()))
     }
 }

@@ -18,18 +18,11 @@ impl Kv {
 
     /// Stores the cart (last write wins); an empty cart is deleted.
     pub fn put_cart(&self, id: &SessionId, cart: &Cart) -> Result<(), StoreError> {
+        let key = id.storage_key();
         if cart.is_empty() {
-            return self.delete_cart(id);
+            return self.carts.delete(&key).map_err(|e| failed(CARTS, e));
         }
         let bytes = serde_json::to_vec(cart).map_err(|e| failed(CARTS, e))?;
-        self.carts
-            .set(&id.storage_key(), &bytes)
-            .map_err(|e| failed(CARTS, e))
-    }
-
-    pub fn delete_cart(&self, id: &SessionId) -> Result<(), StoreError> {
-        self.carts
-            .delete(&id.storage_key())
-            .map_err(|e| failed(CARTS, e))
+        self.carts.set(&key, &bytes).map_err(|e| failed(CARTS, e))
     }
 }

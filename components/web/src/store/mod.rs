@@ -7,6 +7,8 @@ mod session;
 
 use spin_sdk::wit::wasi::keyvalue::store::{self as wkv, Bucket};
 
+use crate::domain::cookie::SessionId;
+
 pub const SESSIONS: &str = "web-sessions";
 pub const CARTS: &str = "web-carts";
 
@@ -36,5 +38,14 @@ impl Kv {
             sessions: wkv::open(SESSIONS).map_err(|e| failed(SESSIONS, e))?,
             carts: wkv::open(CARTS).map_err(|e| failed(CARTS, e))?,
         })
+    }
+
+    /// Deletes the session's record and its cart.
+    pub fn forget(&self, id: &SessionId) -> Result<(), StoreError> {
+        let key = id.storage_key();
+        self.sessions
+            .delete(&key)
+            .map_err(|e| failed(SESSIONS, e))?;
+        self.carts.delete(&key).map_err(|e| failed(CARTS, e))
     }
 }

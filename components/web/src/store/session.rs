@@ -34,12 +34,6 @@ impl Kv {
             .map_err(|e| failed(SESSIONS, e))
     }
 
-    pub fn delete_session(&self, id: &SessionId) -> Result<(), StoreError> {
-        self.sessions
-            .delete(&id.storage_key())
-            .map_err(|e| failed(SESSIONS, e))
-    }
-
     /// Asks for the session's refresh lock. `None`: the record is gone (signed out
     /// meanwhile); `Some(Claim::Busy)` also when every swap lost (ask again later).
     pub fn claim_refresh(
