@@ -15,11 +15,16 @@ root=$(cd ../.. && pwd)
 
 log() { printf '[e2e] %s\n' "$*" >&2; }
 
-if ! command -v chromium >/dev/null || ! command -v node >/dev/null || ! command -v npm >/dev/null \
-  || ! command -v sqlite3 >/dev/null; then
-  log "installing chromium, node and sqlite3 (apt)"
+# Only what is missing: a machine may have Node.js from another source (NodeSource's nodejs
+# ships npm and conflicts with Debian's npm package, so asking for both fails the install).
+missing=()
+for pair in chromium:chromium node:nodejs npm:npm sqlite3:sqlite3; do
+  command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing ${missing[*]} (apt)"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium nodejs npm sqlite3 >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 if [ ! -d node_modules/playwright-core ] || [ ! -d node_modules/axe-core ]; then
   log "installing playwright-core and axe-core (npm ci; it downloads no browser)"
