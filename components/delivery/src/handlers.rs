@@ -18,7 +18,6 @@ use crate::relay;
 use crate::store::wasi::WasiShards;
 use crate::store::{self, Public, Recorded, Shipment, Tracking};
 
-/// The OpenAPI 3.1 document of this service.
 pub const OPENAPI: &str = include_str!("../openapi.json");
 
 // ------------------------------------------------------------------ views

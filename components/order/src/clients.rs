@@ -24,11 +24,17 @@ pub enum ReserveError {
     Unknown(String),
 }
 
-fn client(cfg: &Config) -> ServiceClient<'_> {
-    ServiceClient {
-        service: SERVICE,
-        signer: &cfg.signer,
-    }
+/// Sends `method url` to the `audience` service with a fresh service token.
+async fn send(
+    cfg: &Config,
+    audience: &str,
+    method: Method,
+    url: &str,
+    body: Option<Vec<u8>>,
+) -> Result<Response, String> {
+    let (service, signer) = (SERVICE, &cfg.signer);
+    let client = ServiceClient { service, signer };
+    client.send(audience, method, url, body, &[]).await
 }
 
 /// The parts of a problem document the order service passes on.
@@ -65,10 +71,8 @@ pub async fn reserve(
     };
     let body = serde_json::to_vec(&request).map_err(|e| ReserveError::Unknown(e.to_string()))?;
     let url = format!("{}/internal/products/reservations", cfg.product_url);
-    let resp = client(cfg)
-        .send("product", Method::Post, &url, Some(body), &[])
-        .await
-        .map_err(ReserveError::Unknown)?;
+    let resp = send(cfg, "product", Method::Post, &url, Some(body)).await;
+    let resp = resp.map_err(ReserveError::Unknown)?;
     match *resp.status() {
         200 | 201 => serde_json::from_slice::<Reservation>(resp.body()).map_err(|e| {
             ReserveError::Unknown(format!("product answered an unreadable reservation: {e}"))
@@ -92,15 +96,9 @@ pub async fn reserve(
                 }
             }
             if errors.is_empty() {
+                let detail = Some(r.detail).filter(|d| !d.is_empty());
                 let fallback = "unknown or archived product";
-                errors.add(
-                    "items",
-                    if r.detail.is_empty() {
-                        fallback
-                    } else {
-                        &r.detail
-                    },
-                );
+                errors.add("items", detail.as_deref().unwrap_or(fallback));
             }
             Err(ReserveError::Refused(Problem::validation(errors)))
         }
@@ -113,13 +111,9 @@ pub async fn reserve(
 /// `DELETE {product}/internal/products/reservations/{id}`: the stock comes back. Idempotent;
 /// an unknown reservation (404) counts as released.
 pub async fn release(cfg: &Config, reservation: &OrderId) -> Result<(), String> {
-    let url = format!(
-        "{}/internal/products/reservations/{reservation}",
-        cfg.product_url
-    );
-    let resp = client(cfg)
-        .send("product", Method::Delete, &url, None, &[])
-        .await?;
+    let base = &cfg.product_url;
+    let url = format!("{base}/internal/products/reservations/{reservation}");
+    let resp = send(cfg, "product", Method::Delete, &url, None).await?;
     match *resp.status() {
         200..=299 | 404 => Ok(()),
         s => Err(format!("product answered {s} to a release")),
@@ -138,17 +132,14 @@ pub struct ShipmentState {
 }
 
 fn status<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<ShipmentStatus>, D::Error> {
-    Ok(Option::<String>::deserialize(d)?
-        .as_deref()
-        .and_then(ShipmentStatus::parse))
+    let status = Option::<String>::deserialize(d)?;
+    Ok(status.as_deref().and_then(ShipmentStatus::parse))
 }
 
 fn shipment_state(resp: &Response) -> Result<ShipmentState, String> {
     let mut s: ShipmentState = serde_json::from_slice(resp.body())
         .map_err(|e| format!("delivery answered an unreadable shipment: {e}"))?;
-    s.tracking_number = s
-        .tracking_number
-        .filter(|t| !t.is_empty() && t.len() <= 100);
+    s.tracking_number.take_if(|t| t.is_empty() || t.len() > 100);
     Ok(s)
 }
 
@@ -171,9 +162,7 @@ pub async fn ensure_shipment(cfg: &Config, order: &Order) -> Result<ShipmentStat
     };
     let body = serde_json::to_vec(&request).map_err(|e| e.to_string())?;
     let url = format!("{}/internal/deliveries", cfg.delivery_url);
-    let resp = client(cfg)
-        .send("delivery", Method::Post, &url, Some(body), &[])
-        .await?;
+    let resp = send(cfg, "delivery", Method::Post, &url, Some(body)).await?;
     match *resp.status() {
         200..=299 => shipment_state(&resp),
         s => Err(format!("delivery answered {s} to a shipment request")),
@@ -193,9 +182,7 @@ pub enum ShipmentCancel {
 /// timeout, 5xx, anything unexpected): the shipment may or may not be cancelled.
 pub async fn cancel_shipment(cfg: &Config, shipment: Uuid) -> Result<ShipmentCancel, String> {
     let url = format!("{}/internal/deliveries/{shipment}/cancel", cfg.delivery_url);
-    let resp = client(cfg)
-        .send("delivery", Method::Post, &url, None, &[])
-        .await?;
+    let resp = send(cfg, "delivery", Method::Post, &url, None).await?;
     match *resp.status() {
         200 => match shipment_state(&resp)?.status {
             Some(ShipmentStatus::Cancelled) => Ok(ShipmentCancel::Cancelled),

@@ -35,26 +35,16 @@ impl Error {
     /// race is a 503 naming the shard; anything else is a defect.
     pub fn db(db: usize, e: PgError) -> Self {
         match Failure::of(&e) {
-            Failure::Unavailable | Failure::Contended => Error::Unavailable {
-                dependency: format!("postgres order-db-{db}"),
-                cause: describe(&e),
-            },
+            Failure::Unavailable | Failure::Contended => {
+                Error::unavailable(format!("postgres order-db-{db}"), describe(&e))
+            }
             _ => Error::Internal(format!("order-db-{db}: {}", describe(&e))),
         }
     }
 
-    pub fn product(cause: impl Into<String>) -> Self {
-        Error::Unavailable {
-            dependency: "product-service".into(),
-            cause: cause.into(),
-        }
-    }
-
-    pub fn delivery(cause: impl Into<String>) -> Self {
-        Error::Unavailable {
-            dependency: "delivery-service".into(),
-            cause: cause.into(),
-        }
+    pub fn unavailable(dependency: impl Into<String>, cause: impl Into<String>) -> Self {
+        let (dependency, cause) = (dependency.into(), cause.into());
+        Error::Unavailable { dependency, cause }
     }
 }
 
@@ -73,9 +63,7 @@ impl From<FieldErrors> for Error {
 impl From<KeyError> for Error {
     fn from(e: KeyError) -> Self {
         let mut p = Problem::bad_request(format!("Idempotency-Key header {}", e.message()));
-        let mut errors = FieldErrors::new();
-        errors.add("Idempotency-Key", e.message());
-        p.errors = Some(Box::new(errors));
+        p.errors = Problem::invalid_field("Idempotency-Key", e.message()).errors;
         Error::Client(p)
     }
 }
@@ -89,7 +77,8 @@ impl From<PricingError> for Error {
             }
             PricingError::TotalTooLarge => "the order total is too large".into(),
             PricingError::Mismatch(m) => {
-                return Error::product(format!("reservation does not match the request: {m}"));
+                let cause = format!("reservation does not match the request: {m}");
+                return Error::unavailable("product-service", cause);
             }
         };
         Error::Client(Problem::invalid_field("items", message))

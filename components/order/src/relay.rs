@@ -8,7 +8,7 @@
 //! Rows leased to their request (`domain::outbox`) are taken over when it failed or died; a
 //! cancel intent is resolved from the shipment's status, never by cancelling it.
 
-use marketplace_shared::{OrderStatus, ShipmentStatus};
+use marketplace_shared::{OrderStatus, Problem, ShipmentStatus};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -58,8 +58,7 @@ pub async fn run_all(cfg: &Config) -> (Stats, Vec<usize>) {
         }
         .await;
         if let Err(e) = result {
-            let p = marketplace_shared::Problem::from(e);
-            eprintln!("order: relay of order-db-{index} stopped: {}", p.detail);
+            log_stop(&format!("relay of order-db-{index} stopped"), e);
             down.push(index);
         }
     }
@@ -70,9 +69,13 @@ pub async fn run_all(cfg: &Config) -> (Stats, Vec<usize>) {
 /// whatever fails stays in the outbox for the next run.
 pub async fn run_for_order(cfg: &Config, db: &Db, order: &OrderId) {
     if let Err(e) = relay_shard(cfg, db, Some(order), &mut Stats::default()).await {
-        let p = marketplace_shared::Problem::from(e);
-        eprintln!("order: inline relay of {order} stopped: {}", p.detail);
+        log_stop(&format!("inline relay of {order} stopped"), e);
     }
+}
+
+/// Logs why work was left to the next run (`Problem::from` logs a server-side cause too).
+fn log_stop(what: &str, e: Error) {
+    eprintln!("order: {what}: {}", Problem::from(e).detail);
 }
 
 async fn relay_shard(
@@ -81,7 +84,7 @@ async fn relay_shard(
     order: Option<&OrderId>,
     stats: &mut Stats,
 ) -> Result<(), Error> {
-    db.transaction_async(async |db| {
+    db.transaction(async |db| {
         for row in db.claim_outbox(order)? {
             match deliver(cfg, db, &row).await? {
                 Outcome::Done => match row.job {
@@ -97,10 +100,8 @@ async fn relay_shard(
                     }
                 }
                 Outcome::Failed(cause) => {
-                    eprintln!(
-                        "order: outbox row {} for {} failed: {cause}",
-                        row.id, row.order_id
-                    );
+                    let (id, order) = (row.id, &row.order_id);
+                    eprintln!("order: outbox row {id} for {order} failed: {cause}");
                     db.outbox_failed(&row, &cause)?;
                     stats.failed += 1;
                 }
@@ -114,22 +115,20 @@ async fn relay_shard(
 /// Makes the call an outbox row asks for. `Err`: the database failed (stop the run).
 async fn deliver(cfg: &Config, db: &Db, row: &OutboxRow) -> Result<Outcome, Error> {
     match &row.job {
-        Job::CreateShipment(order) => {
-            let Some(order) = order else {
-                return Ok(Outcome::Nothing);
-            };
-            if order.shipment_id.is_some() || order.status == OrderStatus::Cancelled {
-                // Cancelled before the shipment was requested: nothing to ship.
-                return Ok(Outcome::Nothing);
+        // Gone, its shipment recorded already, or cancelled before it was requested: nothing.
+        Job::CreateShipment(Some(order))
+            if order.shipment_id.is_none() && order.status != OrderStatus::Cancelled =>
+        {
+            match clients::ensure_shipment(cfg, order).await {
+                Ok(created) => {
+                    let shipment = by_relay(&created, chrono::Utc::now());
+                    db.record_shipment(&order.id, &shipment, Done::Row(row.id), None)?;
+                    Ok(Outcome::Done)
+                }
+                Err(e) => Ok(Outcome::Failed(e)),
             }
-            let created = match clients::ensure_shipment(cfg, order).await {
-                Ok(created) => created,
-                Err(e) => return Ok(Outcome::Failed(e)),
-            };
-            let shipment = by_relay(&created, chrono::Utc::now());
-            db.record_shipment(&order.id, &shipment, Done::Row(row.id), None)?;
-            Ok(Outcome::Done)
         }
+        Job::CreateShipment(_) => Ok(Outcome::Nothing),
         Job::Release(release) => match clients::release(cfg, &release.reservation_id).await {
             Ok(()) => {
                 db.released(row, release)?;
@@ -149,7 +148,6 @@ async fn deliver(cfg: &Config, db: &Db, row: &OutboxRow) -> Result<Outcome, Erro
 pub async fn ship_placed(
     cfg: &Config,
     db: &Db,
-    buyer: Uuid,
     key: &IdempotencyKey,
     order: &Order,
 ) -> Option<Order> {
@@ -158,8 +156,7 @@ pub async fn ship_placed(
         Err(cause) => {
             eprintln!("order: shipment of {} not requested: {cause}", order.id);
             if let Err(e) = db.placement_failed(&order.id, &cause) {
-                let p = marketplace_shared::Problem::from(e);
-                eprintln!("order: {} left to the relay: {}", order.id, p.detail);
+                log_stop(&format!("{} left to the relay", order.id), e);
             }
             return None;
         }
@@ -171,15 +168,9 @@ pub async fn ship_placed(
         ..order.clone()
     };
     let shipment = by_relay(&created, now);
-    let replay = Some((buyer, key, &shipped));
-    match db.record_shipment(&order.id, &shipment, Done::Placement, replay) {
-        Ok(()) => Some(shipped),
-        Err(e) => {
-            let p = marketplace_shared::Problem::from(e);
-            eprintln!("order: shipment of {} not recorded: {}", order.id, p.detail);
-            None
-        }
-    }
+    let recorded = db.record_shipment(&order.id, &shipment, Done::Placement, Some((key, &shipped)));
+    let failed = |e| log_stop(&format!("shipment of {} not recorded", order.id), e);
+    recorded.map_err(failed).ok().map(|()| shipped)
 }
 
 /// The relay's record of a shipment the delivery service answered, made at `at`.
@@ -200,12 +191,10 @@ async fn resolve_cancel(
     row: &OutboxRow,
     intent: &CancelIntent,
 ) -> Result<Outcome, Error> {
-    let Some(order) = db.load_order(&row.order_id)? else {
+    let order = db.load_order(&row.order_id)?;
+    let Some(order) = order.filter(|o| o.status == OrderStatus::Confirmed) else {
         return Ok(Outcome::Nothing);
     };
-    if order.status != OrderStatus::Confirmed {
-        return Ok(Outcome::Nothing);
-    }
     // The idempotent create answers the shipment as it is (creating it if the live order had
     // none): a read that needs no new endpoint.
     let shipment = match clients::ensure_shipment(cfg, &order).await {
@@ -256,14 +245,7 @@ pub fn apply_cancel(
             if by_relay {
                 detail["finished_by"] = "relay".into();
             }
-            db.transition(
-                id,
-                order.status,
-                OrderStatus::Cancelled,
-                &intent.actor,
-                &detail,
-                None,
-            )?;
+            db.transition(&order, OrderStatus::Cancelled, &intent.actor, &detail, None)?;
             db.enqueue_release(id)
         }
         CancelOutcome::AlreadyCancelled => Ok(()),
@@ -279,7 +261,7 @@ pub fn apply_cancel(
 /// Releases the reservations of create attempts that never finished (their key row is still
 /// `pending`, unlocked, and old), then forgets the attempt so its key can be used again.
 async fn sweep_abandoned(cfg: &Config, db: &Db, stats: &mut Stats) -> Result<(), Error> {
-    db.transaction_async(async |db| {
+    db.transaction(async |db| {
         for a in db.claim_abandoned()? {
             match clients::release(cfg, &a.order_id).await {
                 Ok(()) => {
@@ -287,10 +269,8 @@ async fn sweep_abandoned(cfg: &Config, db: &Db, stats: &mut Stats) -> Result<(),
                     stats.abandoned_attempts_released += 1;
                 }
                 Err(e) => {
-                    eprintln!(
-                        "order: releasing abandoned attempt {} failed: {e}",
-                        a.order_id
-                    );
+                    let id = a.order_id;
+                    eprintln!("order: releasing abandoned attempt {id} failed: {e}");
                     stats.failed += 1;
                 }
             }

@@ -12,8 +12,7 @@
 //! | POST | /internal/orders/{id}/delivery-status | service `delivery` |
 //! | POST | /internal/orders/outbox/relay | service `relay` (the CronJob's own identity) |
 //!
-//! Routing policy (every service): paths match exactly (a trailing slash is another path:
-//! 404), and query parameters a route does not define, or repeats, are 400.
+//! Routing policy: docs/conventions.md.
 
 use marketplace_shared::Problem;
 use marketplace_shared::http::{self, segments};
@@ -108,7 +107,7 @@ async fn run(req: &Request, cfg: Result<Config, Error>) -> Result<Response, Erro
         Route::Sales => handlers::sales(&cfg?, req, &q),
         Route::Order(id) => handlers::get(&cfg?, req, id),
         Route::Cancel(id) => handlers::cancel(&cfg?, req, id).await,
-        Route::DeliveryStatus(id) => handlers::delivery_status(&cfg?, req, id),
+        Route::DeliveryStatus(id) => handlers::delivery_status(&cfg?, req, id).await,
         Route::Relay => handlers::relay(&cfg?, req).await,
     }
 }

@@ -13,7 +13,6 @@ pub const SERVICE_NAME: &str = "product";
 /// on 100,000 products, while eight of them OR'd together need seconds (docs/reliability.md).
 pub const DEFAULT_SEARCH_TIMEOUT_MS: u32 = 500;
 
-/// The product service's configuration.
 pub struct Config {
     /// The primary PostgreSQL database: every write, and reads when no replica answers.
     pub db_url: String,

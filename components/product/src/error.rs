@@ -110,7 +110,6 @@ fn internal(what: &str, cause: &str) -> Problem {
     Problem::internal()
 }
 
-/// Result of the component's operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]

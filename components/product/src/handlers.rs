@@ -18,7 +18,6 @@ use crate::domain::{
 use crate::error::{Error, Result};
 use crate::store::{self, Row, kv, pg};
 
-/// The OpenAPI 3.1 document of this service.
 const OPENAPI: &str = include_str!("../openapi.json");
 
 pub fn openapi() -> Response {
@@ -118,8 +117,7 @@ pub fn detail(req: &Request, config: &Config, id: Uuid) -> Result<Response> {
 /// `POST /api/products`.
 pub fn create(req: &Request, config: &Config) -> Result<Response> {
     let (seller_id, _) = writer(config, req)?;
-    let input: ProductInput = http::parse_body(req)?;
-    let new = input.into_new()?;
+    let new = ProductInput::into_new(http::parse_body(req)?)?;
     let conn = Connection::open(&config.db_url)?;
     let row = pg::insert(&conn, Uuid::now_v7(), seller_id, &new)?;
     after_writes(std::slice::from_ref(&row));
@@ -138,8 +136,7 @@ fn locked_for(conn: &Connection, id: Uuid, actor: &Actor, archive: bool) -> Resu
 /// `PATCH /api/products/{id}`.
 pub fn patch(req: &Request, config: &Config, id: Uuid) -> Result<Response> {
     let (_, actor) = writer(config, req)?;
-    let input: ProductInput = http::parse_body(req)?;
-    let patch = input.into_patch()?;
+    let patch = ProductInput::into_patch(http::parse_body(req)?)?;
     let conn = Connection::open(&config.db_url)?;
     let row = transaction(&conn, |c| {
         locked_for(c, id, &actor, false)?;
@@ -172,14 +169,10 @@ pub fn search(req: &Request, config: &Config, query: &Query) -> Result<Response>
     let (mut rows, _) = store::with_read(config, Some(config.search_timeout_ms), |c| {
         store::search(c, &search)
     })?;
-    let limit = search.limit as usize;
-    let next_cursor = if rows.len() > limit {
-        rows.truncate(limit);
-        rows.last()
-            .map(|r| page::encode_cursor(&store::cursor_after(search.sort, r)))
-    } else {
-        None
-    };
+    let more = rows.len() > search.limit as usize;
+    rows.truncate(search.limit as usize);
+    let last = rows.last().filter(|_| more);
+    let next_cursor = last.map(|r| page::encode_cursor(&store::cursor_after(search.sort, r)));
     let items: Vec<Product> = rows.into_iter().map(|r| r.product).collect();
     Ok(http::json(200, &page::Page { items, next_cursor }))
 }
@@ -189,8 +182,7 @@ pub fn search(req: &Request, config: &Config, query: &Query) -> Result<Response>
 /// id order, let the domain check the lines, take the stock, record the answer.
 pub fn reserve(req: &Request, config: &Config) -> Result<Response> {
     order_service(config, req)?;
-    let body: marketplace_shared::wit::ReservationRequest = http::parse_body(req)?;
-    let request = ReservationRequest::parse(body)?;
+    let request = ReservationRequest::parse(http::parse_body(req)?)?;
     let id = &request.reservation_id;
     let conn = Connection::open(&config.db_url)?;
     let (reservation, updated) = transaction(&conn, |c| {

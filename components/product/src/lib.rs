@@ -15,8 +15,7 @@ mod handlers;
 mod routes;
 pub mod store;
 
-// The Spin entry point: read the request, load the configuration once, dispatch
-// (marketplace_shared::http_entry!: body limit, one-write responses).
+// The Spin entry point (`http_entry!`: body limit, one-write responses).
 marketplace_shared::http_entry!(|req| match crate::config::Config::load() {
     Ok(config) => crate::routes::dispatch(&req, &config),
     Err(e) => marketplace_shared::Problem::from(e).into(),

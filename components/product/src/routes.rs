@@ -119,6 +119,7 @@ mod tests {
         let id = Uuid::parse_str(ID).unwrap();
         let product = format!("/api/products/{ID}");
         let reservation = "/internal/products/reservations";
+        let release = format!("{reservation}/ord%2D1");
         for (method, path, expected) in [
             (Get, "/api/products", Route::Search),
             (Post, "/api/products", Route::Create),
@@ -129,11 +130,7 @@ mod tests {
             (Patch, &product, Route::Patch(id)),
             (Delete, &product, Route::Archive(id)),
             (Post, reservation, Route::Reserve),
-            (
-                Delete,
-                &format!("{reservation}/ord%2D1"),
-                Route::Release(Some("ord-1".into())),
-            ),
+            (Delete, &release, Route::Release(Some("ord-1".into()))),
         ] {
             assert_eq!(route(&method, path), Ok(expected), "{method:?} {path}");
         }
@@ -146,11 +143,7 @@ mod tests {
             (Get, &format!("{reservation}/r1"), "DELETE"),
         ] {
             let p = route(&method, path).unwrap_err();
-            assert_eq!(
-                p.headers,
-                [("allow", allow.to_string())],
-                "{method:?} {path}"
-            );
+            assert_eq!(p.headers, [("allow", allow.into())], "{method:?} {path}");
         }
         for path in [
             "/api/products/",

@@ -1,18 +1,14 @@
 //! Request and response helpers for spin-sdk (feature `spin`): reading a request within the
-//! body limit, the one routing policy of every service, and responses.
+//! body limit, the one routing policy of every service (docs/conventions.md: paths match
+//! exactly, [`segments`]; undefined or repeated query parameters are 400), and responses.
 //!
-//! **Routing policy (every service; docs/conventions.md):** paths match exactly ([`segments`]:
-//! `/api/users/me/` is another path, 404); undefined or repeated query parameters are 400.
-//!
-//! **Responses leave in one write: [`respond`].** Spin's HTTP server does not set `TCP_NODELAY`
-//! on the connections it accepts. spin-sdk's entry glue hands the response head to Spin first
-//! and writes the body afterwards, so the head leaves alone and the body, a second small write,
-//! waits for the client's delayed ACK: ~40 ms on every response that announces its length, and
-//! on some chunked ones (measured on Spin 4.1, bench/ANALYSIS.md: sequential product reads p50
-//! 42 ms, against 0.8 ms with [`respond`]). Every entry point therefore takes the
-//! `ResponseOutparam` itself and calls [`respond`], which writes the whole body before the
-//! response is set; responses built here carry `content-length`, so no chunk terminator
-//! follows either.
+//! **Responses leave in one write: [`respond`].** Spin's HTTP server does not set `TCP_NODELAY`,
+//! and spin-sdk's entry glue hands the response head to Spin before writing the body, so the
+//! body, a second small write, waits for the client's delayed ACK: ~40 ms per response (Spin
+//! 4.1, bench/ANALYSIS.md: product reads p50 42 ms, 0.8 ms with [`respond`]). Every entry point
+//! therefore takes the `ResponseOutparam` and calls [`respond`], which writes the whole body
+//! before the response is set; responses built here carry `content-length`, so no chunk
+//! terminator follows either.
 
 use serde::Serialize;
 use spin_sdk::http::{Request, Response};
@@ -95,8 +91,7 @@ macro_rules! http_entry {
     };
 }
 
-/// The whole life of a request in every component's entry point: the request read within the
-/// body limit (413 otherwise), `handle` run on it, the answer sent with [`respond`].
+/// Reads the request within the body limit (413 otherwise), runs `handle`, sends with [`respond`].
 pub async fn serve<F, Fut>(
     req: spin_sdk::http::IncomingRequest,
     out: spin_sdk::http::ResponseOutparam,

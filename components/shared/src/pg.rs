@@ -57,11 +57,9 @@ pub fn transaction<T, E: From<PgError>>(
     f: impl FnOnce(&Connection) -> Result<T, E>,
 ) -> Result<T, E> {
     conn.execute("begin", &[])?;
-    let result = f(conn);
-    end_transaction(conn, result)
+    end_transaction(conn, f(conn))
 }
 
-/// `commit` after success, `rollback` after failure (see [`transaction`]).
 fn end_transaction<T, E: From<PgError>>(conn: &Connection, result: Result<T, E>) -> Result<T, E> {
     match result {
         Ok(value) => Ok(conn.execute("commit", &[]).map(|_| value)?),
@@ -81,8 +79,7 @@ pub async fn transaction_async<T, E: From<PgError>>(
     work: impl AsyncFnOnce() -> Result<T, E>,
 ) -> Result<T, E> {
     conn.execute("begin", &[])?;
-    let result = work().await;
-    end_transaction(conn, result)
+    end_transaction(conn, work().await)
 }
 
 /// What a failed statement means for the caller, whichever shape Spin gave the error.
@@ -204,15 +201,12 @@ mod tests {
 
     #[test]
     fn a_unique_violation_flattened_into_text_is_read_like_a_structured_one() {
+        let key = "users_email_normalized_key";
         let flat = PgError::QueryFailed(QueryError::Text(FLATTENED.into()));
-        let structured = db_error("23505", Some("users_email_normalized_key"));
-        for e in [flat, structured] {
+        for e in [flat, db_error("23505", Some(key))] {
             assert_eq!(sqlstate(&e).as_deref(), Some("23505"));
             let failure = Failure::of(&e);
-            assert!(
-                failure.is_unique("users_email_normalized_key"),
-                "{failure:?}"
-            );
+            assert!(failure.is_unique(key), "{failure:?}");
             assert!(!failure.is_unique("other_key"));
         }
     }
@@ -242,10 +236,10 @@ mod tests {
 
     #[test]
     fn descriptions_hold_no_connection_string_or_parameter() {
-        let e = PgError::ConnectionFailed("postgres://u:secret@h/db".into());
-        assert!(!describe(&e).contains("secret"));
-        let e = PgError::BadParameter("value 'secret'".into());
-        assert!(!describe(&e).contains("secret"));
+        let connection = PgError::ConnectionFailed("postgres://u:secret@h/db".into());
+        for e in [connection, PgError::BadParameter("value 'secret'".into())] {
+            assert!(!describe(&e).contains("secret"), "{e:?}");
+        }
         let flat = PgError::QueryFailed(QueryError::Text(FLATTENED.into()));
         assert_eq!(describe(&flat), "query failed: 23505");
     }

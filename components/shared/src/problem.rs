@@ -118,13 +118,10 @@ impl Problem {
 
     /// 405 with the `Allow` header listing the methods the path accepts.
     pub fn method_not_allowed(allowed: &[&str]) -> Self {
-        Self::new(
-            405,
-            "method-not-allowed",
-            "Method not allowed",
-            format!("allowed: {}", allowed.join(", ")),
-        )
-        .with_header("allow", allowed.join(", "))
+        let allowed = allowed.join(", ");
+        let detail = format!("allowed: {allowed}");
+        Self::new(405, "method-not-allowed", "Method not allowed", detail)
+            .with_header("allow", allowed)
     }
 
     /// 409: the resource's state does not allow this.
@@ -145,12 +142,8 @@ impl Problem {
 
     /// 413: body over the 1 MiB limit.
     pub fn payload_too_large() -> Self {
-        Self::new(
-            413,
-            "payload-too-large",
-            "Payload too large",
-            "the body is larger than 1 MiB",
-        )
+        let detail = "the body is larger than 1 MiB";
+        Self::new(413, "payload-too-large", "Payload too large", detail)
     }
 
     /// 415: body that is not `application/json`.
@@ -193,22 +186,14 @@ impl Problem {
 
     /// 503 naming the dependency that is down.
     pub fn service_unavailable(dependency: &str) -> Self {
-        Self::new(
-            503,
-            "service-unavailable",
-            "Service unavailable",
-            format!("dependency unavailable: {dependency}"),
-        )
+        let detail = format!("dependency unavailable: {dependency}");
+        Self::new(503, "service-unavailable", "Service unavailable", detail)
     }
 
     /// 500 with a generic body; callers log the cause themselves.
     pub fn internal() -> Self {
-        Self::new(
-            500,
-            "internal",
-            "Internal error",
-            "the server could not complete the request",
-        )
+        let detail = "the server could not complete the request";
+        Self::new(500, "internal", "Internal error", detail)
     }
 
     pub fn with_header(mut self, name: &'static str, value: String) -> Self {

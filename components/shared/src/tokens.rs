@@ -176,17 +176,6 @@ impl Verifier {
         })
     }
 
-    /// Like [`Self::authenticate`], but `None` when no `Authorization` header was sent
-    /// (for endpoints anyone may call, whose answer depends on who asks).
-    pub fn authenticate_optional(
-        &self,
-        authorization: Option<&str>,
-    ) -> Result<Option<Principal>, Problem> {
-        authorization
-            .map(|_| self.authenticate(authorization))
-            .transpose()
-    }
-
     /// The calling service of an internal endpoint: 401 without a valid token, 403 for a
     /// valid user token, 403 for a service not in `allowed`.
     pub fn authenticate_service(

@@ -114,28 +114,31 @@ mod tests {
     use spin_sdk::pg4::QueryError;
 
     #[test]
-    fn a_unique_violation_on_the_email_index_is_a_409_and_others_are_not() {
-        let p: Problem = Error::from(db_error("23505", Some(EMAIL_UNIQUE_CONSTRAINT))).into();
-        assert_eq!(p.status, 409);
-        let p: Problem = Error::from(db_error("23505", Some(RESERVATION_KEY))).into();
-        assert_eq!(
-            (p.status, p.detail.as_str()),
-            (409, "this email address is reserved")
-        );
-        let p: Problem = Error::from(db_error("23505", Some("users_pkey"))).into();
-        assert_eq!(p.status, 500);
-    }
-
-    #[test]
-    fn connection_trouble_is_a_503_naming_the_database() {
-        for e in [
-            PgError::ConnectionFailed("refused".into()),
-            db_error("57P01", None),
-            PgError::QueryFailed(QueryError::Text("connection closed".into())),
+    fn each_failure_becomes_its_problem_locks_with_retry_after_and_no_cause_shows() {
+        let pg = |code, constraint| Error::from(db_error(code, constraint));
+        let taken = "an account with this email already exists";
+        let reserved = "this email address is reserved";
+        let db = "dependency unavailable: postgres (user database)";
+        let internal = "the server could not complete the request";
+        let account = "too many failed logins for this account; try again later";
+        let address = "too many failed logins from this address; try again later";
+        let refused = Error::from(PgError::ConnectionFailed("refused".into()));
+        let closed = QueryError::Text("connection closed".into());
+        for (e, status, detail) in [
+            (pg("23505", Some(EMAIL_UNIQUE_CONSTRAINT)), 409, taken),
+            (pg("23505", Some(RESERVATION_KEY)), 409, reserved),
+            (pg("23505", Some("users_pkey")), 500, internal),
+            (refused, 503, db),
+            (pg("57P01", None), 503, db),
+            (Error::from(PgError::QueryFailed(closed)), 503, db),
+            (Error::Internal("secret detail".into()), 500, internal),
+            (Error::LoginsLocked { retry_after: 42 }, 429, account),
+            (Error::AddressLocked { retry_after: 42 }, 429, address),
         ] {
-            let p: Problem = Error::from(e).into();
-            assert_eq!(p.status, 503);
-            assert!(p.detail.contains("database"));
+            let p = Problem::from(e);
+            assert_eq!((p.status, p.detail.as_str()), (status, detail));
+            let retry_after = (status == 429).then(|| ("retry-after", "42".to_string()));
+            assert_eq!(p.headers, Vec::from_iter(retry_after), "{detail}");
         }
     }
 
@@ -154,25 +157,6 @@ mod tests {
                 Error::DatabaseUnavailable(cause) => assert_eq!(cause, "connection failed"),
                 other => panic!("{other:?}"),
             }
-        }
-    }
-
-    #[test]
-    fn internal_errors_never_show_their_cause() {
-        let p: Problem = Error::Internal("secret detail".into()).into();
-        assert_eq!(p.status, 500);
-        assert!(!p.detail.contains("secret"));
-    }
-
-    #[test]
-    fn locked_logins_carry_retry_after() {
-        for e in [
-            Error::LoginsLocked { retry_after: 42 },
-            Error::AddressLocked { retry_after: 42 },
-        ] {
-            let p: Problem = e.into();
-            assert_eq!(p.status, 429);
-            assert!(p.headers.contains(&("retry-after", "42".to_string())));
         }
     }
 }

@@ -59,40 +59,35 @@ type Answer = Result<Value, ApiError>;
 
 /// Every endpoint of the services' public API that the storefront calls.
 pub enum Call<'a> {
-    /// `POST /api/auth/register`: `{email, password, display_name, role}`.
     Register(Value),
-    /// `POST /api/auth/login`: `{email, password}`; the browser's address chain is passed on as
-    /// `X-Forwarded-For` so that the user service's per-address limit sees people, not us.
+    /// The browser's address chain goes as `X-Forwarded-For`: the login limit counts people.
     Login(Value, Option<&'a str>),
     /// `POST /api/auth/refresh`: a new token pair; the old refresh token is spent.
     Refresh(&'a str),
     /// `POST /api/auth/logout`: the refresh token is revoked.
     Logout(&'a str),
-    /// `GET /api/users/{id}` (admin).
     User(Uuid),
-    /// `PUT /api/users/{id}/role` (admin).
     SetRole(Uuid, Role),
-    /// `GET /api/products?…`: a page of products.
     Products(&'a str),
     /// `GET /api/products/{id}`; with the seller's token, archived ones too.
     Product(Uuid),
-    /// `POST /api/products` (seller), or `PATCH /api/products/{id}` (its seller).
     SaveProduct(Option<Uuid>, Value),
     /// `DELETE /api/products/{id}`: archived, not erased.
     Archive(Uuid),
     /// `POST /api/orders` with the checkout form's idempotency key.
     PlaceOrder(&'a str, Value),
-    /// `GET /api/orders?limit=20&cursor=…`, or `/api/orders/sales?…` (a seller's lines).
-    Orders { sales: bool, cursor: &'a str },
+    /// `GET /api/orders?…`, or `/api/orders/sales?…` (a seller's lines).
+    Orders {
+        sales: bool,
+        cursor: &'a str,
+    },
     /// `GET /api/orders/{id}` (`id` already checked to be URL-safe).
     Order(&'a str),
-    /// `POST /api/orders/{id}/cancel`.
     Cancel(&'a str),
     /// `GET /api/deliveries/{id}` (a carrier's or the buyer's view, full history).
     Shipment(Uuid),
     /// `POST /api/deliveries/{id}/events`: one scan; its `event_id` makes a repeat harmless.
     Scan(Uuid, Value),
-    /// `GET /api/deliveries?order_id=…`: the order's shipments.
     ShipmentsOf(&'a str),
     /// `GET /api/deliveries/track/{tracking_number}` (already checked to be URL-safe).
     Track(&'a str),
@@ -133,12 +128,8 @@ impl<'a> Call<'a> {
             }
             Call::Orders { sales, cursor } => {
                 let q = query_string([("limit", "20"), ("cursor", cursor)]);
-                let path = if sales {
-                    "/api/orders/sales"
-                } else {
-                    "/api/orders"
-                };
-                (Get, format!("{path}?{q}"), None, None)
+                let sales = if sales { "/sales" } else { "" };
+                (Get, format!("/api/orders{sales}?{q}"), None, None)
             }
             Call::Order(id) => (Get, format!("/api/orders/{id}"), None, None),
             Call::Cancel(id) => (Post, format!("/api/orders/{id}/cancel"), None, None),
@@ -154,20 +145,14 @@ impl<'a> Call<'a> {
 }
 
 pub struct Api<'a> {
-    cfg: &'a Config,
+    pub cfg: &'a Config,
 }
 
-impl<'a> Api<'a> {
-    pub fn new(cfg: &'a Config) -> Self {
-        Self { cfg }
-    }
-
-    /// Makes `call` with no token.
+impl Api<'_> {
     pub async fn call(&self, call: Call<'_>) -> Answer {
         self.send(None, call).await
     }
 
-    /// Makes `call` with a signed-in person's access token.
     pub async fn call_as(&self, token: &str, call: Call<'_>) -> Answer {
         self.send(Some(token), call).await
     }

@@ -16,9 +16,8 @@ fn url(name: &str) -> Result<String, Error> {
         .map_err(|e| Error::Internal(format!("variable {name} unavailable: {e}")))?;
     let v = v.trim().trim_end_matches('/').to_string();
     if !(v.starts_with("http://") || v.starts_with("https://")) {
-        return Err(Error::Internal(format!(
-            "variable {name} is not an http(s) URL"
-        )));
+        let not_a_url = format!("variable {name} is not an http(s) URL");
+        return Err(Error::Internal(not_a_url));
     }
     Ok(v)
 }

@@ -1,7 +1,5 @@
-//! The one error type of the storefront and its one mapping to what the person sees
-//! ([`Error::into_page`]): an HTML error page in words (never a raw problem document), or the
-//! sign-in page. (The storefront answers people, so where the services map their `Error` to a
-//! `Problem`, it maps to an [`ErrorPage`]; routing refusals arrive as `Problem`s.)
+//! The storefront's one error type and its one mapping ([`Error::into_page`]): an HTML error
+//! page in words (people, not clients, read it), never a raw problem document.
 
 use marketplace_shared::Problem;
 
@@ -11,8 +9,7 @@ use crate::store::StoreError;
 
 #[derive(Debug)]
 pub enum Error {
-    /// A problem the person can understand or act on (4xx): its status and what to say (the
-    /// service's `detail`).
+    /// A problem the person can understand or act on (4xx): status and what to say (`detail`).
     Page(u16, String),
     /// The session's tokens no longer work (a 401 from a service): sign in again.
     SignIn,
@@ -42,19 +39,13 @@ impl Error {
             Error::SignIn => (401, "Please sign in again.".into()),
             Error::Unavailable { dependency, cause } => {
                 eprintln!("web: dependency {dependency} unavailable: {cause}");
-                (
-                    503,
-                    format!(
-                        "The {dependency} is not answering right now. Please try again in a moment."
-                    ),
-                )
+                let later = "is not answering right now. Please try again in a moment.";
+                (503, format!("The {dependency} {later}"))
             }
             Error::Internal(cause) => {
                 eprintln!("web: internal error: {cause}");
-                (
-                    500,
-                    "Something went wrong on our side. Please try again.".into(),
-                )
+                let sorry = "Something went wrong on our side. Please try again.";
+                (500, sorry.into())
             }
         };
         ErrorPage {

@@ -1,7 +1,5 @@
 //! The route table (spin.toml sends every path outside `/api/` and `/internal/` here) and the
-//! dispatch to one handler per route. Paths match exactly (`/cart/` is 404); query
-//! parameters a page does not define, or repeats, are 400 (the one routing policy).
-//! docs/storefront.md ("Pages") says what each page shows and does.
+//! dispatch; docs/storefront.md ("Pages") says what each page shows and does.
 
 use marketplace_shared::Problem;
 use marketplace_shared::http;
@@ -131,7 +129,6 @@ fn hands_out_a_form(route: Route<'_>) -> bool {
     )
 }
 
-/// Answers one request.
 pub async fn dispatch(req: &Request, cfg: &Config) -> Response {
     let method = req.method().to_string().to_ascii_uppercase();
     let routed = route(&method, http::path(req));
@@ -174,7 +171,7 @@ async fn handle(ctx: &mut Ctx<'_>, route: Route<'_>, post: bool) -> Result<Reply
         Route::LoginForm => ctx.login_form(),
         Route::Login => ctx.login(&form).await,
         Route::Logout => ctx.logout().await,
-        Route::Cart => ctx.cart_page(None, 200).await,
+        Route::Cart => ctx.cart_page().await,
         Route::ChangeCart(change) => ctx.change_cart(change, &form).await,
         Route::CheckoutForm => ctx.checkout_form().await,
         Route::PlaceOrder => ctx.place_order(&form).await,
@@ -190,10 +187,10 @@ async fn handle(ctx: &mut Ctx<'_>, route: Route<'_>, post: bool) -> Result<Reply
         Route::Archive(id) => ctx.archive(id).await,
         Route::Sales => ctx.order_list(true).await,
         Route::Carrier => ctx.carrier_lookup(),
-        Route::CarrierShipment(id) => ctx.carrier_shipment(id, None, 200).await,
+        Route::CarrierShipment(id) => ctx.carrier_shipment(id).await,
         Route::CarrierScan(id) => ctx.scan(id, &form).await,
         Route::Admin => ctx.admin_lookup(),
-        Route::AdminUser(id) => ctx.admin_user(id, None, 200).await,
+        Route::AdminUser(id) => ctx.admin_user(id).await,
         Route::SetRole(id) => ctx.change_role(id, &form).await,
         Route::Css | Route::Health | Route::ApiUnknown => {
             Err(Error::page(404, "There is no page at this address."))

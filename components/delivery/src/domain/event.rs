@@ -82,27 +82,22 @@ pub fn to_millis(t: DateTime<Utc>) -> DateTime<Utc> {
 
 /// Optional free text: trimmed, not empty, at most `max` characters, no control characters
 /// (newlines and tabs allowed only when `multiline`).
-fn text(
-    errors: &mut FieldErrors,
-    field: &str,
-    raw: &Option<String>,
-    max: usize,
-    multiline: bool,
-) -> Option<String> {
-    let s = raw.as_deref()?.trim();
+fn text(raw: &Option<String>, max: usize, multiline: bool) -> Result<Option<String>, String> {
+    let Some(s) = raw.as_deref().map(str::trim) else {
+        return Ok(None);
+    };
     if s.is_empty() {
-        errors.add(field, "must not be empty when given");
+        Err("must not be empty when given".into())
     } else if s.chars().count() > max {
-        errors.add(field, format!("must be at most {max} characters"));
+        Err(format!("must be at most {max} characters"))
     } else if s
         .chars()
-        .any(|c| c.is_control() && !(multiline && (c == '\n' || c == '\t')))
+        .any(|c| c.is_control() && !(multiline && matches!(c, '\n' | '\t')))
     {
-        errors.add(field, "must not contain control characters");
+        Err("must not contain control characters".into())
     } else {
-        return Some(s.to_string());
+        Ok(Some(s.to_string()))
     }
-    None
 }
 
 impl EventInput {
@@ -110,20 +105,14 @@ impl EventInput {
     pub fn parse(&self, now: DateTime<Utc>) -> Result<NewEvent, FieldErrors> {
         let now = to_millis(now);
         let mut errors = FieldErrors::new();
-        let event_id = EventId::parse(&self.event_id);
-        if event_id.is_none() {
-            errors.add(
-                "event_id",
-                "must be 1 to 64 characters of letters, digits, `.`, `_`, `:` or `-`",
-            );
-        }
-        let status = ShipmentStatus::parse(&self.status);
-        if status.is_none() {
-            errors.add(
-                "status",
-                "must be one of picked_up, in_transit, out_for_delivery, failed_attempt, delivered, returned",
-            );
-        }
+        let event_id = EventId::parse(&self.event_id)
+            .ok_or("must be 1 to 64 characters of letters, digits, `.`, `_`, `:` or `-`")
+            .map_err(|e| errors.add("event_id", e))
+            .ok();
+        let status = ShipmentStatus::parse(&self.status)
+            .ok_or("must be one of picked_up, in_transit, out_for_delivery, failed_attempt, delivered, returned")
+            .map_err(|e| errors.add("status", e))
+            .ok();
         let occurred_at = match self.occurred_at.as_deref().map(time::parse) {
             None => Ok(now),
             Some(None) => Err("must be an RFC 3339 timestamp"),
@@ -134,14 +123,12 @@ impl EventInput {
             Some(Some(t)) => Ok(to_millis(t)),
         };
         let occurred_at = occurred_at.map_err(|e| errors.add("occurred_at", e)).ok();
-        let location = text(
-            &mut errors,
-            "location",
-            &self.location,
-            LOCATION_MAX_CHARS,
-            false,
-        );
-        let note = text(&mut errors, "note", &self.note, NOTE_MAX_CHARS, true);
+        let location = text(&self.location, LOCATION_MAX_CHARS, false)
+            .map_err(|e| errors.add("location", e))
+            .unwrap_or(None);
+        let note = text(&self.note, NOTE_MAX_CHARS, true)
+            .map_err(|e| errors.add("note", e))
+            .unwrap_or(None);
         match (event_id, status, occurred_at) {
             (Some(event_id), Some(status), Some(occurred_at)) if errors.is_empty() => {
                 Ok(NewEvent {
@@ -284,15 +271,11 @@ mod tests {
     }
 
     #[test]
-    fn a_cancellation_repeated_is_the_same_event() {
-        let first = NewEvent::cancellation(now());
-        assert_eq!(first.status, ShipmentStatus::Cancelled);
+    fn a_retry_or_a_repeated_cancellation_is_the_same_event_unless_it_says_something_else() {
+        let cancel = NewEvent::cancellation(now());
+        assert_eq!(cancel.status, ShipmentStatus::Cancelled);
         let again = NewEvent::cancellation(now() + Duration::seconds(30));
-        assert!(first.same_event_as(&again));
-    }
-
-    #[test]
-    fn a_retry_is_the_same_event_unless_it_says_something_else() {
+        assert!(cancel.same_event_as(&again));
         let first = input("in_transit").parse(now()).unwrap();
         let retry = input("in_transit")
             .parse(now() + Duration::seconds(3))

@@ -4,7 +4,6 @@
 //! servers by pointing labels at new Redis instances in the runtime config, never by changing
 //! the count (that would move every key).
 
-/// Number of key-value labels the shipments are spread over.
 pub const SHARDS: usize = 4;
 
 /// The shard (label index) of a routing key: a shipment id, an order id or a tracking number.
@@ -13,7 +12,6 @@ pub fn shard_of(routing_key: &str) -> usize {
     marketplace_shared::shard::label_index(routing_key.as_bytes(), SHARDS)
 }
 
-/// The label name of shard `i`.
 pub fn label(i: usize) -> String {
     format!("deliveries{i}")
 }

@@ -53,17 +53,13 @@ impl NewShipment {
     /// Validates every field of the request at once (422 naming each bad one).
     pub fn parse(input: &ShipmentRequest) -> Result<Self, FieldErrors> {
         let mut errors = FieldErrors::new();
-        let order_id = OrderId::parse(&input.order_id);
-        if order_id.is_none() {
-            errors.add(
-                "order_id",
-                "must be 1 to 100 characters of letters, digits, `.`, `_`, `:` or `-`",
-            );
-        }
-        let buyer_id = Uuid::parse_str(&input.buyer_id).ok();
-        if buyer_id.is_none() {
-            errors.add("buyer_id", "must be a UUID");
-        }
+        let order_id = OrderId::parse(&input.order_id)
+            .ok_or("must be 1 to 100 characters of letters, digits, `.`, `_`, `:` or `-`")
+            .map_err(|e| errors.add("order_id", e))
+            .ok();
+        let buyer_id = Uuid::parse_str(&input.buyer_id)
+            .map_err(|_| errors.add("buyer_id", "must be a UUID"))
+            .ok();
         let a = &input.shipping_address;
         let mut text = |field: &str, raw: &str, max| {
             required_text(&mut errors, &format!("shipping_address.{field}"), raw, max)
@@ -88,13 +84,10 @@ impl NewShipment {
         }
         let mut items = Vec::with_capacity(input.items.len());
         for (i, item) in input.items.iter().enumerate() {
-            let product_id = match Uuid::parse_str(&item.product_id) {
-                Ok(id) => id.to_string(),
-                Err(_) => {
-                    errors.add(format!("items[{i}].product_id"), "must be a UUID");
-                    String::new()
-                }
-            };
+            let product_id = Uuid::parse_str(&item.product_id)
+                .map_err(|_| errors.add(format!("items[{i}].product_id"), "must be a UUID"))
+                .map(|id| id.to_string())
+                .unwrap_or_default();
             let title = required_text(
                 &mut errors,
                 &format!("items[{i}].title"),
@@ -172,10 +165,7 @@ mod tests {
         ] {
             assert!(errors.contains(f), "{f}: {errors:?}");
         }
-    }
-
-    #[test]
-    fn a_shipment_needs_at_least_one_item() {
+        // A shipment needs at least one item.
         let mut v = valid();
         v["items"] = json!([]);
         assert!(parse(v).unwrap_err().contains("items"));

@@ -20,7 +20,6 @@ use serde::{Deserialize, Serialize};
 
 use ShipmentStatus as S;
 
-/// True for `delivered`, `returned` and `cancelled`.
 pub fn is_terminal(status: ShipmentStatus) -> bool {
     matches!(status, S::Delivered | S::Returned | S::Cancelled)
 }
@@ -54,7 +53,6 @@ pub enum OrderReport {
 }
 
 impl OrderReport {
-    /// The order service's word.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Shipped => "shipped",
@@ -136,13 +134,9 @@ impl Default for Progress {
 }
 
 impl Progress {
-    /// Judges an event with `status` that happened at `occurred_at`.
-    pub fn decide(
-        &self,
-        status: ShipmentStatus,
-        occurred_at: DateTime<Utc>,
-    ) -> Result<Effect, TransitionError> {
-        let late = self.newest.is_some_and(|newest| occurred_at < newest);
+    /// Judges an event with `status` that happened `at`.
+    pub fn decide(&self, status: S, at: DateTime<Utc>) -> Result<Effect, TransitionError> {
+        let late = self.newest.is_some_and(|newest| at < newest);
         let effect = if self.status == S::Cancelled {
             // Also late scans: a cancelled parcel never left, so no scan of it can be true.
             None
@@ -159,12 +153,7 @@ impl Progress {
     }
 
     /// The progress after an event with `effect`.
-    pub fn apply(
-        &self,
-        effect: Effect,
-        status: ShipmentStatus,
-        occurred_at: DateTime<Utc>,
-    ) -> Self {
+    pub fn apply(&self, effect: Effect, status: S, occurred_at: DateTime<Utc>) -> Self {
         match effect {
             Effect::Advance => Self {
                 status,

@@ -43,10 +43,6 @@ fn create_for(shards: &MemShards, order: &str, buyer: Uuid) -> Result<Shipment> 
     create(shards, &new, now())
 }
 
-pub(super) fn created(shards: &MemShards) -> Shipment {
-    create_for(shards, "o-1", Uuid::now_v7()).unwrap()
-}
-
 /// Records event `event_id` with `status`, happening now, on shipment `id`.
 pub(super) fn scan(shards: &MemShards, id: Uuid, event_id: &str, status: &str) -> Result<Recorded> {
     record_event(shards, id, &event(event_id, status, None))
@@ -62,11 +58,18 @@ pub(super) fn refused(shards: &MemShards, id: Uuid, e: &NewEvent, want: &str) {
     assert_eq!(all_keys(shards), before, "{what}: nothing written");
 }
 
+/// Records `e` again on shipment `id`: a duplicate, which writes nothing.
+pub(super) fn repeated(shards: &MemShards, id: Uuid, e: &NewEvent) {
+    let before = all_keys(shards);
+    assert_eq!(record_event(shards, id, e).unwrap(), Recorded::Duplicate);
+    assert_eq!(all_keys(shards), before, "nothing written");
+}
+
 /// A store holding one new shipment, and the shipment's id.
 pub(super) fn one_shipment() -> (MemShards, Uuid) {
     let shards = MemShards::default();
-    let id = created(&shards).record.id;
-    (shards, id)
+    let s = create_for(&shards, "o-1", Uuid::now_v7()).unwrap();
+    (shards, s.record.id)
 }
 
 /// The stored shipment `id`, which must exist.
@@ -88,6 +91,15 @@ pub(super) fn record_steps(
     }
 }
 
+/// Runs `f(0)` … `f(n - 1)` on `n` threads at once; their results, in order.
+fn race<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    std::thread::scope(|s| {
+        let f = &f;
+        let threads: Vec<_> = (0..n).map(|i| s.spawn(move || f(i))).collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    })
+}
+
 /// How many stored keys match `pred`.
 fn count_keys(shards: &MemShards, pred: impl Fn(&str) -> bool) -> usize {
     all_keys(shards).iter().filter(|(k, _)| pred(k)).count()
@@ -104,7 +116,7 @@ pub(super) fn all_keys(shards: &MemShards) -> Vec<(String, Vec<u8>)> {
 }
 
 #[test]
-fn creating_twice_for_one_order_returns_the_first_shipment() {
+fn creating_twice_for_one_order_returns_the_first_shipment_and_another_buyer_is_refused() {
     let shards = MemShards::default();
     let buyer = Uuid::now_v7();
     let first = create_for(&shards, "o-1", buyer).unwrap();
@@ -115,16 +127,8 @@ fn creating_twice_for_one_order_returns_the_first_shipment() {
     assert_eq!(json(&first), json(&again));
     let number = &first.record.tracking_number;
     let tracked = load_tracking(&shards, number).unwrap().unwrap();
-    assert_eq!(
-        (&tracked.number, tracked.status),
-        (number, ShipmentStatus::Pending)
-    );
-}
-
-#[test]
-fn the_same_order_for_another_buyer_is_a_conflict() {
-    let shards = MemShards::default();
-    create_for(&shards, "o-1", Uuid::now_v7()).unwrap();
+    assert_eq!(&tracked.number, number);
+    assert_eq!(tracked.status, ShipmentStatus::Pending);
     let err = create_for(&shards, "o-1", Uuid::now_v7()).unwrap_err();
     assert!(matches!(err, Error::Conflict(_)), "{err:?}");
 }
@@ -133,11 +137,8 @@ fn the_same_order_for_another_buyer_is_a_conflict() {
 fn concurrent_creations_for_one_order_leave_one_shipment_and_no_orphans() {
     let shards = MemShards::default();
     let buyer = Uuid::now_v7();
-    let ids: Vec<Uuid> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..8)
-            .map(|_| s.spawn(|| create_for(&shards, "o-race", buyer).unwrap().record.id))
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    let ids = race(8, |_| {
+        create_for(&shards, "o-race", buyer).unwrap().record.id
     });
     assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
     let records = count_keys(&shards, |k| {
@@ -147,41 +148,24 @@ fn concurrent_creations_for_one_order_leave_one_shipment_and_no_orphans() {
     assert_eq!((records, tracks), (1, 1));
 }
 
-#[test]
-fn events_advance_the_status_and_are_listed_in_occurrence_order() {
-    let (shards, id) = one_shipment();
-    let t0 = now() - Duration::hours(3);
-    // `e2` is late: it happened between the two others and arrives last.
-    for (event_id, status, hours) in [
-        ("e1", "picked_up", 0),
-        ("e3", "in_transit", 2),
-        ("e2", "in_transit", 1),
-    ] {
-        let at = Some(t0 + Duration::hours(hours));
-        record_event(&shards, id, &event(event_id, status, at)).unwrap();
-    }
-    let s = loaded(&shards, id);
-    let ids: Vec<_> = s.history.iter().map(|e| e.event_id.as_str()).collect();
-    assert_eq!(ids, ["e1", "e2", "e3"]);
-    assert_eq!(s.state.progress.status, ShipmentStatus::InTransit);
-}
-
 const TO_THE_DOOR: [&str; 3] = ["picked_up", "in_transit", "out_for_delivery"];
 
 #[test]
-fn a_late_event_never_moves_the_status_back() {
+fn a_late_event_is_listed_in_occurrence_order_and_never_moves_the_status_back() {
     let (shards, id) = one_shipment();
     let t0 = now() - Duration::hours(3);
     record_steps(&shards, id, t0, Duration::minutes(30), &TO_THE_DOOR);
+    // `late` happened between `e1` and `e2` and arrives last.
     let late = event("late", "in_transit", Some(t0 + Duration::minutes(45)));
     record_event(&shards, id, &late).unwrap();
     let s = loaded(&shards, id);
+    let ids: Vec<_> = s.history.iter().map(|e| e.event_id.as_str()).collect();
+    assert_eq!(ids, ["e0", "e1", "late", "e2"]);
     assert_eq!(s.state.progress.status, ShipmentStatus::OutForDelivery);
-    assert_eq!(s.history.len(), 4);
 }
 
 #[test]
-fn an_illegal_move_or_an_unknown_shipment_is_refused_and_writes_nothing() {
+fn an_illegal_move_an_unknown_shipment_or_a_reused_event_id_is_refused_and_writes_nothing() {
     let (shards, id) = one_shipment();
     refused(&shards, id, &event("e1", "delivered", None), "Transition");
     for e in [
@@ -190,43 +174,26 @@ fn an_illegal_move_or_an_unknown_shipment_is_refused_and_writes_nothing() {
     ] {
         refused(&shards, Uuid::now_v7(), &e, "NotFound");
     }
-    scan(&shards, id, "e1", "picked_up").unwrap();
+    // A repeated event id lands once; a different body under it is refused.
+    let first = scan(&shards, id, "e1", "picked_up").unwrap();
+    assert!(matches!(first, Recorded::New(_)), "{first:?}");
+    repeated(&shards, id, &event("e1", "picked_up", None));
+    refused(&shards, id, &event("e1", "returned", None), "Conflict");
+    assert_eq!(loaded(&shards, id).history.len(), 1);
     // A picked-up shipment cannot be cancelled.
     refused(&shards, id, &NewEvent::cancellation(now()), "Transition");
-}
-
-#[test]
-fn a_repeated_event_id_lands_once_and_a_different_body_under_it_is_refused() {
-    let (shards, id) = one_shipment();
-    let e = event("e1", "picked_up", None);
-    assert!(matches!(
-        record_event(&shards, id, &e).unwrap(),
-        Recorded::New(_)
-    ));
-    assert_eq!(record_event(&shards, id, &e).unwrap(), Recorded::Duplicate);
-    let other = event("e1", "returned", None);
-    assert!(matches!(
-        record_event(&shards, id, &other).unwrap_err(),
-        Error::Conflict(_)
-    ));
-    assert_eq!(loaded(&shards, id).history.len(), 1);
 }
 
 #[test]
 fn many_threads_scanning_one_shipment_all_land_exactly_once() {
     let (shards, id) = one_shipment();
     scan(&shards, id, "pickup", "picked_up").unwrap();
-    std::thread::scope(|s| {
-        for t in 0..16 {
-            let shards = &shards;
-            s.spawn(move || {
-                for i in 0..10 {
-                    let e = event(&format!("scan-{t}-{i}"), "in_transit", None);
-                    // Every scan is sent twice, as a retrying carrier would.
-                    record_event(shards, id, &e).unwrap();
-                    record_event(shards, id, &e).unwrap();
-                }
-            });
+    race(16, |t| {
+        for i in 0..10 {
+            let e = event(&format!("scan-{t}-{i}"), "in_transit", None);
+            // Every scan is sent twice, as a retrying carrier would.
+            record_event(&shards, id, &e).unwrap();
+            record_event(&shards, id, &e).unwrap();
         }
     });
     let s = loaded(&shards, id);
@@ -235,8 +202,7 @@ fn many_threads_scanning_one_shipment_all_land_exactly_once() {
     assert_eq!(ids.len(), 161);
     assert_eq!(s.state.progress.status, ShipmentStatus::InTransit);
     // Losing attempts removed their bodies: exactly one body per event.
-    let bodies = count_keys(&shards, |k| k.contains(":e:"));
-    assert_eq!(bodies, 161);
+    assert_eq!(count_keys(&shards, |k| k.contains(":e:")), 161);
 }
 
 #[test]
@@ -244,16 +210,9 @@ fn racing_terminal_events_let_exactly_one_win() {
     let (shards, id) = one_shipment();
     let t0 = now() - Duration::hours(1);
     record_steps(&shards, id, t0, Duration::minutes(1), &TO_THE_DOOR);
-    let results: Vec<_> = std::thread::scope(|s| {
-        let hs: Vec<_> = ["delivered", "returned", "failed_attempt", "delivered"]
-            .iter()
-            .enumerate()
-            .map(|(i, status)| {
-                let shards = &shards;
-                s.spawn(move || record_event(shards, id, &event(&format!("end{i}"), status, None)))
-            })
-            .collect();
-        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    let ends = ["delivered", "returned", "failed_attempt", "delivered"];
+    let results = race(ends.len(), |i| {
+        record_event(&shards, id, &event(&format!("end{i}"), ends[i], None))
     });
     assert!(results.iter().any(Result::is_ok), "{results:?}");
     let s = loaded(&shards, id);
@@ -272,14 +231,9 @@ fn racing_terminal_events_let_exactly_one_win() {
 fn a_pending_shipment_is_cancelled_once_and_nothing_is_recorded_after() {
     let (shards, id) = one_shipment();
     record_event(&shards, id, &NewEvent::cancellation(now())).unwrap();
-    let before = all_keys(&shards);
     // Idempotent: a repeat changes nothing at all.
     let again = NewEvent::cancellation(now() + Duration::seconds(5));
-    assert_eq!(
-        record_event(&shards, id, &again).unwrap(),
-        Recorded::Duplicate
-    );
-    assert_eq!(all_keys(&shards), before);
+    repeated(&shards, id, &again);
     let s = loaded(&shards, id);
     assert_eq!(s.state.progress.status, ShipmentStatus::Cancelled);
     assert_eq!(s.history.len(), 1);
@@ -317,8 +271,7 @@ fn a_cancel_racing_a_pickup_lets_exactly_one_win() {
         assert_eq!(s.history.len(), 1);
         assert_eq!(s.history[0].status, want);
         // The loser's body is gone: one event body in the store.
-        let bodies = count_keys(&shards, |k| k.contains(":e:"));
-        assert_eq!(bodies, 1);
+        assert_eq!(count_keys(&shards, |k| k.contains(":e:")), 1);
     }
 }
 

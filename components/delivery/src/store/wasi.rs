@@ -12,7 +12,6 @@ use super::kv::{Bucket, Shards};
 use crate::domain::shard::{SHARDS, label};
 use crate::error::{Error, Result};
 
-/// One opened label.
 pub struct WasiBucket {
     label: String,
     bucket: store::Bucket,
@@ -30,41 +29,37 @@ fn failure(label: &str, e: store::Error) -> Error {
     }
 }
 
-impl WasiBucket {
-    fn err(&self, e: store::Error) -> Error {
-        failure(&self.label, e)
-    }
-}
-
 impl Bucket for WasiBucket {
     type Cas = atomics::Cas;
 
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        self.bucket.get(key).map_err(|e| self.err(e))
+        self.bucket.get(key).map_err(|e| failure(&self.label, e))
     }
 
     fn set(&self, key: &str, value: &[u8]) -> Result<()> {
-        self.bucket.set(key, value).map_err(|e| self.err(e))
+        self.bucket
+            .set(key, value)
+            .map_err(|e| failure(&self.label, e))
     }
 
     fn delete(&self, key: &str) -> Result<()> {
-        self.bucket.delete(key).map_err(|e| self.err(e))
+        self.bucket.delete(key).map_err(|e| failure(&self.label, e))
     }
 
     fn increment(&self, key: &str, delta: i64) -> Result<i64> {
-        atomics::increment(&self.bucket, key, delta).map_err(|e| self.err(e))
+        atomics::increment(&self.bucket, key, delta).map_err(|e| failure(&self.label, e))
     }
 
     fn cas_read(&self, key: &str) -> Result<(atomics::Cas, Option<Vec<u8>>)> {
-        let cas = atomics::Cas::new(&self.bucket, key).map_err(|e| self.err(e))?;
+        let cas = atomics::Cas::new(&self.bucket, key).map_err(|e| failure(&self.label, e))?;
         // `current` must be called: it is what arms the comparison (Redis `WATCH`).
-        let current = cas.current().map_err(|e| self.err(e))?;
+        let current = cas.current().map_err(|e| failure(&self.label, e))?;
         Ok((cas, current))
     }
 
     fn cas_commit(&self, key: &str, cas: atomics::Cas, value: &[u8]) -> Result<bool> {
         marketplace_shared::kv::swap_read_back(&self.bucket, key, cas, value)
-            .map_err(|e| self.err(store::Error::Other(e.0)))
+            .map_err(|e| failure(&self.label, store::Error::Other(e.0)))
     }
 }
 

@@ -38,16 +38,13 @@ impl KeyError {
 impl IdempotencyKey {
     pub fn parse(header: Option<&str>) -> Result<Self, KeyError> {
         let v = header.ok_or(KeyError::Missing)?;
-        if v.is_empty() {
-            return Err(KeyError::Empty);
+        let visible = |b: u8| b.is_ascii_graphic() || b == b' ';
+        match v {
+            "" => Err(KeyError::Empty),
+            _ if v.len() > MAX_LEN => Err(KeyError::TooLong),
+            _ if !v.bytes().all(visible) => Err(KeyError::NotVisibleAscii),
+            _ => Ok(Self(v.to_string())),
         }
-        if v.len() > MAX_LEN {
-            return Err(KeyError::TooLong);
-        }
-        if !v.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
-            return Err(KeyError::NotVisibleAscii);
-        }
-        Ok(Self(v.to_string()))
     }
 
     pub fn as_str(&self) -> &str {

@@ -45,31 +45,6 @@ pub struct NewOrder {
     pub shipping_address: ShippingAddress,
 }
 
-fn text_field(
-    errors: &mut FieldErrors,
-    field: &str,
-    value: &str,
-    max: usize,
-    required: bool,
-) -> Option<String> {
-    let v = value.trim();
-    if v.is_empty() {
-        if required {
-            errors.add(field, "must not be empty");
-        }
-        return None;
-    }
-    if v.chars().count() > max {
-        errors.add(field, format!("must be at most {max} characters"));
-        return None;
-    }
-    if v.chars().any(char::is_control) {
-        errors.add(field, "must not contain control characters");
-        return None;
-    }
-    Some(v.to_string())
-}
-
 impl NewOrder {
     /// Checks everything that can be checked without the product service; on failure every
     /// bad field is named (a 422).
@@ -105,34 +80,40 @@ impl NewOrder {
             }
         }
         let a = &body.shipping_address;
-        let mut field = |name: &str, value: &str, max, required| {
+        // The trimmed value, or `None` (with its error unless an optional field is empty).
+        let mut field = |name: &str, value: &str, max: usize, required: bool| {
             let field = format!("shipping_address.{name}");
-            text_field(&mut errors, &field, value, max, required)
+            let v = value.trim();
+            if v.is_empty() {
+                if required {
+                    errors.add(field, "must not be empty");
+                }
+                return None;
+            }
+            if v.chars().count() > max {
+                errors.add(field, format!("must be at most {max} characters"));
+                return None;
+            }
+            if v.chars().any(char::is_control) {
+                errors.add(field, "must not contain control characters");
+                return None;
+            }
+            Some(v.to_string())
         };
         let name = field("name", &a.name, 200, true);
         let line1 = field("line1", &a.line1, 200, true);
-        let line2 = a
-            .line2
-            .as_deref()
-            .and_then(|l| field("line2", l, 200, false));
+        let line2 = field("line2", a.line2.as_deref().unwrap_or(""), 200, false);
         let city = field("city", &a.city, 100, true);
         let postal_code = field("postal_code", &a.postal_code, 16, true);
-        if let Some(p) = &postal_code
-            && !p
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == ' ' || c == '-')
-        {
-            errors.add(
-                "shipping_address.postal_code",
-                "may contain only letters, digits, spaces and hyphens",
-            );
+        let postal = |c: char| c.is_ascii_alphanumeric() || c == ' ' || c == '-';
+        if postal_code.as_ref().is_some_and(|p| !p.chars().all(postal)) {
+            let message = "may contain only letters, digits, spaces and hyphens";
+            errors.add("shipping_address.postal_code", message);
         }
         let country = a.country.trim();
         if country.len() != 2 || !country.bytes().all(|b| b.is_ascii_alphabetic()) {
-            errors.add(
-                "shipping_address.country",
-                "must be an ISO 3166-1 alpha-2 country code",
-            );
+            let message = "must be an ISO 3166-1 alpha-2 country code";
+            errors.add("shipping_address.country", message);
         }
         // A missing required field has its error already.
         let (Some(name), Some(line1), Some(city), Some(postal_code), true) =
@@ -196,12 +177,10 @@ pub enum PricingError {
 
 /// Joins the requested lines with the reservation's price snapshot.
 pub fn price(requested: &[Line], reserved: &[ReservedItem]) -> Result<Priced, PricingError> {
-    if requested.len() != reserved.len() {
-        return Err(PricingError::Mismatch(format!(
-            "asked for {} lines, got {}",
-            requested.len(),
-            reserved.len()
-        )));
+    let (asked, got) = (requested.len(), reserved.len());
+    if asked != got {
+        let lines = format!("asked for {asked} lines, got {got}");
+        return Err(PricingError::Mismatch(lines));
     }
     let mut lines = Vec::with_capacity(requested.len());
     for line in requested {
@@ -338,12 +317,11 @@ pub enum CancelOutcome {
 }
 
 pub fn on_cancel(current: OrderStatus) -> CancelOutcome {
+    use OrderStatus as S;
     match current {
-        OrderStatus::Confirmed => CancelOutcome::Cancel,
-        OrderStatus::Cancelled => CancelOutcome::AlreadyCancelled,
-        OrderStatus::Shipped | OrderStatus::Delivered | OrderStatus::Returned => {
-            CancelOutcome::TooLate
-        }
+        S::Confirmed => CancelOutcome::Cancel,
+        S::Cancelled => CancelOutcome::AlreadyCancelled,
+        S::Shipped | S::Delivered | S::Returned => CancelOutcome::TooLate,
     }
 }
 

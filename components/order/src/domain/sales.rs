@@ -148,9 +148,7 @@ mod tests {
 
     /// Sales at these (seconds, order, line) positions.
     fn sales(at: &[(&str, u8, i32)]) -> Vec<Sale> {
-        at.iter()
-            .map(|&(at, order, line)| sale(at, order, line))
-            .collect()
+        at.iter().map(|&(s, o, l)| sale(s, o, l)).collect()
     }
 
     fn positions(s: &[Sale]) -> Vec<Position> {
@@ -199,15 +197,13 @@ mod tests {
     fn cursors_round_trip_and_garbage_is_a_400() {
         let p = sale("05.123", 7, 3).position();
         assert_eq!(Position::from_cursor(&p.cursor()).unwrap(), p);
+        use marketplace_shared::page::encode_cursor as encode;
+        let at = "2026-12-01T10:00:00Z";
         for bad in [
             "!!".to_string(),
-            marketplace_shared::page::encode_cursor(&("yesterday", oid(1).to_string(), 0)),
-            marketplace_shared::page::encode_cursor(&("2026-12-01T10:00:00Z", "o1", 0)),
-            marketplace_shared::page::encode_cursor(&(
-                "2026-12-01T10:00:00Z",
-                oid(1).to_string(),
-                -1,
-            )),
+            encode(&("yesterday", oid(1).to_string(), 0)),
+            encode(&(at, "o1", 0)),
+            encode(&(at, oid(1).to_string(), -1)),
         ] {
             assert_eq!(Position::from_cursor(&bad), None, "{bad}");
         }

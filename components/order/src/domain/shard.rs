@@ -67,10 +67,8 @@ impl OrderId {
             return None;
         }
         let hex = &s[1..];
-        if !hex
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
+        let lower_hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+        if !hex.bytes().all(lower_hex) {
             return None;
         }
         let vshard = VShard::new(u16::from_str_radix(&hex[..2], 16).ok()?)?;
@@ -125,25 +123,23 @@ impl ShardMap {
         if databases == 0 {
             return Err("no order database configured".into());
         }
-        if databases > usize::from(VSHARDS) {
-            return Err(format!(
-                "more databases ({databases}) than virtual shards ({VSHARDS})"
-            ));
+        let n = usize::from(VSHARDS);
+        if databases > n {
+            let more = format!("more databases ({databases}) than virtual shards ({n})");
+            return Err(more);
         }
         if spec.trim().is_empty() {
-            let n = usize::from(VSHARDS);
             let db_of = (0..n).map(|v| v * databases / n).collect();
             return Ok(Self { db_of });
         }
-        let mut db_of: Vec<Option<usize>> = vec![None; usize::from(VSHARDS)];
+        let mut db_of: Vec<Option<usize>> = vec![None; n];
         for entry in spec.split(',').map(str::trim).filter(|e| !e.is_empty()) {
             let bad = || format!("entry `{entry}` is not `from-to:db`");
             let (range, db) = entry.split_once(':').ok_or_else(bad)?;
             let db: usize = db.trim().parse().map_err(|_| bad())?;
             if db >= databases {
-                return Err(format!(
-                    "entry `{entry}` names database {db}, but only {databases} are configured"
-                ));
+                let only = format!("only {databases} are configured");
+                return Err(format!("entry `{entry}` names database {db}, but {only}"));
             }
             let (from, to) = range.split_once('-').unwrap_or((range, range));
             let from: usize = from.trim().parse().map_err(|_| bad())?;

@@ -1,22 +1,17 @@
-//! Cancelling an order (API v1.1, "Cancellation stops the parcel"): the shipment is cancelled
-//! first, then the order, then its stock is released, so that once settled no cancelled order
-//! has a parcel on its way and no live order a cancelled shipment:
+//! Cancelling an order (API v1.1, "Cancellation stops the parcel"): shipment first, then the
+//! order, then its stock, so that once settled no cancelled order has a parcel on its way and
+//! no live order a cancelled shipment.
 //!
-//! 1. **Intent** (under the order's row lock): only a `confirmed` order goes on (cancelled:
-//!    200 as it is; shipped, delivered, returned: 409). A `cancel_shipment` outbox row is
-//!    written (or the unresolved one reused), not due for `CANCEL_LEASE_SECS`, and committed:
-//!    from here on a crash leaves a trace.
-//! 2. **Ask** (holding the intent's row lock, so no relay resolves it under us): the delivery
-//!    service cancels the shipment, created first if the order has none yet (idempotent per
-//!    order id: a shipment whose creation answer was lost is found, not left pending).
-//! 3. **Settle**, in that same transaction, by the answer:
-//!    - cancelled → order `cancelled`, history, `release_reservation` row, intent done;
-//!      commit; the release is relayed at once → 200;
-//!    - 409 (picked up first) → the intent is deleted, nothing changed → 409;
-//!    - no definite answer (unreachable, timeout, 5xx) → the intent is made due → 503.
-//!
-//! The relay resolves an intent left due (or, after a crash, one whose lease is over) from the
-//! shipment's status: cancelled (the answer was lost) → step 3's first branch; else dropped.
+//! 1. **Intent**, under the order's row lock (only a `confirmed` order goes on): a
+//!    `cancel_shipment` row (or the unresolved one), not due for `CANCEL_LEASE_SECS`, is
+//!    committed, so that from here on a crash leaves a trace.
+//! 2. **Ask**, holding the intent's row lock (no relay resolves it under us): the delivery
+//!    service cancels the shipment, created first if the order has none (idempotent per order
+//!    id: a shipment whose creation answer was lost is found, not left pending).
+//! 3. **Settle** in that transaction: cancelled → order `cancelled`, history, release row,
+//!    intent done → 200 (the release relayed at once); 409 (picked up first) → intent deleted
+//!    → 409; no definite answer → intent made due → 503. The relay resolves an intent left due,
+//!    or whose lease is over after a crash, from the shipment's status (`relay`).
 
 use marketplace_shared::tokens::Principal;
 use uuid::Uuid;
@@ -37,12 +32,12 @@ const CANCEL_ROUNDS: u32 = 3;
 pub async fn cancel(cfg: &Config, who: &Principal, id: &OrderId) -> Result<Order, Error> {
     let db = Db::for_vshard(cfg, id.vshard())?;
     for _ in 0..CANCEL_ROUNDS {
-        let Some((intent, order)) = claim(&db, who, id)? else {
+        let Some((intent, order)) = claim(&db, who, id).await? else {
             // Already cancelled (idempotent); a release that failed before is retried.
             relay::run_for_order(cfg, &db, id).await;
             return db.load_order(id)?.ok_or(Error::NotFound);
         };
-        if let Some(order) = attempt(cfg, &db, id, intent, &order).await? {
+        if let Some(order) = attempt(cfg, &db, intent, &order).await? {
             return Ok(order);
         }
     }
@@ -51,8 +46,8 @@ pub async fn cancel(cfg: &Config, who: &Principal, id: &OrderId) -> Result<Order
 
 /// Step 1: one short transaction under the order's row lock. The intent's outbox row id and
 /// the order as it was under the lock; `None` if the order is already cancelled.
-fn claim(db: &Db, who: &Principal, id: &OrderId) -> Result<Option<(i64, Order)>, Error> {
-    db.transaction(|db| {
+async fn claim(db: &Db, who: &Principal, id: &OrderId) -> Result<Option<(i64, Order)>, Error> {
+    db.transaction(async |db| {
         let order = db
             .lock_order(id)?
             .filter(|o| o.visible_to(who))
@@ -74,28 +69,22 @@ fn claim(db: &Db, who: &Principal, id: &OrderId) -> Result<Option<(i64, Order)>,
             }
         }
     })
+    .await
 }
 
-/// Steps 2 and 3. `Ok(None)`: the intent was resolved by someone else while we waited for its
-/// lock; look again. Inside the transaction, `Err` rolls back; a refusal (the shipment was
-/// picked up, no definite answer) is answered once the transaction commits.
-async fn attempt(
-    cfg: &Config,
-    db: &Db,
-    id: &OrderId,
-    intent: i64,
-    order: &Order,
-) -> Result<Option<Order>, Error> {
+/// Steps 2 and 3 for the intent in outbox row `row`. `Ok(None)`: someone else resolved it
+/// while we waited for its lock; look again. Inside the transaction, `Err` rolls back; a
+/// refusal (the shipment was picked up, no definite answer) is answered once it commits.
+async fn attempt(cfg: &Config, db: &Db, row: i64, order: &Order) -> Result<Option<Order>, Error> {
+    let id = &order.id;
     let settled = db
-        .transaction_async(async |db| {
-            let Some(row) = db.lock_cancel_intent(intent)? else {
+        .transaction(async |db| {
+            let Some(row) = db.lock_cancel_intent(row)? else {
                 return Ok(None);
             };
             let Job::Cancel(intent) = &row.job else {
-                return Err(Error::Internal(format!(
-                    "outbox row {} is no cancel",
-                    row.id
-                )));
+                let no_cancel = format!("outbox row {} is no cancel", row.id);
+                return Err(Error::Internal(no_cancel));
             };
             Ok(Some(match cancel_shipment_of(cfg, order).await {
                 Ok((shipment, ShipmentCancel::Cancelled)) => {
@@ -109,7 +98,7 @@ async fn attempt(
                 }
                 Err(cause) => {
                     db.outbox_failed(&row, &cause)?;
-                    Err(Error::delivery(cause))
+                    Err(Error::unavailable("delivery-service", cause))
                 }
             }))
         })

@@ -48,10 +48,8 @@ fn param<T>(
     message: &str,
     parse: impl Fn(&str) -> Option<T>,
 ) -> Result<Option<T>, Problem> {
-    let parsed = q
-        .get(name)
-        .map(|v| parse(v).ok_or_else(|| Problem::bad_request(message)));
-    parsed.transpose()
+    let bad = || Problem::bad_request(message);
+    q.get(name).map(|v| parse(v).ok_or_else(bad)).transpose()
 }
 
 /// Bodies of action endpoints (cancel, relay): nothing, or an empty JSON object.
@@ -123,9 +121,8 @@ pub fn sales(cfg: &Config, req: &Request, q: &Query) -> Result<Response, Error> 
     let seller = match (who.role, named) {
         (Role::Admin, Some(seller)) => seller,
         (Role::Admin, None) => {
-            return Err(
-                Problem::bad_request("admins name the seller: `seller_id` is required").into(),
-            );
+            let missing = "admins name the seller: `seller_id` is required";
+            return Err(Problem::bad_request(missing).into());
         }
         (_, Some(seller)) if seller != who.user_id => {
             return Err(Problem::forbidden("sellers list only their own sales").into());
@@ -166,28 +163,22 @@ pub async fn cancel(cfg: &Config, req: &Request, raw: &str) -> Result<Response, 
 }
 
 /// `POST /internal/orders/{id}/delivery-status`: forward-only, idempotent.
-pub fn delivery_status(cfg: &Config, req: &Request, raw: &str) -> Result<Response, Error> {
+pub async fn delivery_status(cfg: &Config, req: &Request, raw: &str) -> Result<Response, Error> {
     cfg.verifier
         .authenticate_service(header(req, "authorization"), &["delivery"])?;
     let update: DeliveryStatusUpdate = http::parse_body(req)?;
     let (status, occurred_at) = order::parse_update(&update)?;
     let id = order_id(raw)?;
     let db = Db::for_vshard(cfg, id.vshard())?;
-    db.transaction(|db| {
+    db.transaction(async |db| {
         let order = db.lock_order(&id)?.ok_or(Error::NotFound)?;
         if let Some(next) = order::on_delivery_update(order.status, status) {
             let detail = serde_json::json!({});
-            db.transition(
-                &id,
-                order.status,
-                next,
-                "delivery",
-                &detail,
-                Some(occurred_at),
-            )?;
+            db.transition(&order, next, "delivery", &detail, Some(occurred_at))?;
         }
         Ok(())
-    })?;
+    })
+    .await?;
     let order: Order = db.load_order(&id)?.ok_or(Error::NotFound)?;
     Ok(http::json(200, &order))
 }
@@ -199,10 +190,8 @@ pub async fn relay(cfg: &Config, req: &Request) -> Result<Response, Error> {
     optional_empty_body(req)?;
     let (stats, down) = relay::run_all(cfg).await;
     if let Some(db) = down.first() {
-        return Err(Error::Unavailable {
-            dependency: format!("postgres order-db-{db}"),
-            cause: "relay could not finish".into(),
-        });
+        let dependency = format!("postgres order-db-{db}");
+        return Err(Error::unavailable(dependency, "relay could not finish"));
     }
     Ok(http::json(200, &stats))
 }

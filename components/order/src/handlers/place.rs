@@ -36,9 +36,7 @@ enum Step {
 /// 3. Stock is reserved with reservation id = order id (idempotent at the product service).
 /// 4. Order, lines, history, `create_shipment` row and stored response commit in one statement;
 ///    then the shipment is requested (`relay::ship_placed`); the answer is what was written.
-///
-/// A failure after step 3 releases the reservation, or queues the release in the transaction
-/// that forgets the key.
+///    A failure after step 3 releases the reservation (or queues its release).
 pub async fn place(
     cfg: &Config,
     buyer: Uuid,
@@ -55,7 +53,7 @@ pub async fn place(
         // A reservation made in this round whose order was not committed (released below).
         let mut outstanding = None;
         let step = db
-            .transaction_async(async |db| {
+            .transaction(async |db| {
                 let decision = match db.lock_key(buyer, key)? {
                     Some(row) => key::decide(row, &candidate, &hash),
                     None => return Ok(Step::Again),
@@ -89,7 +87,7 @@ pub async fn place(
         };
         match step {
             Step::Done(Ok(Placed::New(order))) => {
-                let shipped = relay::ship_placed(cfg, &db, buyer, key, &order).await;
+                let shipped = relay::ship_placed(cfg, &db, key, &order).await;
                 return Ok(Placed::New(shipped.map_or(order, Box::new)));
             }
             Step::Done(done) => return done,
@@ -122,14 +120,14 @@ async fn attempt(
             Ok(priced) => {
                 *outstanding = Some(order_id);
                 let order = Order::placed(order_id, buyer, priced, new.shipping_address.clone());
-                db.insert_order(&order, buyer, key)?;
+                db.insert_order(&order, key)?;
                 return Ok(Ok(Placed::New(Box::new(order))));
             }
             Err(e) => (e.into(), true),
         },
         Err(ReserveError::Refused(p)) => (p.into(), false),
         // The reservation may exist (lost answer).
-        Err(ReserveError::Unknown(cause)) => (Error::product(cause), true),
+        Err(ReserveError::Unknown(cause)) => (Error::unavailable("product-service", cause), true),
     };
     // No order: forget the key (so it can be used again) and release a reservation that may
     // exist now or, failing that, queue its release in the transaction that forgets the key.

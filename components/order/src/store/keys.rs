@@ -4,12 +4,10 @@
 use spin_sdk::pg4::ParameterValue;
 use uuid::Uuid;
 
-use super::{Db, get, get_order_id, text, vshard};
+use super::{Db, LOCK_TIMEOUT, get, get_order_id, text, vshard};
 use crate::domain::key::{IdempotencyKey, KeyRecord};
 use crate::domain::shard::OrderId;
 use crate::error::Error;
-
-use super::LOCK_TIMEOUT;
 
 impl Db {
     /// Inserts a `pending` key row for `order_id` unless the key exists. Autocommit: the row

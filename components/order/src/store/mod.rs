@@ -1,7 +1,6 @@
 //! PostgreSQL storage of one order database (`spin_sdk::pg4`), typed in and out: orders and
 //! their history (`orders`), idempotency keys (`keys`), the outbox (`outbox`), a seller's
-//! sales (`sales`). Rows come back through `pg::query` (padded: Spin 4 never answers an empty
-//! result), `pg::query_always` only where a row always comes back.
+//! sales (`sales`). Rows come back through `pg::query` (docs/conventions.md).
 
 mod keys;
 mod orders;
@@ -44,7 +43,6 @@ impl From<PgError> for TxError {
 }
 
 impl Db {
-    /// Opens physical database `index`.
     pub fn open(cfg: &Config, index: usize) -> Result<Self, Error> {
         let url = cfg
             .db_urls
@@ -97,27 +95,17 @@ impl Db {
         self.execute("select 1", &[])
     }
 
-    /// Runs `work` in one transaction (`pg::transaction`): committed when it succeeds, rolled
-    /// back when it fails.
-    pub fn transaction<T>(&self, work: impl FnOnce(&Db) -> Result<T, Error>) -> Result<T, Error> {
-        pg::transaction(&self.conn, |_| work(self).map_err(TxError::Work)).map_err(|e| self.tx(e))
-    }
-
-    /// [`Db::transaction`] for work that awaits other services while holding its row locks
-    /// (`pg::transaction_async`).
-    pub async fn transaction_async<T>(
+    /// Runs `work` (which may await other services holding its row locks) in one transaction:
+    /// committed when it succeeds, rolled back when it fails (`pg::transaction_async`).
+    pub async fn transaction<T>(
         &self,
         work: impl AsyncFnOnce(&Db) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        pg::transaction_async(&self.conn, async || work(self).await.map_err(TxError::Work))
-            .await
-            .map_err(|e| self.tx(e))
-    }
-
-    fn tx(&self, e: TxError) -> Error {
-        match e {
-            TxError::Pg(e) => Error::db(self.index, *e),
-            TxError::Work(e) => e,
+        let tx_work = async || work(self).await.map_err(TxError::Work);
+        match pg::transaction_async(&self.conn, tx_work).await {
+            Ok(value) => Ok(value),
+            Err(TxError::Pg(e)) => Err(Error::db(self.index, *e)),
+            Err(TxError::Work(e)) => Err(e),
         }
     }
 }

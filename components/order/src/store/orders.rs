@@ -76,12 +76,7 @@ impl Db {
     /// Writes a placed order in ONE statement: the order, its lines, its first history entry,
     /// its `create_shipment` outbox row (leased to the placing request), and its key completed
     /// with `order` as the response to replay (inside the transaction holding the key row).
-    pub fn insert_order(
-        &self,
-        order: &Order,
-        buyer: Uuid,
-        key: &IdempotencyKey,
-    ) -> Result<(), Error> {
+    pub fn insert_order(&self, order: &Order, key: &IdempotencyKey) -> Result<(), Error> {
         let lines = &order.items;
         let column = |f: &dyn Fn(&crate::domain::order::PricedLine) -> Option<String>| {
             ParameterValue::ArrayStr(lines.iter().map(f).collect())
@@ -108,7 +103,7 @@ impl Db {
             &[
                 id(&order.id),
                 vshard(&order.id),
-                buyer.into(),
+                order.buyer_id.into(),
                 text(&order.currency),
                 ParameterValue::Int64(order.total_cents),
                 json(&order.shipping_address)?,
@@ -168,11 +163,10 @@ impl Db {
             .collect()
     }
 
-    /// Moves an order from `from` to `to` with its history entry (event named after `to`).
+    /// Moves `order` (as locked) to `to` with its history entry (event named after `to`).
     pub fn transition(
         &self,
-        order: &OrderId,
-        from: OrderStatus,
+        order: &Order,
         to: OrderStatus,
         actor: &str,
         detail: &serde_json::Value,
@@ -184,9 +178,9 @@ impl Db {
              occurred_at) values ($1, $2, $3, $4, $5, $6, \
              coalesce($7::timestamp at time zone 'utc', now()))",
             &[
-                id(order),
+                id(&order.id),
                 text(to.as_str()),
-                text(from.as_str()),
+                text(order.status.as_str()),
                 text(to.as_str()),
                 text(actor),
                 json(detail)?,
@@ -197,13 +191,13 @@ impl Db {
 
     /// Records the shipment of an order that had none, with its `shipment_requested` history
     /// entry, in one statement that also marks the outbox row `done` delivered and, for the
-    /// placing request, stores `replay` as its key's response.
+    /// placing request, stores `replay` (the order with its shipment) as its key's response.
     pub fn record_shipment(
         &self,
         order: &OrderId,
         shipment: &Shipped<'_>,
         done: Done,
-        replay: Option<(Uuid, &IdempotencyKey, &Order)>,
+        replay: Option<(&IdempotencyKey, &Order)>,
     ) -> Result<(), Error> {
         self.execute(
             "with s as (update orders set shipment_id = $2, tracking_number = $3, \
@@ -223,12 +217,9 @@ impl Db {
                 shipment.tracking_number.map(str::to_string).into(),
                 at(shipment.at),
                 text(shipment.actor),
-                replay.map(|(buyer, _, _)| buyer).into(),
-                replay.map(|(_, key, _)| key.as_str().to_string()).into(),
-                match replay {
-                    Some((_, _, view)) => json(view)?,
-                    None => ParameterValue::DbNull,
-                },
+                replay.map(|(_, view)| view.buyer_id).into(),
+                replay.map(|(key, _)| key.as_str().to_string()).into(),
+                replay.map(|(_, view)| json(view)).transpose()?.into(),
                 match done {
                     Done::Row(row) => Some(row),
                     _ => None,

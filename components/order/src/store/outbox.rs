@@ -110,11 +110,8 @@ impl Db {
                 ParameterValue::Floating64(outbox::CANCEL_LEASE_SECS as f64),
             ],
         )?;
-        let row = rows
-            .rows
-            .first()
-            .ok_or_else(|| Error::Internal("insert into outbox returned no id".into()))?;
-        get(row, 0)
+        let no_id = || Error::Internal("insert into outbox returned no id".into());
+        get(rows.rows.first().ok_or_else(no_id)?, 0)
     }
 
     /// The undelivered `cancel_shipment` intent of an order, if any (not locked).
@@ -143,10 +140,7 @@ impl Db {
 
     /// Deletes an outbox row (an intent whose attempt changed nothing).
     pub fn delete_outbox_row(&self, row: i64) -> Result<(), Error> {
-        self.execute(
-            "delete from outbox where id = $1",
-            &[ParameterValue::Int64(row)],
-        )
+        self.execute("delete from outbox where id = $1", &[row.into()])
     }
 
     pub fn outbox_done(&self, row: i64) -> Result<(), Error> {

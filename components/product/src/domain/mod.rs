@@ -34,7 +34,6 @@ impl Actor {
     }
 }
 
-/// `active` or `archived`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
@@ -101,7 +100,6 @@ fn checked(errors: FieldErrors) -> Result<(), FieldErrors> {
     errors.is_empty().then_some(()).ok_or(errors)
 }
 
-/// A product for the domain's tests.
 #[cfg(test)]
 fn fixture(id: Uuid, stock: i64, status: Status) -> Product {
     Product {

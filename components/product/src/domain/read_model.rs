@@ -84,11 +84,8 @@ mod tests {
         assert_eq!(kv_label(&Uuid::nil()), "products1");
         assert_eq!(kv_label(&Uuid::from_u128(1)), "products2");
         assert_eq!(shard::fnv1a(&[0; 16]) % 4, 1);
-        let mut seen = std::collections::BTreeSet::new();
-        for i in 0..64u128 {
-            seen.insert(kv_label(&Uuid::from_u128(i * 7919)));
-        }
-        assert_eq!(seen.len(), 4);
+        let labels = (0..64u128).map(|i| kv_label(&Uuid::from_u128(i * 7919)));
+        assert_eq!(labels.collect::<std::collections::BTreeSet<_>>().len(), 4);
     }
 
     #[test]

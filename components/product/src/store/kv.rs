@@ -23,7 +23,6 @@ fn decode(bytes: Option<&[u8]>) -> Option<Document> {
     bytes.and_then(|b| serde_json::from_slice(b).ok())
 }
 
-/// The stored document of `id`, if any.
 pub fn get(id: &Uuid) -> Result<Option<Document>, KvError> {
     let bytes = open(id)?
         .get(&read_model::kv_key(id))

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use marketplace_shared::pg::query;
 use marketplace_shared::time;
 use marketplace_shared::wit::Reservation;
-use spin_sdk::pg4::{Connection, DbValue, Decode, ParameterValue, RowSet};
+use spin_sdk::pg4::{Column, Connection, DbValue, Decode, ParameterValue, RowSet};
 use uuid::Uuid;
 
 use super::sql::PRODUCT_COLUMNS;
@@ -17,10 +17,10 @@ fn uuid(id: Uuid) -> ParameterValue {
     ParameterValue::Uuid(id.to_string())
 }
 
-fn get<T: Decode>(columns: &[String], row: &[DbValue], name: &str) -> Result<T> {
+fn get<T: Decode>(columns: &[Column], row: &[DbValue], name: &str) -> Result<T> {
     let v = columns
         .iter()
-        .position(|c| c == name)
+        .position(|c| c.name == name)
         .and_then(|i| row.get(i))
         .ok_or_else(|| Error::Internal(format!("no column {name}")))?;
     T::decode(v).map_err(|e| Error::Internal(format!("column {name}: {e}")))
@@ -43,37 +43,34 @@ pub struct Row {
 }
 
 pub(super) fn rows(set: &RowSet) -> Result<Vec<Row>> {
-    let columns: Vec<String> = set.columns.iter().map(|c| c.name.clone()).collect();
-    let has_score = columns.iter().any(|c| c == "score");
+    let columns = &set.columns;
+    let has_score = columns.iter().any(|c| c.name == "score");
     set.rows
         .iter()
         .map(|r| {
-            let status: String = get(&columns, r, "status")?;
-            let attributes: serde_json::Value = get(&columns, r, "attributes")?;
-            let created_us: i64 = get(&columns, r, "created_us")?;
-            let updated_us: i64 = get(&columns, r, "updated_us")?;
+            let status: String = get(columns, r, "status")?;
+            let attributes: serde_json::Value = get(columns, r, "attributes")?;
+            let created_us: i64 = get(columns, r, "created_us")?;
+            let updated_us: i64 = get(columns, r, "updated_us")?;
             Ok(Row {
                 product: Product {
-                    id: get(&columns, r, "id")?,
-                    seller_id: get(&columns, r, "seller_id")?,
-                    title: get(&columns, r, "title")?,
-                    description: get(&columns, r, "description")?,
-                    category: get(&columns, r, "category")?,
-                    price_cents: get(&columns, r, "price_cents")?,
-                    currency: get(&columns, r, "currency")?,
-                    stock: get(&columns, r, "stock")?,
-                    attributes: match attributes {
-                        serde_json::Value::Object(m) => m,
-                        _ => serde_json::Map::new(),
-                    },
+                    id: get(columns, r, "id")?,
+                    seller_id: get(columns, r, "seller_id")?,
+                    title: get(columns, r, "title")?,
+                    description: get(columns, r, "description")?,
+                    category: get(columns, r, "category")?,
+                    price_cents: get(columns, r, "price_cents")?,
+                    currency: get(columns, r, "currency")?,
+                    stock: get(columns, r, "stock")?,
+                    attributes: serde_json::from_value(attributes).unwrap_or_default(),
                     status: serde_json::from_value(status.clone().into())
                         .map_err(|_| Error::Internal(format!("status {status}")))?,
                     created_at: timestamp(created_us)?,
                     updated_at: timestamp(updated_us)?,
                 },
-                version: get(&columns, r, "version")?,
+                version: get(columns, r, "version")?,
                 created_us,
-                score: has_score.then(|| get(&columns, r, "score")).transpose()?,
+                score: has_score.then(|| get(columns, r, "score")).transpose()?,
             })
         })
         .collect()
@@ -163,7 +160,6 @@ pub fn archive(conn: &Connection, id: Uuid) -> Result<Row> {
     one(conn, &statement, &[uuid(id)], "archive")
 }
 
-/// The product ids of `lines` as one array parameter.
 fn id_array(lines: &[ReservationLine]) -> ParameterValue {
     ParameterValue::ArrayStr(
         lines
@@ -203,13 +199,18 @@ fn reservation_id(id: &ReservationId) -> ParameterValue {
     ParameterValue::Str(id.as_str().to_string())
 }
 
-/// Decodes the one jsonb column of the first row, if there is a row.
-fn first_json<T: serde::de::DeserializeOwned>(set: &RowSet, column: &str) -> Result<Option<T>> {
-    let columns: Vec<String> = set.columns.iter().map(|c| c.name.clone()).collect();
+/// Runs `statement` on reservation `id`; decodes its jsonb `column` of the first row, if any.
+fn reservation_json<T: serde::de::DeserializeOwned>(
+    conn: &Connection,
+    statement: &str,
+    id: &ReservationId,
+    column: &str,
+) -> Result<Option<T>> {
+    let set = query(conn, statement, &[reservation_id(id)])?;
     let Some(row) = set.rows.first() else {
         return Ok(None);
     };
-    let value: serde_json::Value = get(&columns, row, column)?;
+    let value: serde_json::Value = get(&set.columns, row, column)?;
     serde_json::from_value(value)
         .map(Some)
         .map_err(|e| Error::Internal(format!("{column}: {e}")))
@@ -227,12 +228,8 @@ pub fn claim_reservation(conn: &Connection, id: &ReservationId) -> Result<bool> 
 
 /// The stored answer of an earlier reservation.
 pub fn reservation_response(conn: &Connection, id: &ReservationId) -> Result<Reservation> {
-    let set = query(
-        conn,
-        "select response from reservations where reservation_id = $1::text",
-        &[reservation_id(id)],
-    )?;
-    first_json(&set, "response")?
+    let statement = "select response from reservations where reservation_id = $1::text";
+    reservation_json(conn, statement, id, "response")?
         .ok_or_else(|| Error::Internal("claimed reservation vanished".into()))
 }
 
@@ -257,13 +254,9 @@ pub fn release_reservation(
     conn: &Connection,
     id: &ReservationId,
 ) -> Result<Option<Vec<ReservationLine>>> {
-    let set = query(
-        conn,
-        "update reservations set released_at = now(), updated_at = now() \
-         where reservation_id = $1::text and released_at is null returning quantities",
-        &[reservation_id(id)],
-    )?;
-    let totals = first_json::<Vec<ReservationLine>>(&set, "quantities")?;
+    let statement = "update reservations set released_at = now(), updated_at = now() \
+        where reservation_id = $1::text and released_at is null returning quantities";
+    let totals = reservation_json::<Vec<ReservationLine>>(conn, statement, id, "quantities")?;
     Ok(totals.map(|mut totals| {
         totals.sort_by_key(|t| t.product_id);
         totals

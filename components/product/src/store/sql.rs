@@ -80,7 +80,6 @@ impl Builder {
     }
 }
 
-/// One statement and its parameters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Statement {
     pub sql: String,
@@ -106,24 +105,22 @@ pub const FULL_TEXT_SCORE_BASE: f32 = 2.0;
 /// each order has an index whose key is exactly the order's key (plus equality filters),
 /// so the first page and every keyset continuation are index range scans.
 pub fn search(spec: &SearchSpec) -> Vec<Statement> {
-    match (&spec.q, spec.order) {
-        (Some(q), Order::Relevance) => {
-            let after = match &spec.after {
-                Some(After::Relevance { score, id }) => Some((*score, id.as_str())),
-                _ => None,
-            };
-            match after {
-                // The previous page ended among the typo-only matches: only they are left.
-                Some((score, _)) if score < FULL_TEXT_SCORE_BASE => {
-                    vec![ranked(spec, q, Group::Typos, after)]
-                }
-                _ => vec![
-                    ranked(spec, q, Group::FullText, after),
-                    ranked(spec, q, Group::Typos, None),
-                ],
-            }
+    let (Some(q), Order::Relevance) = (&spec.q, spec.order) else {
+        return vec![ordered(spec)];
+    };
+    let after = match &spec.after {
+        Some(After::Relevance { score, id }) => Some((*score, id.as_str())),
+        _ => None,
+    };
+    match after {
+        // The previous page ended among the typo-only matches: only they are left.
+        Some((score, _)) if score < FULL_TEXT_SCORE_BASE => {
+            vec![ranked(spec, q, Group::Typos, after)]
         }
-        _ => vec![ordered(spec)],
+        _ => vec![
+            ranked(spec, q, Group::FullText, after),
+            ranked(spec, q, Group::Typos, None),
+        ],
     }
 }
 

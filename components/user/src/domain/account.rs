@@ -3,6 +3,8 @@
 use marketplace_shared::Role;
 use serde::Serialize;
 
+use super::bounded;
+
 /// Longest email accepted (RFC 5321 path limit).
 pub const EMAIL_MAX_CHARS: usize = 254;
 /// Longest display name accepted.
@@ -19,12 +21,7 @@ pub struct Email(String);
 impl Email {
     pub fn parse(raw: &str) -> Result<Self, &'static str> {
         let s = raw.trim();
-        if s.is_empty() {
-            return Err("must not be empty");
-        }
-        if s.chars().count() > EMAIL_MAX_CHARS {
-            return Err("must be at most 254 characters");
-        }
+        bounded(s, EMAIL_MAX_CHARS, "must be at most 254 characters")?;
         let (local, domain) = s.rsplit_once('@').ok_or("must be an email address")?;
         let local_ok = !local.is_empty()
             && local.len() <= 64
@@ -67,12 +64,7 @@ pub struct DisplayName(String);
 impl DisplayName {
     pub fn parse(raw: &str) -> Result<Self, &'static str> {
         let s = raw.trim();
-        if s.is_empty() {
-            return Err("must not be empty");
-        }
-        if s.chars().count() > DISPLAY_NAME_MAX_CHARS {
-            return Err("must be at most 100 characters");
-        }
+        bounded(s, DISPLAY_NAME_MAX_CHARS, "must be at most 100 characters")?;
         if s.chars().any(char::is_control) {
             return Err("must not contain control characters");
         }
@@ -154,13 +146,11 @@ mod tests {
 
     #[test]
     fn registration_allows_only_buyer_and_seller() {
-        assert_eq!(RegistrationRole::parse(None).unwrap().role(), Role::Buyer);
-        assert_eq!(
-            RegistrationRole::parse(Some("seller")).unwrap().role(),
-            Role::Seller
-        );
+        let parse = |raw| RegistrationRole::parse(raw).map(RegistrationRole::role);
+        assert_eq!(parse(None), Ok(Role::Buyer));
+        assert_eq!(parse(Some("seller")), Ok(Role::Seller));
         for bad in ["admin", "carrier", "service", "Buyer", ""] {
-            assert!(RegistrationRole::parse(Some(bad)).is_err(), "{bad}");
+            assert!(parse(Some(bad)).is_err(), "{bad}");
         }
     }
 

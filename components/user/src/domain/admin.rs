@@ -18,12 +18,8 @@ pub struct AdminEmails(Vec<String>);
 
 impl AdminEmails {
     pub fn parse(raw: &str) -> Self {
-        Self(
-            raw.split(',')
-                .map(|e| e.trim().to_lowercase())
-                .filter(|e| !e.is_empty())
-                .collect(),
-        )
+        let emails = raw.split(',').map(|e| e.trim().to_lowercase());
+        Self(emails.filter(|e| !e.is_empty()).collect())
     }
 
     /// True when `email` is listed.
@@ -42,11 +38,7 @@ pub struct Reservation {
 /// The role a registration gets, and whether it must take the address's reservation (in the
 /// same transaction: a reservation already held makes the registration a 409).
 pub fn registration(listed: bool, asked: RegistrationRole) -> (Role, bool) {
-    if listed {
-        (Role::Admin, true)
-    } else {
-        (asked.role(), false)
-    }
+    (if listed { Role::Admin } else { asked.role() }, listed)
 }
 
 /// What a successful login does about a listed address.

@@ -23,14 +23,8 @@ impl Cidr {
             .parse()
             .map_err(|_| format!("trusted_proxies: `{s}` is not an IP address or CIDR"))?;
         let max = if net.is_ipv4() { 32 } else { 128 };
-        let bits = match bits {
-            Some(b) => b
-                .parse::<u8>()
-                .ok()
-                .filter(|b| *b <= max)
-                .ok_or_else(|| format!("trusted_proxies: bad prefix length in `{s}`"))?,
-            None => max,
-        };
+        let bits = bits.map_or(Some(max), |b| b.parse::<u8>().ok().filter(|b| *b <= max));
+        let bits = bits.ok_or_else(|| format!("trusted_proxies: bad prefix length in `{s}`"))?;
         // A plain mapped address (`::ffff:10.0.0.1`) means the IPv4 one, as for clients.
         let net = if bits == 128 { net.to_canonical() } else { net };
         let bits = if net.is_ipv4() { bits.min(32) } else { bits };

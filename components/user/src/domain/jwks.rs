@@ -25,20 +25,14 @@ pub struct Jwks {
 /// position (a deployment error, never client input).
 pub fn from_config(public_keys: &str) -> Result<Jwks, String> {
     let mut keys = Vec::new();
-    let entries = public_keys
-        .split(',')
-        .map(str::trim)
-        .filter(|e| !e.is_empty());
-    for (i, entry) in entries.enumerate() {
+    let entries = public_keys.split(',').map(str::trim);
+    for (i, entry) in entries.filter(|e| !e.is_empty()).enumerate() {
         let bad = |what| format!("jwt_public_keys entry {i}: {what}");
         let (kid, x) = entry
             .split_once(':')
             .ok_or_else(|| bad("expected kid:key"))?;
         let x = x.trim().trim_end_matches('=');
-        if !URL_SAFE_NO_PAD
-            .decode(x)
-            .is_ok_and(|bytes| bytes.len() == 32)
-        {
+        if !URL_SAFE_NO_PAD.decode(x).is_ok_and(|key| key.len() == 32) {
             return Err(bad("not a 32-byte base64url key"));
         }
         keys.push(Jwk {

@@ -93,10 +93,8 @@ mod tests {
     #[test]
     fn a_wrong_password_keeps_both_slots_a_success_forgets_the_account_an_outage_gives_back() {
         assert_eq!(settle(Check::Refused), (Fate::Keep, Fate::Keep));
-        assert_eq!(
-            settle(Check::Granted { rehash: false }),
-            (Fate::Forget, Fate::Release)
-        );
+        let granted = Check::Granted { rehash: false };
+        assert_eq!(settle(granted), (Fate::Forget, Fate::Release));
         assert_eq!(settle(Check::NotChecked), (Fate::Release, Fate::Release));
     }
 

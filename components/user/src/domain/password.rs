@@ -116,22 +116,17 @@ mod tests {
         assert!(Password::parse("1234567890").is_ok());
         assert!(Password::parse(&"é".repeat(128)).is_ok());
         assert!(Password::parse(&"x".repeat(129)).is_err());
-        assert_eq!(
-            format!("{:?}", Password::parse("secret-password").unwrap()),
-            "Password(<redacted>)"
-        );
+        let secret = Password::parse("secret-password").unwrap();
+        assert_eq!(format!("{secret:?}"), "Password(<redacted>)");
     }
 
     #[test]
     fn hashes_are_argon2id_phc_strings_with_owasp_parameters_and_a_random_salt() {
-        let a = hash("correct horse battery").unwrap();
-        let b = hash("correct horse battery").unwrap();
+        let pw = "correct horse battery";
+        let (a, b) = (hash(pw).unwrap(), hash(pw).unwrap());
         assert!(a.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{a}");
         assert_ne!(a, b, "each hash has its own salt");
-        assert_eq!(
-            verify(&a, "correct horse battery"),
-            PasswordCheck::Match { rehash: false }
-        );
+        assert_eq!(verify(&a, pw), PasswordCheck::Match { rehash: false });
         assert_eq!(verify(&a, "correct horse batterY"), PasswordCheck::Mismatch);
     }
 
@@ -154,14 +149,8 @@ mod tests {
     fn the_dummy_hash_uses_current_parameters_and_garbage_never_matches() {
         let parsed = PasswordHash::new(DUMMY_HASH).unwrap();
         assert!(!needs_rehash(&parsed));
-        assert_eq!(
-            verify(DUMMY_HASH, "anything at all"),
-            PasswordCheck::Mismatch
-        );
-        assert_eq!(
-            verify("not a phc string", "anything"),
-            PasswordCheck::Mismatch
-        );
-        assert_eq!(verify("", "anything"), PasswordCheck::Mismatch);
+        for phc in [DUMMY_HASH, "not a phc string", ""] {
+            assert_eq!(verify(phc, "anything"), PasswordCheck::Mismatch, "{phc}");
+        }
     }
 }

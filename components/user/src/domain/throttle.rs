@@ -1,26 +1,21 @@
 //! The login-failure windows, pure: who may try a password now, and how the windows are laid
 //! out in the key-value store so that they stay bounded.
 //!
-//! Two limits apply to every password check ([`ACCOUNTS`], [`ADDRESSES`]): a sliding window of
-//! failures per account (normalised email, known or not: a 429 never reveals that an account
-//! exists) and one per client address. An atomic increment cannot express "5 within any 15
-//! minutes" (fixed buckets let 8 guesses straddle a boundary); a short list of failure times
-//! updated by compare-and-swap can, and loses no concurrent failure. A check
-//! *reserves* a slot in both windows before it hashes anything, so N simultaneous wrong
-//! passwords count as N failures before any of them is answered and at most
-//! [`Limit::max`] of them ever reach Argon2; a success gives its slots back (the account's
-//! window is forgotten, the address keeps its other failures). The component writes with
-//! `wasi:keyvalue` compare-and-swap and reads back, looking for its slot's random id
-//! (`store::Throttle`); this module decides and encodes.
+//! Every password check counts in two sliding windows: [`ACCOUNTS`] (by normalised email, known
+//! or not, so a 429 reveals nothing) and [`ADDRESSES`] (by client address). A short list of
+//! failure times updated by compare-and-swap can say "5 within any 15 minutes", which an atomic
+//! counter cannot (fixed buckets let 8 guesses straddle a boundary). A check *reserves* its slot
+//! in both windows before any hashing, so N simultaneous wrong passwords count as N failures and
+//! at most [`Limit::max`] of them reach Argon2; a success gives its slots back
+//! (`domain::login::settle`). `store::Throttle` writes and reads back, looking for the slot's
+//! random id; this module decides and encodes.
 //!
-//! **Bounded storage.** Subjects are hashed into a fixed number of keys per table
-//! ([`Table::buckets`]); each key holds at most [`Table::entries`] subjects with at most
-//! [`Limit::max`] failures each, and every write drops what has left the window. So the store
-//! holds at most `buckets` keys of at most [`Table::max_value_bytes`] bytes per table, however
-//! many random emails or addresses are tried. When a key is full of live entries, the entry
-//! that matters least goes (fewest recent failures, then the stalest): pushing out an account
-//! that is close to its lock takes `entries` other subjects with as many failures, which the
-//! per-address limit makes expensive.
+//! **Bounded storage.** Subjects hash into [`Table::buckets`] keys per table, each holding at
+//! most [`Table::entries`] subjects of at most [`Limit::max`] failures, and every write drops
+//! what has left the window: at most `buckets` keys of [`Table::max_value_bytes`] per table,
+//! however many emails or addresses are tried. A full key pushes out the subject that matters
+//! least (fewest failures, then the stalest): pushing out one close to its lock takes `entries`
+//! subjects with as many failures, which the per-address limit makes expensive.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -101,27 +96,12 @@ impl Table {
     }
 }
 
-/// One counted attempt: when (unix seconds) and a random id. The id makes every writer's value
-/// its own, so that after a compare-and-swap the writer can tell whether its slot is in the
-/// stored value (Spin's Redis store reports the same for a swap it made and one it did not).
+/// One counted attempt, `(at, id)`: when (unix seconds) and a random id, stored as `[at, id]`.
+/// The id makes every writer's value its own, so that after a compare-and-swap the writer can
+/// tell whether its slot is in the stored value (Spin's Redis store reports the same for a swap
+/// it made and one it did not).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(from = "(i64, u32)", into = "(i64, u32)")]
-pub struct Failure {
-    pub at: i64,
-    pub id: u32,
-}
-
-impl From<(i64, u32)> for Failure {
-    fn from((at, id): (i64, u32)) -> Self {
-        Self { at, id }
-    }
-}
-
-impl From<Failure> for (i64, u32) {
-    fn from(f: Failure) -> Self {
-        (f.at, f.id)
-    }
-}
+pub struct Failure(pub i64, pub u32);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Entry {
@@ -159,21 +139,15 @@ impl Bucket {
 
     /// Failure times of `tag` still inside the window at `now`, oldest first.
     pub fn recent(&self, limit: Limit, tag: u64, now: i64) -> Vec<i64> {
-        self.entry(tag)
-            .map(|e| {
-                e.failures
-                    .iter()
-                    .map(|f| f.at)
-                    .filter(|t| now - t < limit.window_secs)
-                    .collect()
-            })
-            .unwrap_or_default()
+        let failures = self.entry(tag).map_or(&[][..], |e| &e.failures);
+        let times = failures.iter().map(|f| f.0);
+        times.filter(|t| now - t < limit.window_secs).collect()
     }
 
     /// Whether the slot with this id of `tag` is stored.
     pub fn holds(&self, tag: u64, id: u32) -> bool {
         self.entry(tag)
-            .is_some_and(|e| e.failures.iter().any(|f| f.id == id))
+            .is_some_and(|e| e.failures.iter().any(|f| f.1 == id))
     }
 
     /// Seconds until `tag` may try again, or `None` when it may try now.
@@ -192,35 +166,29 @@ impl Bucket {
     /// Stale failures of every subject go, and the bucket keeps at most `table.entries`
     /// subjects (see the module documentation for which one is pushed out).
     pub fn reserve(&self, table: &Table, tag: u64, slot: Failure) -> Result<Self, u64> {
-        let now = slot.at;
+        let now = slot.0;
         if let Some(retry_after) = self.retry_after(table.limit, tag, now) {
             return Err(retry_after);
         }
         let mut next = self.pruned(table.limit, now);
         match next.0.iter_mut().find(|e| e.tag == tag) {
-            Some(e) => {
-                if !e.failures.contains(&slot) {
-                    e.failures.push(slot);
-                    e.failures.sort_unstable();
-                }
+            Some(e) if !e.failures.contains(&slot) => {
+                e.failures.push(slot);
+                e.failures.sort_unstable();
             }
+            Some(_) => {}
             None => next.0.push(Entry {
                 tag,
                 failures: vec![slot],
             }),
         }
+        let weight = |e: &Entry| (e.failures.len(), e.failures.last().map(|f| f.0));
         while next.0.len() > table.entries {
-            let victim = next
-                .0
-                .iter()
-                .enumerate()
-                .filter(|(_, e)| e.tag != tag)
-                .min_by_key(|(_, e)| (e.failures.len(), e.failures.last().map(|f| f.at)))
-                .map(|(i, _)| i);
-            match victim {
-                Some(i) => next.0.remove(i),
-                None => break,
+            let others = next.0.iter().enumerate().filter(|(_, e)| e.tag != tag);
+            let Some((victim, _)) = others.min_by_key(|(_, e)| weight(e)) else {
+                break;
             };
+            next.0.remove(victim);
         }
         Ok(next)
     }
@@ -230,7 +198,7 @@ impl Bucket {
         let mut next = self.clone();
         for e in &mut next.0 {
             if e.tag == tag {
-                e.failures.retain(|f| f.id != id);
+                e.failures.retain(|f| f.1 != id);
             }
         }
         next.0.retain(|e| !e.failures.is_empty());
@@ -249,26 +217,15 @@ impl Bucket {
 
     /// Without the failures that left the window and the subjects left with none.
     fn pruned(&self, limit: Limit, now: i64) -> Self {
-        Self(
-            self.0
-                .iter()
-                .filter_map(|e| {
-                    let mut failures: Vec<Failure> = e
-                        .failures
-                        .iter()
-                        .copied()
-                        .filter(|f| now - f.at < limit.window_secs)
-                        .collect();
-                    // More than `max` can never matter (reservations stop at `max`).
-                    let excess = failures.len().saturating_sub(limit.max);
-                    failures.drain(..excess);
-                    (!failures.is_empty()).then_some(Entry {
-                        tag: e.tag,
-                        failures,
-                    })
-                })
-                .collect(),
-        )
+        let mut next = self.clone();
+        for e in &mut next.0 {
+            e.failures.retain(|f| now - f.0 < limit.window_secs);
+            // More than `max` can never matter (reservations stop at `max`).
+            let excess = e.failures.len().saturating_sub(limit.max);
+            e.failures.drain(..excess);
+        }
+        next.0.retain(|e| !e.failures.is_empty());
+        next
     }
 }
 
@@ -280,48 +237,39 @@ mod tests {
     const LIMIT: Limit = ACCOUNTS.limit;
     const WINDOW: i64 = ACCOUNTS.limit.window_secs;
 
-    fn slot(at: i64, id: u32) -> Failure {
-        Failure { at, id }
-    }
-
     /// `n` reservations of `tag`, `step` seconds apart from `start`.
     fn after(bucket: Bucket, tag: u64, n: usize, start: i64, step: i64) -> Bucket {
         (0..n).fold(bucket, |b, i| {
-            b.reserve(&ACCOUNTS, tag, slot(start + i as i64 * step, i as u32))
+            b.reserve(&ACCOUNTS, tag, Failure(start + i as i64 * step, i as u32))
                 .expect("open")
         })
     }
 
     #[test]
-    fn four_failures_leave_logins_open_and_the_fifth_closes_them() {
-        let b = after(Bucket::default(), 1, 4, T0, 10);
-        assert_eq!(b.retry_after(LIMIT, 1, T0 + 40), None);
-        let b = after(Bucket::default(), 1, 5, T0, 10);
-        assert_eq!(b.retry_after(LIMIT, 1, T0 + 40), Some(WINDOW as u64 - 40));
+    fn the_fifth_failure_closes_logins_until_the_oldest_counted_one_leaves_the_window() {
+        // (failures, seconds apart, checked this long after T0, its retry after)
+        for (n, step, at, expected) in [
+            (4, 10, 40, None),
+            (5, 10, 40, Some(WINDOW as u64 - 40)),
+            (5, 60, WINDOW - 1, Some(1)),
+            (5, 60, WINDOW, None),
+            // Failures spread over more than the window never lock.
+            (10, WINDOW / 4, 10 * WINDOW / 4, None),
+        ] {
+            let b = after(Bucket::default(), 1, n, T0, step);
+            assert_eq!(b.retry_after(LIMIT, 1, T0 + at), expected, "{n} {at}");
+        }
     }
 
     #[test]
     fn a_full_window_refuses_the_sixth_reservation_with_its_retry_after() {
         let b = after(Bucket::default(), 1, 5, T0, 0);
         assert_eq!(
-            b.reserve(&ACCOUNTS, 1, slot(T0 + 60, 99)),
+            b.reserve(&ACCOUNTS, 1, Failure(T0 + 60, 99)),
             Err(WINDOW as u64 - 60)
         );
         // Another subject of the same key is not affected.
-        assert!(b.reserve(&ACCOUNTS, 2, slot(T0 + 60, 99)).is_ok());
-    }
-
-    #[test]
-    fn logins_reopen_when_the_oldest_counted_failure_leaves_the_window() {
-        let b = after(Bucket::default(), 1, 5, T0, 60);
-        assert!(b.retry_after(LIMIT, 1, T0 + WINDOW - 1).is_some());
-        assert_eq!(b.retry_after(LIMIT, 1, T0 + WINDOW), None);
-    }
-
-    #[test]
-    fn failures_spread_over_more_than_the_window_never_lock() {
-        let b = after(Bucket::default(), 1, 10, T0, WINDOW / 4);
-        assert_eq!(b.retry_after(LIMIT, 1, T0 + 10 * WINDOW / 4), None);
+        assert!(b.reserve(&ACCOUNTS, 2, Failure(T0 + 60, 99)).is_ok());
     }
 
     #[test]
@@ -336,10 +284,8 @@ mod tests {
 
     #[test]
     fn slots_in_the_same_second_stay_apart_by_their_ids_and_round_trip() {
-        let one = Bucket::default()
-            .reserve(&ACCOUNTS, 1, slot(T0, 7))
-            .unwrap();
-        let b = one.reserve(&ACCOUNTS, 1, slot(T0, 3)).unwrap();
+        let one = Bucket::default().reserve(&ACCOUNTS, 1, Failure(T0, 7));
+        let b = one.unwrap().reserve(&ACCOUNTS, 1, Failure(T0, 3)).unwrap();
         assert_eq!(b.recent(LIMIT, 1, T0).len(), 2);
         assert!(b.holds(1, 7) && b.holds(1, 3) && !b.holds(1, 5));
         assert_eq!(Bucket::decode(Some(&b.encode())), b);
@@ -350,7 +296,7 @@ mod tests {
     #[test]
     fn a_write_drops_the_subjects_whose_failures_left_the_window() {
         let b = after(Bucket::default(), 1, 5, T0, 0);
-        let later = b.reserve(&ACCOUNTS, 2, slot(T0 + WINDOW, 1)).unwrap();
+        let later = b.reserve(&ACCOUNTS, 2, Failure(T0 + WINDOW, 1)).unwrap();
         assert!(!later.has(1), "stale entry kept: {later:?}");
         assert_eq!(later.0.len(), 1);
     }
@@ -360,7 +306,8 @@ mod tests {
         // Subject 1 is locked; then many subjects with one failure each arrive.
         let mut b = after(Bucket::default(), 1, 5, T0, 0);
         for tag in 2..100 {
-            b = b.reserve(&ACCOUNTS, tag, slot(T0 + tag as i64, 0)).unwrap();
+            let at = T0 + tag as i64;
+            b = b.reserve(&ACCOUNTS, tag, Failure(at, 0)).unwrap();
         }
         assert_eq!(b.0.len(), ACCOUNTS.entries);
         assert!(b.retry_after(LIMIT, 1, T0 + 100).is_some(), "the lock held");
@@ -379,9 +326,8 @@ mod tests {
             let mut b = Bucket::default();
             for tag in u64::MAX - 3 * table.entries as u64..=u64::MAX {
                 for n in 0..table.limit.max as u32 {
-                    b = b
-                        .reserve(&table, tag, slot(9_999_999_999, u32::MAX - n))
-                        .unwrap();
+                    let widest = Failure(9_999_999_999, u32::MAX - n);
+                    b = b.reserve(&table, tag, widest).unwrap();
                 }
             }
             assert_eq!(b.0.len(), table.entries);

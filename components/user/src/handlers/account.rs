@@ -45,13 +45,10 @@ pub fn update_me(req: &Request, cfg: &Config) -> Result<Response, Error> {
     if let (Some(email), Some(password)) = (&email, body.current_password.as_deref()) {
         let user = caller(cfg, req, &db)?;
         // A listed address stays with the account that first took it (`domain::admin`).
-        match admin::email_change(&cfg.admin_emails, &user.email, email) {
-            Ok(()) => {}
-            Err(EmailChange::MovingOff) => return Err(Error::AdminAddressKept),
-            Err(EmailChange::TargetReserved) => {
-                return Err(Problem::invalid_field("email", "is reserved").into());
-            }
-        }
+        admin::email_change(&cfg.admin_emails, &user.email, email).map_err(|c| match c {
+            EmailChange::MovingOff => Error::AdminAddressKept,
+            EmailChange::TargetReserved => Problem::invalid_field("email", "is reserved").into(),
+        })?;
         confirm_password(&user, password)?;
     }
     let user = db
@@ -95,9 +92,7 @@ struct DeleteMeBody {
 pub fn delete_me(req: &Request, cfg: &Config) -> Result<Response, Error> {
     principal(cfg, req)?;
     let body: DeleteMeBody = parse_body(req)?;
-    let mut errors = FieldErrors::new();
-    errors.check("password", presented(&body.password));
-    errors.into_result()?;
+    presented(&body.password).map_err(|m| Problem::invalid_field("password", m))?;
     let db = Db::open(&cfg.db_url)?;
     let user = caller(cfg, req, &db)?;
     confirm_password(&user, &body.password)?;

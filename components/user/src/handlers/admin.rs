@@ -14,11 +14,8 @@ use crate::error::Error;
 use crate::store::Db;
 
 fn require_admin(cfg: &Config, req: &Request) -> Result<(), Error> {
-    if principal(cfg, req)?.is_admin() {
-        Ok(())
-    } else {
-        Err(Error::AdminOnly)
-    }
+    let admin = principal(cfg, req)?.is_admin();
+    admin.then_some(()).ok_or(Error::AdminOnly)
 }
 
 pub fn get_user(req: &Request, cfg: &Config, id: Uuid) -> Result<Response, Error> {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use spin_sdk::http::{Request, Response};
 use uuid::Uuid;
 
-use super::{Fields, hash_password, now, presented, reserve_account};
+use super::{Fields, bounded, hash_password, now, presented, reserve_account};
 use crate::config::Config;
 use crate::domain::admin::{self, OnLogin};
 use crate::domain::login::{self, Check, Fate};
@@ -182,12 +182,10 @@ struct RefreshBody {
 
 fn parse_refresh_body(req: &Request) -> Result<Vec<u8>, Error> {
     let body: RefreshBody = parse_body(req)?;
-    let message = match body.refresh_token.chars().count() {
-        0 => "must not be empty",
-        n if n > refresh::MAX_TOKEN_CHARS => "must be at most 256 characters",
-        _ => return Ok(refresh::hash(&body.refresh_token)),
-    };
-    Err(Problem::invalid_field("refresh_token", message).into())
+    let (token, too_long) = (&body.refresh_token, "must be at most 256 characters");
+    bounded(token, refresh::MAX_TOKEN_CHARS, too_long)
+        .map_err(|m| Problem::invalid_field("refresh_token", m))?;
+    Ok(refresh::hash(token))
 }
 
 pub fn refresh(req: &Request, cfg: &Config) -> Result<Response, Error> {

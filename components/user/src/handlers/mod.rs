@@ -13,10 +13,10 @@ use marketplace_shared::tokens::Principal;
 use spin_sdk::http::Request;
 
 use crate::config::Config;
-use crate::domain::Password;
 use crate::domain::login::Fate;
 use crate::domain::password::{self, PasswordCheck};
 use crate::domain::throttle::ACCOUNTS;
+use crate::domain::{Password, bounded};
 use crate::error::Error;
 use crate::store::{Db, Slot, Throttle, User};
 
@@ -50,11 +50,7 @@ impl Fields for FieldErrors {
 /// A password presented to prove identity (login, confirmation): only its length is bounded,
 /// so an over-long value is refused before any hashing.
 fn presented(value: &str) -> Result<&str, &'static str> {
-    match value.chars().count() {
-        0 => Err("must not be empty"),
-        n if n > password::MAX_CHARS => Err("must be at most 128 characters"),
-        _ => Ok(value),
-    }
+    bounded(value, password::MAX_CHARS, "must be at most 128 characters").map(|()| value)
 }
 
 fn hash_password(p: &Password) -> Result<String, Error> {

@@ -117,7 +117,6 @@ impl Db {
         }))
     }
 
-    /// Runs `f` in one transaction on this connection (`marketplace_shared::pg::transaction`).
     fn transaction<T>(&self, f: impl FnOnce(&Self) -> Result<T, Error>) -> Result<T, Error> {
         pg::transaction(&self.conn, |_| f(self))
     }
@@ -126,10 +125,9 @@ impl Db {
         self.query("select 1", &[]).map(|_| ())
     }
 
-    /// Inserts a new account; a live account with the same normalised email → `EmailTaken`
-    /// (the unique index decides, so concurrent registrations cannot both succeed). With
-    /// `reserve`, the address's bootstrap-admin reservation is taken in the same transaction;
-    /// one already held → `EmailReserved` (its primary key decides), and no account is made.
+    /// A new account: concurrent registrations of one email cannot both succeed (the unique
+    /// index: `EmailTaken`). With `reserve`, the bootstrap-admin reservation is taken in the
+    /// same transaction (one already held: `EmailReserved`, and no account is made).
     pub fn insert_user(
         &self,
         email: &Email,
@@ -176,15 +174,11 @@ impl Db {
              from reserved_admin_emails where email_normalized = $1",
             &[text(&email.normalized())],
         )?;
-        rows.rows
-            .first()
-            .map(|row| {
-                Ok(Reservation {
-                    holder: get(row, &rows, "user_id")?,
-                    revoked: get(row, &rows, "revoked")?,
-                })
-            })
-            .transpose()
+        let Some(row) = rows.rows.first() else {
+            return Ok(None);
+        };
+        let (holder, revoked) = (get(row, &rows, "user_id")?, get(row, &rows, "revoked")?);
+        Ok(Some(Reservation { holder, revoked }))
     }
 
     /// Reserves a listed address for `user_id` unless it is reserved already; returns the
@@ -292,8 +286,7 @@ impl Db {
         })
     }
 
-    /// Deletes up to [`PURGE_BATCH`] refresh tokens expired more than
-    /// [`EXPIRED_TOKEN_RETENTION_DAYS`] ago, then as many logins that old with no token left.
+    /// Retention: one batch of long-expired refresh tokens, then of logins with none left.
     pub fn purge_expired_logins(&self) -> Result<(), Error> {
         let (days, batch) = (EXPIRED_TOKEN_RETENTION_DAYS, PURGE_BATCH);
         self.execute(
@@ -313,9 +306,8 @@ impl Db {
         )
     }
 
-    /// A token of the family, expiring 30 days from now or at the end of the login's absolute
-    /// lifetime (counted from the family's creation), whichever is first: no refresh extends
-    /// a login past its lifetime.
+    /// A token of the family; capped at the login's absolute lifetime, so that no refresh
+    /// extends a login past it.
     fn insert_refresh_token(
         &self,
         family_id: Uuid,
@@ -336,14 +328,10 @@ impl Db {
         )
     }
 
-    /// Spends the token with hash `old` and, if it was live, issues `new` in its family.
-    ///
-    /// Single use holds under concurrency: the conditional `update … where spent_at is null`
-    /// takes the row lock, so of two simultaneous rotations one spends the token and the
-    /// other finds it spent, which is reuse and revokes the family.
-    ///
-    /// A login past its absolute `lifetime` is over: its tokens are refused (the lifetime is
-    /// read at each refresh, so shortening it applies to running logins too).
+    /// Spends the token with hash `old` and, if it was live, issues `new` in its family. The
+    /// conditional update takes the row lock, so of two simultaneous rotations one finds the
+    /// token spent: reuse, which revokes the family. A login past `lifetime` is over; it is read
+    /// at each refresh, so shortening it ends running logins too.
     pub fn rotate(
         &self,
         old: &[u8],

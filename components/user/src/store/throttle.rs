@@ -76,11 +76,6 @@ impl Throttle {
         })
     }
 
-    fn read(&self, key: &str) -> Result<Bucket, Error> {
-        let value = self.bucket.get(key).map_err(failed("get"))?;
-        Ok(Bucket::decode(value.as_deref()))
-    }
-
     /// Seconds until `name` may try again in `table`, without writing; `None` when open.
     pub fn retry_after(
         &self,
@@ -89,9 +84,9 @@ impl Throttle {
         now: i64,
     ) -> Result<Option<u64>, Error> {
         let subject = table.subject(name);
-        Ok(self
-            .read(&subject.key)?
-            .retry_after(table.limit, subject.tag, now))
+        let value = self.bucket.get(&subject.key).map_err(failed("get"))?;
+        let bucket = Bucket::decode(value.as_deref());
+        Ok(bucket.retry_after(table.limit, subject.tag, now))
     }
 
     /// Reserves a slot for `name` at `now`, or answers the `Retry-After` of its full window.
@@ -102,21 +97,14 @@ impl Throttle {
         now: i64,
     ) -> Result<Result<Slot, u64>, Error> {
         let subject = table.subject(name);
-        let slot = Failure {
-            at: now,
-            id: Uuid::new_v4().as_u64_pair().0 as u32,
-        };
+        let id = Uuid::new_v4().as_u64_pair().0 as u32;
         let outcome = self.update(
             &subject.key,
-            |b| b.holds(subject.tag, slot.id),
-            |b| b.reserve(table, subject.tag, slot),
+            |b| b.holds(subject.tag, id),
+            |b| b.reserve(table, subject.tag, Failure(now, id)),
         )?;
         Ok(match outcome {
-            Outcome::Done => Ok(Slot {
-                table,
-                subject,
-                id: slot.id,
-            }),
+            Outcome::Done => Ok(Slot { table, subject, id }),
             Outcome::Refused(retry_after) => Err(retry_after),
             Outcome::Contended | Outcome::Absent => Err(CONTENDED_RETRY_AFTER),
         })
@@ -202,9 +190,7 @@ impl Throttle {
     }
 
     pub fn ping(&self) -> Result<(), Error> {
-        self.bucket
-            .exists("readyz")
-            .map(|_| ())
-            .map_err(failed("exists"))
+        self.bucket.exists("readyz").map_err(failed("exists"))?;
+        Ok(())
     }
 }

@@ -1,10 +1,8 @@
-//! The session cookie: an opaque random id, `HttpOnly; SameSite=Lax; Path=/`, and `Secure`
-//! when the request came over https. The id names a server-side record (under its SHA-256,
-//! so the store never holds a usable cookie value).
+//! The session cookie: an opaque random id, `HttpOnly; SameSite=Lax; Path=/` (`Secure` over
+//! https), naming a record stored under its SHA-256 (the store holds no usable cookie value).
 
 use sha2::{Digest as _, Sha256};
 
-/// Name of the session cookie.
 pub const NAME: &str = "mp_session";
 
 /// A session id: 32 random bytes (256 bits) in base64url, 43 characters.
@@ -31,11 +29,9 @@ impl SessionId {
 /// the ingress (which terminates TLS) `X-Forwarded-Proto` does.
 pub fn is_https(full_url: Option<&str>, forwarded_proto: Option<&str>) -> bool {
     full_url.is_some_and(|u| u.to_ascii_lowercase().starts_with("https://"))
-        || forwarded_proto.is_some_and(|p| {
-            p.split(',')
-                .next()
-                .is_some_and(|first| first.trim().eq_ignore_ascii_case("https"))
-        })
+        || forwarded_proto
+            .and_then(|p| p.split(',').next())
+            .is_some_and(|first| first.trim().eq_ignore_ascii_case("https"))
 }
 
 /// The `Set-Cookie` value that gives the browser its session.
@@ -68,14 +64,11 @@ mod tests {
     #[test]
     fn the_cookie_is_http_only_lax_and_site_wide() {
         let id = SessionId::from_bytes([1; 32]);
-        let c = set(&id, false, 3600);
-        assert_eq!(
-            c,
-            format!(
-                "mp_session={}; Max-Age=3600; Path=/; HttpOnly; SameSite=Lax",
-                id.0
-            )
+        let expected = format!(
+            "mp_session={}; Max-Age=3600; Path=/; HttpOnly; SameSite=Lax",
+            id.0
         );
+        assert_eq!(set(&id, false, 3600), expected);
         assert!(set(&id, true, 3600).ends_with("; Secure"));
         let cleared = "mp_session=; Max-Age=0; Path=/; HttpOnly; SameSite=Lax; Secure";
         assert_eq!(clear(true), cleared);

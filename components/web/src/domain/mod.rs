@@ -1,6 +1,5 @@
-//! The storefront's own rules, with no I/O: the cart, sessions and their cookie, CSRF
-//! tokens, form, role and search parsing, money display. Business rules (stock, prices, order
-//! states, address validation) stay with the services; these only shape what a browser sends.
+//! The storefront's own rules, with no I/O. Business rules (stock, prices, order states,
+//! addresses) stay with the services; these only shape what a browser sends.
 
 pub mod cart;
 pub mod cookie;

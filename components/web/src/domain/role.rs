@@ -1,6 +1,5 @@
-//! The roles an admin's role form offers: the contract's four for people (`service` is no
-//! person's). Who may give which role is the user service's rule; this only refuses what is
-//! no role before it is sent.
+//! The roles an admin's form offers (the contract's four for people; `service` is no person's).
+//! Who may give which is the user service's rule; this only refuses what is no role.
 
 pub use marketplace_shared::Role;
 

@@ -12,7 +12,6 @@ pub const SORTS: &[(&str, &str)] = &[
     ("price_desc", "Price: high to low"),
 ];
 
-/// Results per page.
 pub const PAGE_SIZE: &str = "20";
 
 /// A parsed search: every field as the person typed it (to refill the form) and the cents.
@@ -71,33 +70,30 @@ impl Search {
         (s, problems)
     }
 
+    /// The search's own fields as query pairs, with the prices `min` and `max`.
+    fn pairs<'a>(&'a self, min: &'a str, max: &'a str) -> [(&'a str, &'a str); 6] {
+        [
+            ("q", self.q.as_str()),
+            ("category", self.category.as_str()),
+            ("min_price", min),
+            ("max_price", max),
+            ("in_stock", if self.in_stock { "true" } else { "" }),
+            ("sort", self.sort.as_str()),
+        ]
+    }
+
     /// The query string for `GET /api/products`.
     pub fn api_query(&self) -> String {
         let min = self.min_cents.map(|c| c.to_string()).unwrap_or_default();
         let max = self.max_cents.map(|c| c.to_string()).unwrap_or_default();
-        query_string([
-            ("q", self.q.as_str()),
-            ("category", self.category.as_str()),
-            ("min_price", min.as_str()),
-            ("max_price", max.as_str()),
-            ("in_stock", if self.in_stock { "true" } else { "" }),
-            ("sort", self.sort.as_str()),
-            ("limit", PAGE_SIZE),
-            ("cursor", self.cursor.as_str()),
-        ])
+        let tail = [("limit", PAGE_SIZE), ("cursor", self.cursor.as_str())];
+        query_string(self.pairs(&min, &max).into_iter().chain(tail))
     }
 
     /// The storefront query string of this search at another page (`cursor`; "" = first).
     pub fn page_query(&self, cursor: &str) -> String {
-        query_string([
-            ("q", self.q.as_str()),
-            ("category", self.category.as_str()),
-            ("min_price", self.min_price.as_str()),
-            ("max_price", self.max_price.as_str()),
-            ("in_stock", if self.in_stock { "true" } else { "" }),
-            ("sort", self.sort.as_str()),
-            ("cursor", cursor),
-        ])
+        let pairs = self.pairs(&self.min_price, &self.max_price);
+        query_string(pairs.into_iter().chain([("cursor", cursor)]))
     }
 }
 

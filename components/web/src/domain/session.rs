@@ -1,7 +1,5 @@
-//! A session: what the storefront remembers for one browser, server-side.
-//!
-//! The browser holds only the session id (see [`super::cookie`]); the CSRF token, the
-//! access and refresh tokens and the checkout forms in flight live here.
+//! A session, server-side: the browser holds only its id ([`super::cookie`]); the CSRF token,
+//! the access and refresh tokens and the checkout forms in flight live here.
 
 use serde::{Deserialize, Serialize};
 
@@ -76,7 +74,6 @@ pub enum Claim {
     Busy,
 }
 
-/// How a refresh went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refresh {
     /// New tokens (the old refresh token is spent).
@@ -157,10 +154,9 @@ impl Session {
         match &self.refreshing {
             Some(held) if held.id != lock && held.until > now => Claim::Busy,
             _ => {
-                let until = now + REFRESH_LOCK_SECS;
                 self.refreshing = Some(RefreshLock {
                     id: lock.into(),
-                    until,
+                    until: now + REFRESH_LOCK_SECS,
                 });
                 Claim::Mine(self)
             }
@@ -249,10 +245,14 @@ mod tests {
         assert!(s.checkout("k6").is_some());
     }
 
-    fn expiring() -> Session {
+    /// A session whose token expires at 900, its refresh claimed by request "a" at 1000.
+    fn locked() -> Session {
         let mut s = Session::new("c".into(), 0);
         s.signed_in = Some(signed_in(900));
-        s
+        let Claim::Mine(locked) = s.claim_refresh("a", 1000) else {
+            panic!("the first claim gets the lock")
+        };
+        locked
     }
 
     fn renewed() -> SignedIn {
@@ -267,10 +267,7 @@ mod tests {
     #[test]
     fn of_two_page_loads_that_find_the_token_expiring_only_one_refreshes() {
         // Both read the same record; A's claim is stored first, B's claim then sees it.
-        let stored = expiring();
-        let Claim::Mine(locked) = stored.clone().claim_refresh("a", 1000) else {
-            panic!("the first claim gets the lock")
-        };
+        let locked = locked();
         assert_eq!(locked.clone().claim_refresh("b", 1000), Claim::Busy);
         assert_eq!(locked.clone().claim_refresh("b", 1005), Claim::Busy);
         // A refreshes; B reads again and uses A's new access token, spending nothing.
@@ -284,29 +281,17 @@ mod tests {
 
     #[test]
     fn a_lock_whose_holder_died_lapses() {
-        let Claim::Mine(locked) = expiring().claim_refresh("a", 1000) else {
-            panic!()
-        };
-        let late = 1000 + REFRESH_LOCK_SECS;
-        assert!(matches!(
-            locked.clone().claim_refresh("b", late),
-            Claim::Mine(_)
-        ));
-        assert!(
-            matches!(locked.claim_refresh("a", 1001), Claim::Mine(_)),
-            "its own again"
-        );
-        assert!(matches!(
-            Session::new("c".into(), 0).claim_refresh("a", 0),
-            Claim::Fresh(_)
-        ));
+        let late = locked().claim_refresh("b", 1000 + REFRESH_LOCK_SECS);
+        assert!(matches!(late, Claim::Mine(_)));
+        let again = locked().claim_refresh("a", 1001);
+        assert!(matches!(again, Claim::Mine(_)), "its own again");
+        let anonymous = Session::new("c".into(), 0).claim_refresh("a", 0);
+        assert!(matches!(anonymous, Claim::Fresh(_)));
     }
 
     #[test]
     fn a_refused_refresh_signs_out_and_a_failed_one_lets_go() {
-        let Claim::Mine(locked) = expiring().claim_refresh("a", 1000) else {
-            panic!()
-        };
+        let locked = locked();
         let out = locked.clone().refreshed("rt", Refresh::Refused).unwrap();
         assert_eq!((out.signed_in, out.refreshing), (None, None));
         let kept = locked.clone().refreshed("rt", Refresh::Failed).unwrap();
@@ -329,9 +314,7 @@ mod tests {
         );
         assert_eq!((s.access_expires_at, s.user.role.as_str()), (1900, "buyer"));
         let partial = serde_json::json!({"access_token": "at", "user": {"id": "u"}});
-        assert!(
-            SignedIn::from_answer(&partial, 0).is_none(),
-            "no refresh token, no session"
-        );
+        let partial = SignedIn::from_answer(&partial, 0);
+        assert!(partial.is_none(), "no refresh token, no session");
     }
 }

@@ -13,14 +13,6 @@ use crate::error::Error;
 const TITLE: &str = "Users";
 const AN_ID: &str = "A user id looks like 01a2b3c4-0000-7000-8000-000000000000.";
 
-/// The roles the form offers, as (value, label).
-fn roles() -> Vec<(&'static str, &'static str)> {
-    role::OFFERED
-        .iter()
-        .map(|r| (r.as_str(), role::label(*r)))
-        .collect()
-}
-
 /// The page with the lookup form; `lookup` what was typed, `message` what went wrong.
 fn lookup_page(status: u16, lookup: &str, message: &str) -> Reply {
     let ctx = json!({"lookup": lookup, "message": message, "title": TITLE});
@@ -60,12 +52,7 @@ impl Ctx<'_> {
 
     /// One user and the role form; after a change (`?changed=role`) a notice saying the role
     /// the user service now holds.
-    pub async fn admin_user(
-        &mut self,
-        id: &str,
-        message: Option<String>,
-        status: u16,
-    ) -> Result<Reply, Error> {
+    pub async fn admin_user(&mut self, id: &str) -> Result<Reply, Error> {
         let token = self.admin_token()?;
         let Ok(uid) = Uuid::try_parse(id) else {
             return Ok(no_such_user(""));
@@ -75,13 +62,11 @@ impl Ctx<'_> {
             Err(e) if e.status == 404 => return Ok(no_such_user(&uid.to_string())),
             Err(e) => return Err(e.into()),
         };
-        let changed = self.query.get("changed") == Some("role") && message.is_none();
-        let notice = changed.then(|| role_notice(&user));
-        Ok(Reply::Page(
-            status,
-            "admin.html",
-            json!({"user": user, "lookup": uid, "roles": roles(), "message": message, "notice": notice, "title": TITLE}),
-        ))
+        let notice = (self.query.get("changed") == Some("role")).then(|| role_notice(&user));
+        let roles = role::OFFERED.map(|r| (r.as_str(), role::label(r)));
+        let ctx =
+            json!({"user": user, "lookup": uid, "roles": roles, "notice": notice, "title": TITLE});
+        Ok(page("admin.html", ctx))
     }
 
     /// `POST /admin/users/{id}/role`: the new role, then back to the user's page (303).
@@ -91,14 +76,13 @@ impl Ctx<'_> {
             return Ok(no_such_user(""));
         };
         let Some(role) = role::parse(form.get("role").unwrap_or("")) else {
-            return self
-                .admin_user(id, Some(role::NOT_A_ROLE.into()), 422)
-                .await;
+            return Ok(self.admin_user(id).await?.refused(422, role::NOT_A_ROLE));
         };
         match self.api.call_as(&token, Call::SetRole(uid, role)).await {
             Ok(_) => Ok(Reply::Redirect(format!("/admin/users/{uid}?changed=role"))),
             Err(e) if e.status == 422 => {
-                self.admin_user(id, Some(e.detail_or_default()), 422).await
+                let page = self.admin_user(id).await?;
+                Ok(page.refused(422, e.detail_or_default()))
             }
             Err(e) if e.status == 404 => Ok(no_such_user(&uid.to_string())),
             Err(e) => Err(e.into()),

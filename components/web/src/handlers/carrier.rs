@@ -19,46 +19,30 @@ const SCAN_STATUSES: &[(&str, &str)] = &[
     ("returned", "Returned to sender"),
 ];
 
+const AN_ID: &str = "A shipment id looks like 01a2b3c4-0000-7000-8000-000000000000.";
+
 impl Ctx<'_> {
     pub fn carrier_lookup(&mut self) -> Result<Reply, Error> {
         self.token()?;
-        match self
-            .query
-            .get("shipment_id")
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-        {
-            Some(id) if Uuid::try_parse(id).is_ok() => {
-                Ok(Reply::Redirect(format!("/carrier/shipments/{id}")))
-            }
-            Some(_) => {
-                let message = "A shipment id looks like 01a2b3c4-0000-7000-8000-000000000000.";
-                Ok(Reply::Page(
-                    422,
-                    "carrier.html",
-                    json!({"message": message, "title": "Scan"}),
-                ))
-            }
-            None => Ok(page("carrier.html", json!({"title": "Scan"}))),
+        let typed = self.query.get("shipment_id").map(str::trim).unwrap_or("");
+        let form = page("carrier.html", json!({"title": "Scan"}));
+        if typed.is_empty() {
+            Ok(form)
+        } else if Uuid::try_parse(typed).is_ok() {
+            Ok(Reply::Redirect(format!("/carrier/shipments/{typed}")))
+        } else {
+            Ok(form.refused(422, AN_ID))
         }
     }
 
-    pub async fn carrier_shipment(
-        &mut self,
-        id: &str,
-        message: Option<String>,
-        status: u16,
-    ) -> Result<Reply, Error> {
+    pub async fn carrier_shipment(&mut self, id: &str) -> Result<Reply, Error> {
         let token = self.token()?;
         let id = uuid_or_404(id, "shipment")?;
         let shipment = self.api.call_as(&token, Call::Shipment(id)).await?;
         // One event id per form shown: a repeated submit of this form is recorded once.
         let event_id = Uuid::new_v4().to_string();
-        Ok(Reply::Page(
-            status,
-            "carrier.html",
-            json!({"shipment": shipment, "event_id": event_id, "message": message, "statuses": SCAN_STATUSES, "title": "Scan"}),
-        ))
+        let ctx = json!({"shipment": shipment, "event_id": event_id, "statuses": SCAN_STATUSES, "title": "Scan"});
+        Ok(page("carrier.html", ctx))
     }
 
     pub async fn scan(&mut self, id: &str, form: &Form) -> Result<Reply, Error> {
@@ -76,8 +60,8 @@ impl Ctx<'_> {
         match self.api.call_as(&token, Call::Scan(shipment, event)).await {
             Ok(_) => Ok(Reply::Redirect(format!("/carrier/shipments/{shipment}"))),
             Err(e) if matches!(e.status, 409 | 422) => {
-                self.carrier_shipment(id, Some(e.detail_or_default()), e.status)
-                    .await
+                let page = self.carrier_shipment(id).await?;
+                Ok(page.refused(e.status, e.detail_or_default()))
             }
             Err(e) => Err(e.into()),
         }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::{Ctx, Reply};
+use super::{Ctx, Reply, page};
 use crate::clients::{ApiError, Call};
 use crate::domain::cart::{CartLine, Quantity};
 use crate::domain::form::Form;
@@ -47,11 +47,10 @@ impl Ctx<'_> {
         Ok(json!({"lines": out, "totals": totals}))
     }
 
-    pub async fn cart_page(&self, message: Option<String>, status: u16) -> Result<Reply, Error> {
+    pub async fn cart_page(&self) -> Result<Reply, Error> {
         let cart = self.kv.cart(&self.sid)?;
         let view = self.lines_view(cart.lines()).await?;
-        let ctx = json!({"cart": view, "message": message, "title": "Cart"});
-        Ok(Reply::Page(status, "cart.html", ctx))
+        Ok(page("cart.html", json!({"cart": view, "title": "Cart"})))
     }
 
     pub async fn change_cart(&mut self, change: Change, form: &Form) -> Result<Reply, Error> {
@@ -69,7 +68,7 @@ impl Ctx<'_> {
             }
         };
         if let Err(e) = changed {
-            return self.cart_page(Some(e.message()), 422).await;
+            return Ok(self.cart_page().await?.refused(422, e.message()));
         }
         self.kv.put_cart(&self.sid, &cart)?;
         Ok(Reply::Redirect("/cart".into()))

@@ -21,10 +21,8 @@ impl Ctx<'_> {
         categories.dedup();
         categories.truncate(30);
         let featured: Vec<&Value> = items.iter().take(8).collect();
-        Ok(page(
-            "home.html",
-            json!({"categories": categories, "products": featured, "sorts": SORTS}),
-        ))
+        let ctx = json!({"categories": categories, "products": featured, "sorts": SORTS});
+        Ok(page("home.html", ctx))
     }
 
     pub async fn search(&mut self) -> Result<Reply, Error> {
@@ -45,30 +43,22 @@ impl Ctx<'_> {
             .map(|c| format!("/search?{}", search.page_query(c)));
         let first =
             (!search.cursor.is_empty()).then(|| format!("/search?{}", search.page_query("")));
-        Ok(page(
-            "search.html",
-            json!({"search": search, "problems": problems, "products": result["items"], "next": next, "first": first, "sorts": SORTS}),
-        ))
+        let ctx = json!({"search": search, "problems": problems, "products": result["items"], "next": next, "first": first, "sorts": SORTS});
+        Ok(page("search.html", ctx))
     }
 
     pub async fn product(&mut self, id: &str) -> Result<Reply, Error> {
         let id = uuid_or_404(id, "product")?;
         let product = self.api.call(Call::Product(id)).await?;
-        Ok(page(
-            "product.html",
-            json!({"product": product, "title": product["title"]}),
-        ))
+        let ctx = json!({"product": product, "title": product["title"]});
+        Ok(page("product.html", ctx))
     }
 
     pub async fn track(&mut self) -> Result<Reply, Error> {
-        let Some(number) = self
-            .query
-            .get("number")
-            .map(str::trim)
-            .filter(|n| !n.is_empty())
-        else {
+        let number = self.query.get("number").map(str::trim).unwrap_or("");
+        if number.is_empty() {
             return Ok(page("track.html", json!({"title": "Track a parcel"})));
-        };
+        }
         let shown: String = number.chars().take(100).collect();
         let unknown = || {
             let message = "There is no parcel with that tracking number.";

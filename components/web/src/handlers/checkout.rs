@@ -30,11 +30,10 @@ impl Ctx<'_> {
     /// A checkout form with a fresh idempotency key, remembered with the lines it shows.
     fn new_checkout(&mut self, items: Vec<CartLine>) -> String {
         let key = Uuid::new_v4().to_string();
-        let created_at = self.now;
         self.session.remember_checkout(Checkout {
             key: key.clone(),
             items,
-            created_at,
+            created_at: self.now,
         });
         self.dirty = true;
         key
@@ -44,31 +43,24 @@ impl Ctx<'_> {
         self.token()?;
         let name = self
             .signed_in()
-            .map(|s| s.user.display_name.clone())
-            .unwrap_or_default();
+            .map_or(String::new(), |s| s.user.display_name.clone());
         let cart = self.kv.cart(&self.sid)?;
         if cart.is_empty() {
-            return Ok(page(
-                "checkout.html",
-                json!({"empty": true, "title": "Checkout"}),
-            ));
+            let ctx = json!({"empty": true, "title": "Checkout"});
+            return Ok(page("checkout.html", ctx));
         }
         let view = self.lines_view(cart.lines()).await?;
         let key = self.new_checkout(cart.lines().to_vec());
-        Ok(page(
-            "checkout.html",
-            json!({"cart": view, "key": key, "address": {"name": name}, "errors": {}, "title": "Checkout"}),
-        ))
+        let ctx = json!({"cart": view, "key": key, "address": {"name": name}, "errors": {}, "title": "Checkout"});
+        Ok(page("checkout.html", ctx))
     }
 
     pub async fn place_order(&mut self, form: &Form) -> Result<Reply, Error> {
         let token = self.token()?;
         let key = form.get("idempotency_key").unwrap_or("");
         let Some(checkout) = self.session.checkout(key).cloned() else {
-            return Err(Error::page(
-                409,
-                "This checkout form is no longer valid. Please review your cart and check out again.",
-            ));
+            let stale = "This checkout form is no longer valid. Please review your cart and check out again.";
+            return Err(Error::page(409, stale));
         };
         let mut address = json!({});
         for field in ["name", "line1", "city", "postal_code", "country"] {
@@ -87,9 +79,8 @@ impl Ctx<'_> {
         match self.api.call_as(&token, call).await {
             Ok(order) => {
                 let Some(id) = order["id"].as_str().and_then(opaque_id) else {
-                    return Err(Error::Internal(
-                        "the order service answered an order without a usable id".into(),
-                    ));
+                    let bad = "the order service answered an order without a usable id";
+                    return Err(Error::Internal(bad.into()));
                 };
                 // The ordered lines leave the cart (again, harmlessly, on a repeated submit).
                 let mut cart = self.kv.cart(&self.sid)?;

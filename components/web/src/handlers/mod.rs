@@ -1,7 +1,5 @@
-//! Thin handlers, one file per area of pages, all methods of one request's [`Ctx`]: read the
-//! form or query, call the services and the store, answer with a page or a redirect. Every
-//! form posts to the same origin with the session's CSRF token and is answered with a 303, so
-//! a reload never re-posts. [`render`] holds the templates and the headers of every answer.
+//! Thin handlers, one file per area of pages, all methods of one request's [`Ctx`]. Every form
+//! carries the session's CSRF token and is answered with a 303 (a reload never re-posts).
 
 mod account;
 mod admin;
@@ -35,9 +33,21 @@ pub enum Reply {
     Redirect(String),
 }
 
-/// A 200 page.
 pub fn page(template: &'static str, ctx: Value) -> Reply {
     Reply::Page(200, template, ctx)
+}
+
+impl Reply {
+    /// A refused form's page again, saying `message`, as `status` (a 404 page stays as it is).
+    fn refused(self, status: u16, message: impl Into<String>) -> Reply {
+        match self {
+            Reply::Page(200, template, mut ctx) => {
+                ctx["message"] = json!(message.into());
+                Reply::Page(status, template, ctx)
+            }
+            other => other,
+        }
+    }
 }
 
 /// Times a request waits (100 ms each) for another one's token refresh before going on.
@@ -63,8 +73,7 @@ pub struct Ctx<'a> {
     deleted: bool,
     /// The session was made for this request and is not stored yet.
     fresh: bool,
-    /// The browser's session ended (expired, removed, its tokens refused): the sign-in page
-    /// says so.
+    /// The browser's session ended (expired, removed, tokens refused): the sign-in page says so.
     ended: bool,
 }
 
@@ -106,10 +115,6 @@ impl<'a> Ctx<'a> {
     pub async fn start(req: &'a Request, cfg: &'a Config, query: Query) -> Result<Self, Error> {
         let kv = Kv::open()?;
         let now = chrono::Utc::now().timestamp();
-        let https = cookie::is_https(
-            header(req, "spin-full-url"),
-            header(req, "x-forwarded-proto"),
-        );
         let presented = cookie::read(header(req, "cookie"));
         let mut existing = None;
         if let Some(id) = &presented {
@@ -119,34 +124,30 @@ impl<'a> Ctx<'a> {
                 None => {}
             }
         }
-        let ended = presented.is_some() && existing.is_none();
         let fresh = existing.is_none();
-        let (sid, mut session) = match existing {
-            Some(found) => found,
-            None => new_session(now)?,
-        };
+        let (sid, mut session) = existing.map_or_else(|| new_session(now), Ok)?;
         let dirty = fresh || session.touch(now);
+        let proto = header(req, "x-forwarded-proto");
         let mut ctx = Ctx {
             req,
             query,
-            api: Api::new(cfg),
+            api: Api { cfg },
             kv,
             now,
-            https,
+            https: cookie::is_https(header(req, "spin-full-url"), proto),
             sid,
             session,
             dirty,
             deleted: false,
             fresh,
-            ended,
+            ended: presented.is_some() && fresh,
         };
         ctx.refresh_if_needed().await?;
         Ok(ctx)
     }
 
-    /// Refreshes the access token shortly before it expires, once per session however many
-    /// page loads find it expiring (a refresh token works once: `domain::session::Claim`).
-    /// The request that gets the lock refreshes; the others wait and use its new token.
+    /// Refreshes the access token shortly before it expires, once per session (a refresh token
+    /// works once: `domain::session::Claim`); other requests wait and use the new token.
     async fn refresh_if_needed(&mut self) -> Result<(), Error> {
         let lock = Uuid::new_v4().to_string();
         for _ in 0..REFRESH_WAITS {
@@ -167,9 +168,8 @@ impl<'a> Ctx<'a> {
         Ok(())
     }
 
-    /// The refresh itself, by the holder of the lock. A refused refresh (revoked, expired,
-    /// reused) signs the session out; an unreachable user service leaves it as it is (the
-    /// call that needs the token then fails on its own).
+    /// The refresh, by the lock's holder: refused (revoked, expired, reused), the session is
+    /// signed out; the user service unreachable, it stays (the call needing the token fails).
     async fn refresh(&mut self, locked: Session) -> Result<(), Error> {
         let Some(spent) = locked.signed_in.map(|s| s.refresh_token) else {
             return Ok(());
@@ -206,13 +206,11 @@ impl<'a> Ctx<'a> {
     /// The form of a POST, refused (403, nothing changed) without the session's CSRF token.
     pub fn form(&self) -> Result<Form, Error> {
         let form = Form::parse(self.req.body());
-        if !csrf::check(&self.session.csrf, form.raw(csrf::FIELD)) {
-            return Err(Error::page(
-                403,
-                "This form has expired or did not come from this site. Go back, reload the page and try again.",
-            ));
+        if csrf::check(&self.session.csrf, form.raw(csrf::FIELD)) {
+            return Ok(form);
         }
-        Ok(form)
+        let expired = "This form has expired or did not come from this site. Go back, reload the page and try again.";
+        Err(Error::page(403, expired))
     }
 
     fn signed_in(&self) -> Option<&SignedIn> {
@@ -250,9 +248,8 @@ impl<'a> Ctx<'a> {
         Reply::Redirect(format!("/login?{q}"))
     }
 
-    /// Stores what changed and renders the reply (or the error page) with the navigation. A
-    /// new visitor's session is stored only when `keep_new` (a page that hands out a form
-    /// with its CSRF token): crawlers of the home page and of searches leave no records.
+    /// Stores what changed and renders the reply (or error page) with the navigation. A new
+    /// visitor's session is kept only for a page handing out a form (`keep_new`), not crawlers.
     pub fn finish(mut self, result: Result<Reply, Error>, keep_new: bool) -> Response {
         if self.fresh && !keep_new {
             self.dirty = false;
@@ -278,11 +275,8 @@ impl<'a> Ctx<'a> {
             if let Err(e) = self.kv.put_session(&self.sid, &self.session) {
                 return render::bare_error(e.into());
             }
-            Some(cookie::set(
-                &self.sid,
-                self.https,
-                self.session.max_age(self.now),
-            ))
+            let max_age = self.session.max_age(self.now);
+            Some(cookie::set(&self.sid, self.https, max_age))
         } else {
             None
         };
@@ -290,11 +284,8 @@ impl<'a> Ctx<'a> {
             Reply::Redirect(to) => return render::redirect(&to, cookie.as_deref()),
             Reply::Page(status, template, ctx) => (status, template, ctx),
         };
-        let units = if self.deleted {
-            0
-        } else {
-            self.kv.cart(&self.sid).map(|c| c.units()).unwrap_or(0)
-        };
+        let cart = (!self.deleted).then(|| self.kv.cart(&self.sid));
+        let units = cart.and_then(Result::ok).map_or(0, |c| c.units());
         let user = self.session.signed_in.as_ref().filter(|_| !self.deleted);
         ctx["nav"] =
             json!({"user": user.map(|s| &s.user), "cart_units": units, "csrf": self.session.csrf});

@@ -22,10 +22,9 @@ impl Ctx<'_> {
         let next = list["next_cursor"]
             .as_str()
             .map(|c| format!("{path}?{}", query_string([("cursor", c)])));
-        Ok(page(
-            template,
-            json!({key: list["items"], "next": next, "paged": !cursor.is_empty(), "title": title}),
-        ))
+        let ctx =
+            json!({key: list["items"], "next": next, "paged": !cursor.is_empty(), "title": title});
+        Ok(page(template, ctx))
     }
 
     pub async fn order(&mut self, id: &str) -> Result<Reply, Error> {
@@ -42,10 +41,8 @@ impl Ctx<'_> {
                     (json!([]), Some(shown))
                 }
             };
-        Ok(page(
-            "order.html",
-            json!({"order": order, "shipments": shipments, "shipments_error": shipments_error, "title": "Order"}),
-        ))
+        let ctx = json!({"order": order, "shipments": shipments, "shipments_error": shipments_error, "title": "Order"});
+        Ok(page("order.html", ctx))
     }
 
     pub async fn cancel(&mut self, id: &str) -> Result<Reply, Error> {

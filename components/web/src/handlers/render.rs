@@ -48,19 +48,16 @@ fn env() -> Environment<'static> {
     env.add_filter("money", crate::domain::money::format);
     env.add_filter("when", when);
     env.add_filter("words", words);
-    // Each request is a fresh instance: compile only the page's template and what it extends
-    // or imports (the loader runs when `get_template`, `extends` or `from` first names one),
-    // not all of them.
+    // Each request is a fresh instance: the loader compiles only the templates the page names
+    // (`get_template`, `extends`, `from`), not all of them.
     env.set_loader(|name| Ok(source(name).map(str::to_owned)));
     env
 }
 
-/// The embedded source of template `name`.
 fn source(name: &str) -> Option<&'static str> {
     TEMPLATES.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
 }
 
-/// Renders template `name` with `ctx`.
 pub fn render(name: &str, ctx: &serde_json::Value) -> Result<String, Error> {
     let env = env();
     let t = env
@@ -70,8 +67,7 @@ pub fn render(name: &str, ctx: &serde_json::Value) -> Result<String, Error> {
         .map_err(|e| Error::Internal(format!("rendering {name}: {e:#}")))
 }
 
-/// What every answer of the storefront carries: nothing but our own stylesheet and images,
-/// no framing, nothing cached (pages hold personal data and CSRF tokens).
+/// What every answer carries ([`CSP`]; nothing cached: pages hold personal data and CSRF tokens).
 const SECURITY: [(&str, &str); 5] = [
     ("content-security-policy", CSP),
     ("x-content-type-options", "nosniff"),
@@ -133,8 +129,7 @@ mod tests {
     fn every_template_compiles() {
         let env = env();
         for (name, _) in TEMPLATES {
-            env.get_template(name)
-                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            env.get_template(name).expect(name);
         }
         assert!(env.get_template("nothing.html").is_err());
     }

@@ -12,13 +12,10 @@ use crate::error::Error;
 impl Ctx<'_> {
     pub async fn my_products(&mut self) -> Result<Reply, Error> {
         self.token()?;
-        let me = self
-            .signed_in()
-            .map(|s| s.user.id.clone())
-            .unwrap_or_default();
+        let me = self.signed_in().map_or("", |s| s.user.id.as_str());
         let cursor = self.query.get("cursor").unwrap_or("");
         let query = query_string([
-            ("seller_id", me.as_str()),
+            ("seller_id", me),
             ("sort", "newest"),
             ("limit", "20"),
             ("cursor", cursor),
@@ -27,27 +24,22 @@ impl Ctx<'_> {
         let next = list["next_cursor"]
             .as_str()
             .map(|c| format!("/sell?{}", query_string([("cursor", c)])));
-        Ok(page(
-            "sell.html",
-            json!({"products": list["items"], "next": next, "paged": !cursor.is_empty(), "title": "My products"}),
-        ))
+        let ctx = json!({"products": list["items"], "next": next, "paged": !cursor.is_empty(), "title": "My products"});
+        Ok(page("sell.html", ctx))
     }
 
     pub async fn product_form(&mut self, id: Option<&str>) -> Result<Reply, Error> {
         let token = self.token()?;
-        let (product, refill) = match id {
+        let (refill, product) = match id {
             Some(id) => {
                 let id = uuid_or_404(id, "product")?;
                 let p = self.api.call_as(&token, Call::Product(id)).await?;
-                let refill = listing::refill_from(&p);
-                (p, refill)
+                (listing::refill_from(&p), p)
             }
-            None => (Value::Null, json!({"currency": "EUR", "stock": "1"})),
+            None => (json!({"currency": "EUR", "stock": "1"}), Value::Null),
         };
-        Ok(page(
-            "product_form.html",
-            json!({"product": product, "form": refill, "errors": {}, "title": "Sell"}),
-        ))
+        let ctx = json!({"product": product, "form": refill, "errors": {}, "title": "Sell"});
+        Ok(page("product_form.html", ctx))
     }
 
     pub async fn save_product(&mut self, id: Option<&str>, form: &Form) -> Result<Reply, Error> {

@@ -7,10 +7,8 @@ use crate::domain::cookie::SessionId;
 impl Kv {
     /// The session's cart; none stored (or unreadable) is the empty cart.
     pub fn cart(&self, id: &SessionId) -> Result<Cart, StoreError> {
-        let raw = self
-            .carts
-            .get(&id.storage_key())
-            .map_err(|e| failed(CARTS, e))?;
+        let key = id.storage_key();
+        let raw = self.carts.get(&key).map_err(|e| failed(CARTS, e))?;
         Ok(raw
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default())

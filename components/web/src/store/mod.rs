@@ -1,6 +1,5 @@
-//! The storefront's own storage: sessions (`web-sessions`) and carts (`web-carts`) in Spin
-//! key-value labels, both keyed by the SHA-256 of the session id. Compare-and-swap goes
-//! through `marketplace_shared::kv` (read back after every swap: docs/spin-runtime.md).
+//! Sessions (`web-sessions`) and carts (`web-carts`) in key-value, keyed by the SHA-256 of the
+//! session id; compare-and-swap through `marketplace_shared::kv` (docs/spin-runtime.md).
 
 mod cart;
 mod session;

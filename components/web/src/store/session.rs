@@ -21,10 +21,8 @@ fn encode(s: &Session) -> Vec<u8> {
 impl Kv {
     /// The session, if it exists and reads back (an unreadable record is no session).
     pub fn session(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
-        let raw = self
-            .sessions
-            .get(&id.storage_key())
-            .map_err(|e| failed(SESSIONS, e))?;
+        let key = id.storage_key();
+        let raw = self.sessions.get(&key).map_err(|e| failed(SESSIONS, e))?;
         Ok(decode(raw.as_deref()))
     }
 

@@ -107,12 +107,10 @@ fn pricing_totals_one_currency_in_request_order() {
 #[test]
 fn pricing_refuses_mixed_currencies_mismatches_and_overflow() {
     let mixed = [reserved(1, 1, 1, "EUR"), reserved(2, 1, 1, "USD")];
+    let found = vec!["EUR".to_string(), "USD".to_string()];
     assert_eq!(
         price(&[line(1, 1), line(2, 1)], &mixed),
-        Err(PricingError::MixedCurrencies(vec![
-            "EUR".into(),
-            "USD".into()
-        ]))
+        Err(PricingError::MixedCurrencies(found))
     );
     let mismatch = price(&[line(1, 2)], &[reserved(1, 1, 1, "EUR")]);
     assert!(matches!(mismatch, Err(PricingError::Mismatch(_))));
